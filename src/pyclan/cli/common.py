@@ -1,0 +1,62 @@
+"""Shared CLI plumbing: global options, opening the clan, printing JSON, tables and problems."""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from pyclan.clan import Clan, open_clan
+from pyclan.errors import ClanError, Problem
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+@dataclass
+class GlobalOptions:
+    """Options given before the command; `--override-input` is parsed by `main.run`."""
+
+    flake: Path | None = None
+    input_overrides: dict[str, Path] = field(default_factory=dict)
+    debug: bool = False
+    json_errors: bool = False
+
+
+OPTIONS = GlobalOptions()
+
+
+def get_clan(flake: Path | None = None) -> Clan:
+    return open_clan(flake or OPTIONS.flake, OPTIONS.input_overrides)
+
+
+def inventory_machine_names(flake: Path | None = None) -> list[str]:
+    """All machine names of the clan (for `--all` flags)."""
+    return sorted(get_clan(flake).loaded.inventory.machines)
+
+
+def print_json(data: Any) -> None:
+    sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+
+def print_problems(problems: list[Problem], as_json: bool) -> None:
+    if as_json:
+        print_json({"errors": [p.to_json() for p in problems]})
+        return
+    err_console.print(f"[bold red]error:[/] {len(problems)} problem(s) found", highlight=False)
+    for p in problems:
+        err_console.print(f"[red]•[/] [{p.kind}] " + p.render(), highlight=False, markup=False)
+
+
+def fail(err: ClanError, as_json: bool = False) -> None:
+    print_problems(err.problems, as_json or OPTIONS.json_errors)
+    raise typer.Exit(1)
+
+
+JsonFlag = typer.Option(False, "--json", help="Print machine-readable JSON.")
+FlakeOption = typer.Option(None, "--flake", "-C", help="The clan directory (default: search upwards).")

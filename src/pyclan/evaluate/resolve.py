@@ -1,0 +1,235 @@
+"""Resolve: inventory + service registry → members and merged settings per (instance, role, machine).
+
+This is clan-semantics §2–§5 and §10: every instance's module is looked up, every role's
+members are computed from machines ∪ tags, and every member's settings are merged and
+validated eagerly. All problems are collected and raised together.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import BaseModel
+
+from pyclan.errors import ClanError, Problem, ProblemList, did_you_mean
+from pyclan.evaluate.checks import Check, service_checks
+from pyclan.evaluate.settings import SettingsDef, SettingsMerger, merge_settings
+from pyclan.inventory.load import LoadedInventory
+from pyclan.inventory.models import Inventory
+from pyclan.inventory.tags import effective_tags, machines_with_tag
+from pyclan.services.api import Service
+from pyclan.services.registry import ServiceRegistry, group_id
+
+
+@dataclass
+class ResolvedRole:
+    name: str
+    members: list[str]  # sorted
+    settings: dict[str, BaseModel]  # member → effective settings
+    defs: dict[str, list[SettingsDef]]  # member → its definitions (for extend_settings)
+    role_only: Callable[[], BaseModel]
+    interface: type[BaseModel]
+
+
+@dataclass
+class ResolvedInstance:
+    name: str
+    module_name: str
+    input: str | None
+    service: Service
+    group: str  # `<input>-<name>` (R3.1)
+    roles: dict[str, ResolvedRole]  # every role the inventory entry mentions
+
+    def roles_of(self, machine: str) -> list[str]:
+        return sorted(r for r, role in self.roles.items() if machine in role.settings)
+
+
+@dataclass
+class ResolvedInventory:
+    loaded: LoadedInventory
+    instances: dict[str, ResolvedInstance]
+    tags: dict[str, list[str]]  # machine → effective tags
+    checks: list[Check]
+    warnings: list[str]
+    _dumps: dict[int, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def inventory(self) -> Inventory:
+        return self.loaded.inventory
+
+    @property
+    def machine_names(self) -> list[str]:
+        return sorted(self.inventory.machines)
+
+    def services(self) -> dict[str, tuple[Service, list[ResolvedInstance]]]:
+        """Service groups (R3.1): group id → (module of the first instance, its instances)."""
+        groups: dict[str, tuple[Service, list[ResolvedInstance]]] = {}
+        for inst in self.instances.values():
+            groups.setdefault(inst.group, (inst.service, []))[1].append(inst)
+        return dict(sorted(groups.items()))
+
+    def dump_settings(self, model: BaseModel) -> Any:
+        key = id(model)
+        if key not in self._dumps:
+            self._dumps[key] = model.model_dump(mode="json", by_alias=True)
+        return self._dumps[key]
+
+    def to_json(self) -> dict[str, Any]:
+        """The `pyclan inventory resolve --json` shape that tools depend on."""
+        machines: dict[str, Any] = {
+            m: {"tags": self.tags.get(m, []), "instances": {}} for m in self.machine_names
+        }
+        members: dict[str, dict[str, list[str]]] = {}
+        for iname in sorted(self.instances):
+            inst = self.instances[iname]
+            members[iname] = {r: list(role.members) for r, role in sorted(inst.roles.items())}
+            for rname, role in sorted(inst.roles.items()):
+                for m, settings in role.settings.items():
+                    entry = machines[m]["instances"].setdefault(
+                        iname, {"service": inst.module_name, "input": inst.input, "roles": {}}
+                    )
+                    entry["roles"][rname] = {"settings": self.dump_settings(settings)}
+        return {
+            "machines": machines,
+            "members": members,
+            "checks": [c.to_json() for c in self.checks],
+            "warnings": list(self.warnings),
+        }
+
+
+def _settings_path(instance: str, role: str, machine: str | None = None) -> str:
+    base = f"instances.{instance}.roles.{role}"
+    return f"{base}.machines.{machine}.settings" if machine is not None else f"{base}.settings"
+
+
+def resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None) -> ResolvedInventory:
+    """Resolve the whole inventory; raise one ClanError listing every problem found."""
+    inv = loaded.inventory
+    merger = merger or SettingsMerger()
+    problems = ProblemList()
+    warnings: list[str] = list(loaded.warnings)
+    tags = effective_tags(inv)
+    tag_members = machines_with_tag(inv)
+    machine_names = set(inv.machines)
+    all_tags = sorted(tag_members)
+    files = loaded.settings_files
+    instances: dict[str, ResolvedInstance] = {}
+
+    for iname in sorted(inv.instances):
+        instance = inv.instances[iname]
+        ipath = f"instances.{iname}"
+        module_name = instance.module_name(iname)
+        try:
+            service = registry.resolve(module_name, instance.module.input, ipath)
+        except ClanError as err:
+            problems.extend(err.problems)
+            continue
+
+        unknown_roles = sorted(set(instance.roles) - set(service.roles))
+        if unknown_roles:
+            problems.add(
+                "unknown-role",
+                f"{ipath}.roles.{unknown_roles[0]}",
+                f"Instance: '{ipath}' uses the following roles:\n{json.dumps(unknown_roles)}\n\n"
+                f"But the clan-service module '{service.name}' only defines roles:\n"
+                f"{json.dumps(sorted(service.roles))}",
+                hint=did_you_mean(unknown_roles[0], service.roles)
+                or f"use one of: {', '.join(sorted(service.roles))}",
+            )
+
+        resolved_roles: dict[str, ResolvedRole] = {}
+        for rname in sorted(instance.roles):
+            if rname not in service.roles:
+                continue
+            role = instance.roles[rname]
+            interface = service.roles[rname].interface
+            members: set[str] = set()
+            for m in role.machines:
+                if m in machine_names:
+                    members.add(m)
+                else:
+                    problems.add(
+                        "unknown-machine",
+                        f"{ipath}.roles.{rname}.machines.{m}",
+                        f"machine '{m}' is not defined in `machines`",
+                        hint=did_you_mean(m, machine_names)
+                        or f"add [machines.{m}] to the inventory, or use one of: {', '.join(sorted(machine_names))}",
+                    )
+            for t in sorted(role.tags):
+                found = tag_members.get(t)
+                if found:
+                    members |= found
+                else:
+                    warnings.append(
+                        f"Service instance '{iname}': - {rname} tags: no machine with tag '{t}' found.\n"
+                        f"Available tags: {json.dumps(all_tags)}"
+                    )
+
+            role_def = (
+                [SettingsDef(role.settings, _settings_path(iname, rname), files.get(_settings_path(iname, rname)))]
+                if role.settings
+                else []
+            )
+            settings: dict[str, BaseModel] = {}
+            defs_of: dict[str, list[SettingsDef]] = {}
+            for m in sorted(members):
+                defs = list(role_def)
+                own = role.machines.get(m)
+                mpath = _settings_path(iname, rname, m)
+                if own is not None and own.settings:
+                    defs.append(SettingsDef(own.settings, mpath, files.get(mpath)))
+                mtags = tags.get(m, ())
+                for t in sorted(role.tags):
+                    tag_settings = role.tags[t].settings
+                    if tag_settings and t in mtags:
+                        tpath = f"instances.{iname}.roles.{rname}.tags.{t}.settings"
+                        defs.append(SettingsDef(tag_settings, tpath, files.get(tpath)))
+                model, errs = merger.merge(interface, defs, mpath)
+                if errs:
+                    problems.extend(errs)
+                    continue
+                assert model is not None
+                settings[m] = model
+                defs_of[m] = defs
+
+            resolved_roles[rname] = ResolvedRole(
+                name=rname,
+                members=sorted(members),
+                settings=settings,
+                defs=defs_of,
+                role_only=_role_only_view(interface, role_def, _settings_path(iname, rname)),
+                interface=interface,
+            )
+        instances[iname] = ResolvedInstance(
+            name=iname,
+            module_name=module_name,
+            input=instance.module.input,
+            service=service,
+            group=group_id(instance.module.input, module_name),
+            roles=resolved_roles,
+        )
+
+    problems.raise_if_any()
+    result = ResolvedInventory(loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings)
+    for service, group in result.services().values():
+        members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
+        result.checks.extend(service_checks(service, members))
+    return result
+
+
+def _role_only_view(interface: type[BaseModel], role_def: list[SettingsDef], path: str) -> Callable[[], BaseModel]:
+    """R5.9: role settings without machine or tag settings, evaluated only when read."""
+    cache: list[BaseModel] = []
+
+    def view() -> BaseModel:
+        if not cache:
+            model, errs = merge_settings(interface, role_def, path)
+            if errs or model is None:
+                raise ClanError(errs or [Problem("settings-type", path, "role settings cannot be evaluated")])
+            cache.append(model)
+        return cache[0]
+
+    return view

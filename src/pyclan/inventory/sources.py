@@ -1,0 +1,313 @@
+"""Merging the inventory's sources like module-system definitions (clan-semantics R1.1, R1.8b).
+
+Each source (`clan.toml`, `inventory.json`, a `machines/<name>/` folder) is one definition of the
+whole inventory. They merge the way the module system merges definitions: attrsets key by key,
+lists concatenate (in source order), scalars must be equal. A settings block may be defined by
+one source only, whatever its content.
+
+Only the structure down to the settings blocks is walked in Python (instances × roles × members);
+everything else is left to pydantic. With a single source nothing is merged at all.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyclan.errors import Problem
+from pyclan.inventory.models import value_kind
+
+Segments = tuple[Any, ...]
+
+_BARE_SEGMENT = re.compile(r"[A-Za-z0-9_'+-]+")
+
+
+def format_path(segments: Iterable[Any]) -> str:
+    """Dotted inventory path in Clan's form; a segment that is not a plain word is quoted like Nix."""
+    parts = []
+    for segment in segments:
+        text = segment if isinstance(segment, str) else str(segment)
+        parts.append(text if _BARE_SEGMENT.fullmatch(text) else json.dumps(text))
+    return ".".join(parts)
+
+
+def settings_path(instance: str, role: str, *, machine: str | None = None, tag: str | None = None) -> str:
+    """The key of a settings block in `LoadedInventory.settings_files`."""
+    segments: list[str] = ["instances", instance, "roles", role]
+    if machine is not None:
+        segments += ["machines", machine]
+    elif tag is not None:
+        segments += ["tags", tag]
+    return format_path([*segments, "settings"])
+
+
+def option(path: str) -> str:
+    """`inventory.<path>' as Clan quotes an option in its messages."""
+    return f"`inventory.{path}'" if path else "`inventory'"
+
+
+def short_value(value: Any, limit: int = 40) -> str:
+    try:
+        text = json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_settings_path(path: Segments) -> bool:
+    """instances.*.roles.*.settings, …machines.*.settings, …tags.*.settings"""
+    n = len(path)
+    return (
+        (n == 5 or (n == 7 and path[4] in ("machines", "tags")))
+        and path[-1] == "settings"
+        and path[0] == "instances"
+        and path[2] == "roles"
+    )
+
+
+@dataclass
+class Source:
+    """One definition of the inventory, normalised (role tag lists → attrsets, `services` removed)."""
+
+    name: str
+    data: dict[str, Any]
+    settings: list[Segments] = field(default_factory=list)
+
+
+def removed_services_problem(name: str) -> Problem:
+    return Problem(
+        "inventory-removed-option",
+        "services",
+        "The option definition `services' no longer has any effect. "
+        "The `inventory.services` option has been removed. Use `inventory.instances` instead.",
+        file=name,
+        hint=(
+            "describe each service as an instance, e.g. in clan.toml:\n"
+            "    [instances.my-vpn]\n"
+            '    module.name = "zerotier"\n'
+            '    roles.peer.tags = ["all"]\n'
+            '    roles.controller.machines.server1 = {}'
+        ),
+    )
+
+
+def normalise(name: str, raw: Any, problems: list[Problem]) -> Source | None:
+    """Check a source's top level, coerce role tag lists and collect its settings blocks.
+
+    Never mutates `raw`: changed containers are copied.
+    """
+    if not isinstance(raw, dict):
+        problems.append(
+            Problem(
+                "inventory-type",
+                "",
+                f"the inventory must be an attrset (a TOML table / JSON object), got {value_kind(raw)}",
+                file=name,
+            )
+        )
+        return None
+    data: dict[str, Any] = raw
+    if "services" in data:
+        problems.append(removed_services_problem(name))
+        data = {k: v for k, v in data.items() if k != "services"}
+    source = Source(name, data)
+    instances = data.get("instances")
+    if not isinstance(instances, dict):
+        return source
+    new_instances: dict[Any, Any] | None = None
+    for iname, instance in instances.items():
+        if not isinstance(instance, dict):
+            continue
+        roles = instance.get("roles")
+        if not isinstance(roles, dict):
+            continue
+        new_roles: dict[Any, Any] | None = None
+        for rname, role in roles.items():
+            if not isinstance(role, dict):
+                continue
+            base: Segments = ("instances", iname, "roles", rname)
+            tags = role.get("tags")
+            if isinstance(tags, list) and all(isinstance(t, str) for t in tags):
+                role = {**role, "tags": {t: {} for t in tags}}  # R1.7 shorthand
+                if new_roles is None:
+                    new_roles = dict(roles)
+                new_roles[rname] = role
+            if "settings" in role:
+                source.settings.append((*base, "settings"))
+            for kind in ("machines", "tags"):
+                members = role.get(kind)
+                if isinstance(members, dict):
+                    for member, body in members.items():
+                        if isinstance(body, dict) and "settings" in body:
+                            source.settings.append((*base, kind, member, "settings"))
+        if new_roles is not None:
+            if new_instances is None:
+                new_instances = dict(instances)
+            new_instances[iname] = {**instance, "roles": new_roles}
+    if new_instances is not None:
+        source.data = {**data, "instances": new_instances}
+    return source
+
+
+def lookup_depth(data: Any, path: Segments) -> int:
+    """How many leading segments of `path` exist in `data`."""
+    node = data
+    depth = 0
+    for segment in path:
+        if isinstance(node, dict):
+            try:
+                if segment not in node:
+                    break
+            except TypeError:  # unhashable segment
+                break
+            node = node[segment]
+        elif isinstance(node, list) and isinstance(segment, int) and 0 <= segment < len(node):
+            node = node[segment]
+        else:
+            break
+        depth += 1
+    return depth
+
+
+@dataclass
+class Attribution:
+    """Answers "which source defined this path?" for problem reports."""
+
+    sources: Sequence[Source]
+    machine_dirs: frozenset[str] = frozenset()
+
+    def file_of(self, path: Segments) -> str | None:
+        best: str | None = None
+        best_depth = 0
+        for source in self.sources:
+            depth = lookup_depth(source.data, path)
+            if depth > best_depth:
+                best, best_depth = source.name, depth
+        if (
+            best_depth < 2
+            and len(path) >= 2
+            and path[0] == "machines"
+            and isinstance(path[1], str)
+            and path[1] in self.machine_dirs
+        ):
+            return f"machines/{path[1]}"
+        if best is None and self.sources:
+            return self.sources[0].name
+        return best
+
+    def files_defining(self, path: Segments) -> list[str]:
+        return [s.name for s in self.sources if lookup_depth(s.data, path) == len(path)]
+
+
+class _Merger:
+    def __init__(self, sources: Sequence[Source], problems: list[Problem]) -> None:
+        self.attribution = Attribution(sources)
+        self.problems = problems
+
+    def merge(self, a: Any, b: Any, path: Segments, b_name: str) -> Any:
+        if isinstance(a, dict) and isinstance(b, dict):
+            if not b:
+                return a
+            if not a:
+                return b
+            out = dict(a)
+            for key, bv in b.items():
+                if key in out:
+                    sub = (*path, key)
+                    if key == "settings" and is_settings_path(sub):
+                        continue  # reported as duplicate-definition already; keep the first
+                    out[key] = self.merge(out[key], bv, sub, b_name)
+                else:
+                    out[key] = bv
+            return out
+        if isinstance(a, list) and isinstance(b, list):
+            return a + b
+        if type(a) is type(b) and not isinstance(a, dict | list):
+            try:
+                if a == b:
+                    return a
+            except Exception:  # pragma: no cover - only exotic in-memory values
+                pass
+        self.conflict(path, a, b, b_name)
+        return a
+
+    def conflict(self, path: Segments, a: Any, b: Any, b_name: str) -> None:
+        defining = [n for n in self.attribution.files_defining(path) if n != b_name]
+        a_name = defining[0] if defining else "an earlier source"
+        text = format_path(path)
+        if isinstance(a, dict | list) or isinstance(b, dict | list):
+            detail = f"{value_kind(a)} in {a_name} and {value_kind(b)} in {b_name}"
+        else:
+            detail = f"{short_value(a)} in {a_name} and {short_value(b)} in {b_name}"
+        self.problems.append(
+            Problem(
+                "conflict",
+                text,
+                f"The option {option(text)} has conflicting definition values: {detail}",
+                file=a_name if defining else b_name,
+                hint="define it in one file only, or give both the same value",
+            )
+        )
+
+
+def duplicate_settings(sources: Sequence[Source], problems: list[Problem]) -> dict[str, str]:
+    """Map every settings block to its source; report blocks defined by several sources (R1.8b)."""
+    owner: dict[str, str] = {}
+    if len(sources) == 1:
+        name = sources[0].name
+        return {format_path(p): name for p in sources[0].settings}
+    others: dict[str, list[str]] = {}
+    for source in sources:
+        for segments in source.settings:
+            text = format_path(segments)
+            if text in owner:
+                others.setdefault(text, []).append(source.name)
+            else:
+                owner[text] = source.name
+    for text, names in others.items():
+        files = " and ".join([owner[text], *names])
+        problems.append(
+            Problem(
+                "duplicate-definition",
+                text,
+                f"The option {option(text)} is defined multiple times while it's expected to be unique "
+                f"(in {files}).",
+                file=owner[text],
+                hint="a settings block may be defined in one source only: keep it entirely in one file",
+            )
+        )
+    return owner
+
+
+def merge_sources(sources: Sequence[Source], problems: list[Problem]) -> dict[str, Any]:
+    """The merged raw inventory of all sources (first source wins where they conflict)."""
+    if not sources:
+        return {}
+    if len(sources) == 1:
+        return sources[0].data
+    merger = _Merger(sources, problems)
+    merged: Any = sources[0].data
+    for source in sources[1:]:
+        merged = merger.merge(merged, source.data, (), source.name)
+    result: dict[str, Any] = merged
+    return result
+
+
+def add_machine_dirs(data: dict[str, Any], names: Iterable[str]) -> dict[str, Any]:
+    """R1.1c: each `machines/<name>/` folder defines `machines.<name> = {}`."""
+    names = list(names)
+    if not names:
+        return data
+    machines = data.get("machines", {})
+    if not isinstance(machines, dict):
+        return data  # a type error, reported by validation
+    missing = [n for n in names if n not in machines]
+    if not missing:
+        return data
+    merged = dict(machines)
+    for name in missing:
+        merged[name] = {}
+    return {**data, "machines": merged}
