@@ -16,6 +16,18 @@ from pyclan.services.registry import FolderProvider, Provider, ServiceRegistry
 
 
 @dataclass
+class Runtime:
+    """Process-wide defaults set by the CLI's global options (`-C`, `--override-input`)."""
+
+    flake: Path | None = None
+    input_overrides: dict[str, Path] = field(default_factory=dict)
+    debug: bool = False
+
+
+RUNTIME = Runtime()
+
+
+@dataclass
 class Clan:
     dir: Path
     loaded: LoadedInventory
@@ -26,7 +38,7 @@ class Clan:
         inputs: dict[str, Provider] = {}
         bundled: Provider | None = None
         if self.loaded.inventory.inputs or self.input_overrides:
-            from pyclan.inputs import providers_for  # noqa: PLC0415 - only clans with inputs pay for it
+            from pyclan.inputs import providers_for
 
             inputs = dict(providers_for(self.dir, self.loaded.inventory.inputs, self.input_overrides))
         if "clan-core" in self.input_overrides:
@@ -44,6 +56,10 @@ class Clan:
 
 
 def open_clan(flake: Path | None = None, input_overrides: dict[str, Path] | None = None) -> Clan:
-    """Find the clan directory (flake, $CLAN_DIR or upwards from cwd) and load its inventory."""
-    clan_dir = find_clan_dir(flake)
-    return Clan(dir=clan_dir, loaded=load_inventory(clan_dir), input_overrides=dict(input_overrides or {}))
+    """Find the clan directory (flake, $CLAN_DIR or upwards from cwd) and load its inventory.
+
+    Unset arguments fall back to the CLI's global options (`RUNTIME`).
+    """
+    clan_dir = find_clan_dir(flake or RUNTIME.flake)
+    overrides = dict(RUNTIME.input_overrides if input_overrides is None else input_overrides)
+    return Clan(dir=clan_dir, loaded=load_inventory(clan_dir), input_overrides=overrides)

@@ -4,35 +4,25 @@ from __future__ import annotations
 
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import typer
 from rich.console import Console
 
-from pyclan.clan import Clan, open_clan
+from pyclan.clan import RUNTIME, Clan, open_clan
 from pyclan.errors import ClanError, Problem
 
 console = Console()
 err_console = Console(stderr=True)
 
 
-@dataclass
-class GlobalOptions:
-    """Options given before the command; `--override-input` is parsed by `main.run`."""
-
-    flake: Path | None = None
-    input_overrides: dict[str, Path] = field(default_factory=dict)
-    debug: bool = False
-    json_errors: bool = False
-
-
-OPTIONS = GlobalOptions()
+# Global options given before the command (`--override-input` is parsed by `main.run`).
+OPTIONS = RUNTIME
 
 
 def get_clan(flake: Path | None = None) -> Clan:
-    return open_clan(flake or OPTIONS.flake, OPTIONS.input_overrides)
+    return open_clan(flake)
 
 
 def inventory_machine_names(flake: Path | None = None) -> list[str]:
@@ -50,11 +40,12 @@ def print_problems(problems: list[Problem], as_json: bool) -> None:
         return
     err_console.print(f"[bold red]error:[/] {len(problems)} problem(s) found", highlight=False)
     for p in problems:
-        err_console.print(f"[red]•[/] [{p.kind}] " + p.render(), highlight=False, markup=False)
+        err_console.print("[red]•[/] ", end="")
+        err_console.print(f"[{p.kind}] {p.render()}", highlight=False, markup=False)
 
 
 def fail(err: ClanError, as_json: bool = False) -> None:
-    print_problems(err.problems, as_json or OPTIONS.json_errors)
+    print_problems(err.problems, as_json)
     raise typer.Exit(1)
 
 

@@ -34,17 +34,20 @@ def _global(
 
 
 def _register() -> None:
-    from pyclan.cli import inventory_cmds  # noqa: PLC0415
+    from pyclan.cli import inventory_cmds
 
     inventory_cmds.register(app)
-    for name in ("vars_cmds", "hosts", "inputs_cmds", "deploy_cmds"):
+    for name in ("api_cmds", "vars_cmds", "hosts", "inputs_cmds", "deploy_cmds"):
         try:
             module = __import__(f"pyclan.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:
             if exc.name != f"pyclan.cli.{name}":
                 raise
             continue
-        module.register(app)
+        if hasattr(module, "register"):
+            module.register(app)
+        else:  # a module exposing a sub-app named like itself
+            app.add_typer(module.app, name=name)
 
 
 def _take_overrides(argv: list[str]) -> list[str]:

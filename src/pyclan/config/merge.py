@@ -47,7 +47,9 @@ def _merge_record(existing: T, new: T) -> tuple[T | None, str]:
     return type(existing).model_validate(data), ""
 
 
-def merge_fragments(machine: str, fragments: Sequence[tuple[Origin, MachineConfig]]) -> tuple[MachineConfig, list[Problem]]:
+def merge_fragments(
+    machine: str, fragments: Sequence[tuple[Origin, MachineConfig]]
+) -> tuple[MachineConfig, list[Problem]]:
     result = MachineConfig()
     owners: dict[str, Origin] = {}
     problems: list[Problem] = []
@@ -87,7 +89,9 @@ def merge_fragments(machine: str, fragments: Sequence[tuple[Origin, MachineConfi
             place("secrets", result.secrets, path, secret, origin)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
-            _conflict(machine, f"files.{path}", owners[f"files.{path}"], owners[f"secrets.{path}"], " (file and secret)")
+            _conflict(
+                machine, f"files.{path}", owners[f"files.{path}"], owners[f"secrets.{path}"], " (file and secret)"
+            )
         )
     result.packages.sort()
     return result, problems

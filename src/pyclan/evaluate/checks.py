@@ -31,7 +31,9 @@ def service_checks(service: Service, members: Mapping[str, Mapping[str, Sequence
     limit = service.constraints.max_instances
     if limit is not None and len(members) > limit:
         checks.append(
-            Check(f"{s}-maxInstances", f"Service '{s}' allows at most {limit} instance(s) but {len(members)} are defined.")
+            Check(
+                f"{s}-maxInstances", f"Service '{s}' allows at most {limit} instance(s) but {len(members)} are defined."
+            )
         )
     for role in sorted(service.constraints.roles):
         rule = service.constraints.roles[role]

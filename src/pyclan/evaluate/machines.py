@@ -57,9 +57,7 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
         for inst in g.instances:
             g.views[inst.name] = InstanceView(
                 roles={
-                    r: RoleView(
-                        machines={m: MemberView(s) for m, s in role.settings.items()}, role_only=role.role_only
-                    )
+                    r: RoleView(machines={m: MemberView(s) for m, s in role.settings.items()}, role_only=role.role_only)
                     for r, role in inst.roles.items()
                 }
             )
@@ -69,10 +67,10 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
     return groups
 
 
-def _call(what: str, fn: Callable[[], Any]) -> Any:
+def _call(what: str, fn: Callable[[Any], Any], arg: Any) -> Any:
     """Run service code; anything it raises becomes a clear error naming the service function."""
     try:
-        return fn()
+        return fn(arg)
     except ClanError:
         raise
     except Exception as exc:  # service modules are user code
@@ -92,7 +90,12 @@ class Evaluator:
 
     # -- contexts ------------------------------------------------------------------------------
     def _instance_ctx(
-        self, g: _Group, inst: ResolvedInstance, role: str, machine: str, exports: Mapping[str, ExportValue],
+        self,
+        g: _Group,
+        inst: ResolvedInstance,
+        role: str,
+        machine: str,
+        exports: Mapping[str, ExportValue],
         reader: VarsReader,
     ) -> InstanceContext[Any]:
         rr = inst.roles[role]
@@ -116,7 +119,9 @@ class Evaluator:
             _extend=extend,
         )
 
-    def _machine_ctx(self, g: _Group, machine: str, exports: Mapping[str, ExportValue], reader: VarsReader) -> MachineContext:
+    def _machine_ctx(
+        self, g: _Group, machine: str, exports: Mapping[str, ExportValue], reader: VarsReader
+    ) -> MachineContext:
         names = g.machine_instances.get(machine, [])
         roles = sorted({r for i in g.instances if i.name in names for r in i.roles_of(machine)})
         return MachineContext(
@@ -173,14 +178,20 @@ class Evaluator:
                 fn = g.service.roles[rname].generators_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, {}, NO_VARS)
-                    add(m, _call(f"{g.gid}.roles.{rname}.generators", lambda f=fn, c=ctx: f(c)),
-                        Origin(service=g.service.name, instance=inst.name, role=rname))
+                    add(
+                        m,
+                        _call(f"{g.gid}.roles.{rname}.generators", fn, ctx),
+                        Origin(service=g.service.name, instance=inst.name, role=rname),
+                    )
             mfn = g.service.machine_generators_fn
             if mfn is not None:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, {}, NO_VARS)
-                    add(m, _call(f"{g.gid}.machine_generators", lambda f=mfn, c=mctx: f(c)),
-                        Origin(service=g.service.name))
+                    add(
+                        m,
+                        _call(f"{g.gid}.machine_generators", mfn, mctx),
+                        Origin(service=g.service.name),
+                    )
         problems.raise_if_any()
         self._generators = declared
         return declared
@@ -198,16 +209,16 @@ class Evaluator:
                 fn = s.roles[rname].exports_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, empty, self.reader(m))
-                    out = _call(f"{g.gid}.roles.{rname}.exports", lambda f=fn, c=ctx: f(c))
+                    out = _call(f"{g.gid}.roles.{rname}.exports", fn, ctx)
                     contributions.append((out, Scope(s.name, inst.name, rname, m), f"perInstance of role '{rname}'"))
             if s.machine_exports_fn is not None:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, empty, self.reader(m))
-                    out = _call(f"{g.gid}.machine_exports", lambda f=s.machine_exports_fn, c=mctx: f(c))  # type: ignore[misc]
+                    out = _call(f"{g.gid}.machine_exports", s.machine_exports_fn, mctx)
                     contributions.append((out, Scope(s.name, machine=m), "perMachine"))
             if s.instance_exports_fn is not None:
                 sctx = ServiceContext(service_name=s.name, instances=g.views, meta=self.meta)
-                out = _call(f"{g.gid}.exports", lambda f=s.instance_exports_fn, c=sctx: f(c))  # type: ignore[misc]
+                out = _call(f"{g.gid}.exports", s.instance_exports_fn, sctx)
                 contributions.append((out, Scope(s.name), "the service's exports"))
             for out, scope, origin in contributions:
                 if not out:
@@ -220,7 +231,9 @@ class Evaluator:
                     for iface in value:
                         if iface not in s.exports_out:
                             raise ClanError.single(
-                                "export-error", key, f"Export interface: '{iface}' doesn't exist",
+                                "export-error",
+                                key,
+                                f"Export interface: '{iface}' doesn't exist",
                                 hint=f"service '{s.name}' declares exports_out = {list(s.exports_out)}",
                             )
                     slot = collected.setdefault(key, {t: None for t in s.exports_out})
@@ -245,7 +258,7 @@ class Evaluator:
                 continue
             if s.per_machine_fn is not None:
                 mctx = self._machine_ctx(g, machine, exports, reader)
-                frag = _call(f"{g.gid}.per_machine", lambda f=s.per_machine_fn, c=mctx: f(c))  # type: ignore[misc]
+                frag = _call(f"{g.gid}.per_machine", s.per_machine_fn, mctx)
                 if frag is not None:
                     fragments.append((Origin(service=s.name), _check_fragment(frag, g.gid)))
             for rname in sorted(s.roles):
@@ -255,7 +268,7 @@ class Evaluator:
                 for inst in g.instances:
                     if rname in inst.roles and machine in inst.roles[rname].settings:
                         ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                        frag = _call(f"{g.gid}.roles.{rname}", lambda f=fn, c=ctx: f(c))
+                        frag = _call(f"{g.gid}.roles.{rname}", fn, ctx)
                         if frag is not None:
                             origin = Origin(service=s.name, instance=inst.name, role=rname)
                             fragments.append((origin, _check_fragment(frag, g.gid)))
@@ -265,8 +278,14 @@ class Evaluator:
                 if vf.secret and vf.deploy:
                     path = secret_host_path(name, fname)
                     secrets.secrets[path] = SecretFileSpec(
-                        path=path, generator=name, file=fname, shared=decl.generator.share,
-                        owner=vf.owner, group=vf.group, mode=vf.mode, needed_for=vf.neededFor,
+                        path=path,
+                        generator=name,
+                        file=fname,
+                        shared=decl.generator.share,
+                        owner=vf.owner,
+                        group=vf.group,
+                        mode=vf.mode,
+                        needed_for=vf.neededFor,
                     )
         if secrets.secrets:
             fragments.append((Origin(service="vars"), secrets))
@@ -300,8 +319,14 @@ def _check_fragment(frag: Any, where: str) -> MachineConfig:
 def _shared_key(gen: Generator) -> tuple[Any, ...]:
     """What must be equal for a shared generator on every machine (R12.2)."""
     files = tuple(sorted((n, f.secret, f.deploy) for n, f in gen.files.items()))
-    return (files, tuple(sorted(gen.prompts.items())), gen.dependencies, gen.script, repr(gen.validation),
-            getattr(gen.run, "__qualname__", None))
+    return (
+        files,
+        tuple(sorted(gen.prompts.items())),
+        gen.dependencies,
+        gen.script,
+        repr(gen.validation),
+        getattr(gen.run, "__qualname__", None),
+    )
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydantic import BaseModel
@@ -79,9 +79,7 @@ class ResolvedInventory:
 
     def to_json(self) -> dict[str, Any]:
         """The `pyclan inventory resolve --json` shape that tools depend on."""
-        machines: dict[str, Any] = {
-            m: {"tags": self.tags.get(m, []), "instances": {}} for m in self.machine_names
-        }
+        machines: dict[str, Any] = {m: {"tags": self.tags.get(m, []), "instances": {}} for m in self.machine_names}
         members: dict[str, dict[str, list[str]]] = {}
         for iname in sorted(self.instances):
             inst = self.instances[iname]
@@ -105,7 +103,9 @@ def _settings_path(instance: str, role: str, machine: str | None = None) -> str:
     return f"{base}.machines.{machine}.settings" if machine is not None else f"{base}.settings"
 
 
-def resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None) -> ResolvedInventory:
+def resolve(
+    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None
+) -> ResolvedInventory:
     """Resolve the whole inventory; raise one ClanError listing every problem found."""
     inv = loaded.inventory
     merger = merger or SettingsMerger()
@@ -136,8 +136,7 @@ def resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Settings
                 f"Instance: '{ipath}' uses the following roles:\n{json.dumps(unknown_roles)}\n\n"
                 f"But the clan-service module '{service.name}' only defines roles:\n"
                 f"{json.dumps(sorted(service.roles))}",
-                hint=did_you_mean(unknown_roles[0], service.roles)
-                or f"use one of: {', '.join(sorted(service.roles))}",
+                hint=did_you_mean(unknown_roles[0], service.roles) or f"use one of: {', '.join(sorted(service.roles))}",
             )
 
         resolved_roles: dict[str, ResolvedRole] = {}
@@ -212,11 +211,14 @@ def resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Settings
             roles=resolved_roles,
         )
 
+    if problems and len(loaded.files) == 1:
+        # one source file: every problem is in it (settings problems already name theirs)
+        problems.items = [p if p.file else replace(p, file=loaded.files[0]) for p in problems.items]
     problems.raise_if_any()
     result = ResolvedInventory(loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings)
     for service, group in result.services().values():
-        members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
-        result.checks.extend(service_checks(service, members))
+        group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
+        result.checks.extend(service_checks(service, group_members))
     return result
 
 

@@ -35,9 +35,7 @@ def public_value_path(clan_dir: Path, generator: Generator, file: str, machine: 
 class VarsView:
     """Implements `VarsReader` for one machine over the declared generators of all machines."""
 
-    def __init__(
-        self, clan_dir: Path, machine: str, declared: Mapping[str, Mapping[str, DeclaredGenerator]]
-    ) -> None:
+    def __init__(self, clan_dir: Path, machine: str, declared: Mapping[str, Mapping[str, DeclaredGenerator]]) -> None:
         self.clan_dir = clan_dir
         self.machine = machine
         self.declared = declared
@@ -70,7 +68,9 @@ class VarsView:
         gen = self._generator(generator, file, target)
         if gen.files[file].secret:
             raise ClanError.single(
-                "vars-error", f"{generator}/{file}", "Cannot access value of secret file during evaluation",
+                "vars-error",
+                f"{generator}/{file}",
+                "Cannot access value of secret file during evaluation",
                 hint="use ctx.vars.secret_path(...) and let deploy place the secret on the host",
             )
         path = public_value_path(self.clan_dir, gen, file, target)

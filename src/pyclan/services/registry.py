@@ -39,9 +39,7 @@ def _service_of(module: ModuleType, where: str) -> Service:
         )
     if not service.roles:
         # R4.8
-        raise ClanError.single(
-            "service-error", where, f"Role behavior of service '{service.name}' must be defined."
-        )
+        raise ClanError.single("service-error", where, f"Role behavior of service '{service.name}' must be defined.")
     return service
 
 
@@ -188,7 +186,7 @@ class ServiceRegistry:
                     f"Flake doesn't provide input with name '{input_name}'. "
                     f"Choose one of the following inputs:\n{choices}",
                     hint=(hint + " " if hint else "")
-                    + f"or remove the line `module.input = \"{input_name}\"` to use a bundled module, "
+                    + f'or remove the line `module.input = "{input_name}"` to use a bundled module, '
                     "or declare it under [inputs]",
                 )
             )
