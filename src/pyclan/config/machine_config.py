@@ -8,6 +8,7 @@ generation can be built and diffed from it, and deploy can remove what is no lon
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -90,7 +91,8 @@ class SecretFileSpec(_Frozen):
     needed_for: str = "services"
 
 
-class Origin(_Frozen):
+@dataclass(frozen=True)
+class Origin:
     """Who contributed a definition: service, instance, role (role None for perMachine)."""
 
     service: str
@@ -123,6 +125,8 @@ class MachineConfig(BaseModel):
     def file(
         self, path: str, content: str, *, mode: str = "0644", owner: str = "root", group: str = "root"
     ) -> MachineConfig:
+        if not path.startswith("/"):
+            raise ValueError(f"file path must be absolute, not {path!r}")
         self.files[path] = FileSpec(path=path, content=content, mode=mode, owner=owner, group=group)
         return self
 

@@ -29,12 +29,13 @@ from pyclan.services.api import (
     InstanceView,
     MachineContext,
     MachineRef,
-    MemberView,
+    MemberMap,
     RoleView,
     Service,
     ServiceContext,
     VarsReader,
 )
+from pyclan.perf import gc_paused
 from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
 from pyclan.vars.model import Generator
 
@@ -57,7 +58,7 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
         for inst in g.instances:
             g.views[inst.name] = InstanceView(
                 roles={
-                    r: RoleView(machines={m: MemberView(s) for m, s in role.settings.items()}, role_only=role.role_only)
+                    r: RoleView(machines=MemberMap(role.settings), role_only=role.role_only)
                     for r, role in inst.roles.items()
                 }
             )
@@ -110,7 +111,7 @@ class Evaluator:
             service_name=g.service.name,
             instance_name=inst.name,
             role_name=role,
-            machine=MachineRef(machine, tuple(inst.roles_of(machine))),
+            machine=inst.machine_ref(machine),
             roles=g.views[inst.name].roles,
             settings=settings,
             meta=self.meta,
@@ -298,11 +299,12 @@ class Evaluator:
         """Configs of the given (default: all) machines, collecting every machine's problems."""
         out: dict[str, MachineConfig] = {}
         problems: list[Problem] = []
-        for m in machines if machines is not None else self.resolved.machine_names:
-            try:
-                out[m] = self.config(m)
-            except ClanError as err:
-                problems.extend(err.problems)
+        with gc_paused():
+            for m in machines if machines is not None else self.resolved.machine_names:
+                try:
+                    out[m] = self.config(m)
+                except ClanError as err:
+                    problems.extend(err.problems)
         if problems:
             raise ClanError(problems)
         return out

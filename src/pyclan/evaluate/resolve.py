@@ -20,7 +20,8 @@ from pyclan.evaluate.settings import SettingsDef, SettingsMerger, merge_settings
 from pyclan.inventory.load import LoadedInventory
 from pyclan.inventory.models import Inventory
 from pyclan.inventory.tags import effective_tags, machines_with_tag
-from pyclan.services.api import Service
+from pyclan.perf import gc_paused
+from pyclan.services.api import MachineRef, Service
 from pyclan.services.registry import ServiceRegistry, group_id
 
 
@@ -43,8 +44,17 @@ class ResolvedInstance:
     group: str  # `<input>-<name>` (R3.1)
     roles: dict[str, ResolvedRole]  # every role the inventory entry mentions
 
+    _refs: dict[str, MachineRef] = field(default_factory=dict, repr=False)
+
     def roles_of(self, machine: str) -> list[str]:
         return sorted(r for r, role in self.roles.items() if machine in role.settings)
+
+    def machine_ref(self, machine: str) -> MachineRef:
+        """`machine = {name, roles}` as perInstance receives it (R4.6), built once per member."""
+        ref = self._refs.get(machine)
+        if ref is None:
+            ref = self._refs[machine] = MachineRef(machine, tuple(self.roles_of(machine)))
+        return ref
 
 
 @dataclass
@@ -113,6 +123,7 @@ def resolve(
     warnings: list[str] = list(loaded.warnings)
     tags = effective_tags(inv)
     tag_members = machines_with_tag(inv)
+    tag_sets = {m: frozenset(t) for m, t in tags.items()}
     machine_names = set(inv.machines)
     all_tags = sorted(tag_members)
     files = loaded.settings_files
@@ -172,20 +183,29 @@ def resolve(
                 if role.settings
                 else []
             )
+            tag_defs = [
+                (t, SettingsDef(role.tags[t].settings, tpath, files.get(tpath)))
+                for t in sorted(role.tags)
+                if role.tags[t].settings
+                for tpath in [f"instances.{iname}.roles.{rname}.tags.{t}.settings"]
+            ]
             settings: dict[str, BaseModel] = {}
             defs_of: dict[str, list[SettingsDef]] = {}
+            # Members without own settings and with the same matching tags share one result.
+            shared: dict[tuple[str, ...], tuple[BaseModel, list[SettingsDef]]] = {}
             for m in sorted(members):
-                defs = list(role_def)
                 own = role.machines.get(m)
+                own_settings = own.settings if own is not None and own.settings else None
+                mtags = tag_sets[m]
+                applied = tuple(t for t, _ in tag_defs if t in mtags)
+                if own_settings is None and applied in shared:
+                    settings[m], defs_of[m] = shared[applied]
+                    continue
                 mpath = _settings_path(iname, rname, m)
-                if own is not None and own.settings:
-                    defs.append(SettingsDef(own.settings, mpath, files.get(mpath)))
-                mtags = tags.get(m, ())
-                for t in sorted(role.tags):
-                    tag_settings = role.tags[t].settings
-                    if tag_settings and t in mtags:
-                        tpath = f"instances.{iname}.roles.{rname}.tags.{t}.settings"
-                        defs.append(SettingsDef(tag_settings, tpath, files.get(tpath)))
+                defs = list(role_def)
+                if own_settings is not None:
+                    defs.append(SettingsDef(own_settings, mpath, files.get(mpath)))
+                defs.extend(d for t, d in tag_defs if t in mtags)
                 model, errs = merger.merge(interface, defs, mpath)
                 if errs:
                     problems.extend(errs)
@@ -193,6 +213,8 @@ def resolve(
                 assert model is not None
                 settings[m] = model
                 defs_of[m] = defs
+                if own_settings is None:
+                    shared[applied] = (model, defs)
 
             resolved_roles[rname] = ResolvedRole(
                 name=rname,

@@ -11,10 +11,23 @@ import math
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 MACHINE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.IGNORECASE)
+MACHINE_NAME_MAX = 63
+# Inventory machine names (Clan's Python API rule, R1.4; checked by pydantic, in Rust)
+MachineName = Annotated[
+    str, StringConstraints(pattern=r"(?i)^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=MACHINE_NAME_MAX)
+]
 BUILTIN_TAGS = ("all", "darwin", "nixos")
 
 JsonObject = dict[str, Any]
@@ -74,15 +87,17 @@ def _settings_block(value: JsonObject) -> JsonObject:
     if not value:
         return value
     if "imports" in value:
-        raise PydanticCustomError(
-            "settings_imports", "a settings block may not have a top-level `imports` key"
-        )
+        raise PydanticCustomError("settings_imports", "a settings block may not have a top-level `imports` key")
     try:  # fast path, in C: plain JSON survives a round trip unchanged
         if json.loads(json.dumps(value, allow_nan=False)) == value:
             return value
     except (TypeError, ValueError, RecursionError):
         pass
     where, what = _find_non_json(value) or ("", "not plain JSON")
+    if what == "nested too deeply":
+        what = "nested too deeply (or contains itself)"
+    if len(where) > 60:
+        where = where[:59] + "…"
     raise PydanticCustomError(
         "settings_not_json",
         "settings must be JSON-serialisable, but {where} is {what}",
@@ -140,7 +155,7 @@ class Machine(_Strict):
     @field_validator("tags")
     @classmethod
     def _unique(cls, tags: list[str]) -> list[str]:
-        return list(dict.fromkeys(tags))
+        return tags if len(set(tags)) == len(tags) else list(dict.fromkeys(tags))
 
 
 class RoleMachine(_Strict):
@@ -196,7 +211,7 @@ class InputSpec(_Strict):
 
 class Inventory(_Strict):
     meta: Meta
-    machines: dict[str, Machine] = Field(default_factory=dict)
+    machines: dict[MachineName, Machine] = Field(default_factory=dict)
     tags: dict[str, list[str]] = Field(default_factory=dict)
     instances: dict[str, Instance] = Field(default_factory=dict)
     modules: Any = None  # legacy; ignored like Clan's `apply = _: {}`
@@ -207,5 +222,5 @@ class Inventory(_Strict):
         """R1.4: a machine's `name` defaults to its attribute name."""
         for key, machine in self.machines.items():
             if machine.name is None:
-                machine.name = key
+                machine.__dict__["name"] = key  # a default: not marked as set by the user
         return self

@@ -12,7 +12,6 @@ everything else is left to pydantic. With a single source nothing is merged at a
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,16 +21,14 @@ from pyclan.inventory.models import value_kind
 
 Segments = tuple[Any, ...]
 
-_BARE_SEGMENT = re.compile(r"[A-Za-z0-9_'+-]+")
-
 
 def format_path(segments: Iterable[Any]) -> str:
-    """Dotted inventory path in Clan's form; a segment that is not a plain word is quoted like Nix."""
-    parts = []
-    for segment in segments:
-        text = segment if isinstance(segment, str) else str(segment)
-        parts.append(text if _BARE_SEGMENT.fullmatch(text) else json.dumps(text))
-    return ".".join(parts)
+    """Dotted inventory path in Clan's form (`instances.my-vpn.roles.peer.settings`).
+
+    Segments are kept verbatim, like `pyclan.errors.join_path`, so that a path built with an
+    f-string elsewhere finds the same key; only an empty name is shown as `""`.
+    """
+    return ".".join((segment if isinstance(segment, str) else str(segment)) or '""' for segment in segments)
 
 
 def settings_path(instance: str, role: str, *, machine: str | None = None, tag: str | None = None) -> str:
@@ -50,6 +47,8 @@ def option(path: str) -> str:
 
 
 def short_value(value: Any, limit: int = 40) -> str:
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return str(value.isoformat())
     try:
         text = json.dumps(value, ensure_ascii=False, allow_nan=False)
     except (TypeError, ValueError, RecursionError):
@@ -89,7 +88,7 @@ def removed_services_problem(name: str) -> Problem:
             "    [instances.my-vpn]\n"
             '    module.name = "zerotier"\n'
             '    roles.peer.tags = ["all"]\n'
-            '    roles.controller.machines.server1 = {}'
+            "    roles.controller.machines.server1 = {}"
         ),
     )
 
@@ -273,8 +272,7 @@ def duplicate_settings(sources: Sequence[Source], problems: list[Problem]) -> di
             Problem(
                 "duplicate-definition",
                 text,
-                f"The option {option(text)} is defined multiple times while it's expected to be unique "
-                f"(in {files}).",
+                f"The option {option(text)} is defined multiple times while it's expected to be unique (in {files}).",
                 file=owner[text],
                 hint="a settings block may be defined in one source only: keep it entirely in one file",
             )

@@ -17,7 +17,7 @@ members' settings, own settings, meta, exports, extend_settings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Literal, Protocol, TypeVar
 
@@ -97,6 +97,25 @@ NO_VARS: VarsReader = _NoVars()
 @dataclass(frozen=True)
 class MemberView:
     settings: Any  # that member's effective settings model for this role
+
+
+class MemberMap(Mapping[str, MemberView]):
+    """Members of a role → MemberView, made on access (a role may have thousands of members)."""
+
+    def __init__(self, settings: Mapping[str, Any]) -> None:
+        self._settings = settings
+
+    def __getitem__(self, name: str) -> MemberView:
+        return MemberView(self._settings[name])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._settings)
+
+    def __len__(self) -> int:
+        return len(self._settings)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._settings
 
 
 class RoleView:

@@ -1,0 +1,616 @@
+"""Type plans: a pydantic settings interface seen through the eyes of the Nix module system.
+
+A *plan* is computed once per interface class (and cached) from its field annotations. It tells the
+merge engine (`pyclan.evaluate.settings`) how definitions of each option merge, and carries:
+
+- ``description``: the type as Nix would print it (``signed integer``, ``list of string``,
+  ``null or (list of string)``, ``one of "a", "b"``, ``submodule``, ``anything``, ...);
+- ``shallow(v)``: Nix's ``type.check`` (is ``v`` the right *kind* of value; containers are not
+  looked into), used to decide type errors before merging;
+- ``clean(v)``: a deep check that ``v`` is a strictly well-typed JSON value with no priority
+  wrappers and no unknown or non-canonical keys anywhere this plan looks. A clean value can be handed
+  to pydantic unchanged, which is what the fast paths rely on. Required fields, constraints and
+  validators are left to pydantic.
+
+Type mapping (JSON values; pydantic *strict* semantics: ``"1"`` is not an int, ``true`` is not an
+int, an int is fine where a float is expected):
+
+=============================  ====================================
+``str``                         ``types.str``
+``int`` / ``float`` / ``bool``  ``types.int`` / ``types.float`` / ``types.bool``
+``Literal[...]`` / ``Enum``     ``types.enum``
+``X | None``                    ``types.nullOr X``
+``X | Y``                       ``types.either X Y``
+``list[X]``                     ``types.listOf X``
+``dict[str, X]``                ``types.attrsOf X``
+``BaseModel`` subclass          ``types.submodule`` (``extra="allow"``: freeform)
+``Any`` / ``object`` / JSON     ``types.anything``
+anything else                   opaque: definitions must be equal; pydantic validates (lax)
+=============================  ====================================
+"""
+
+from __future__ import annotations
+
+import collections.abc
+import enum
+import json
+import types
+import typing
+from collections.abc import Callable, Sequence
+from typing import Annotated, Any, Final, Literal, Union, get_args, get_origin
+
+import annotated_types
+import pydantic_core
+from pydantic import AliasChoices, BaseModel, JsonValue
+from pydantic.fields import FieldInfo
+from typing_extensions import TypeAliasType
+
+from pyclan.evaluate.overrides import WRAPPER_TYPES
+
+# Plan kinds (ints: the merge engine dispatches on them through a tuple).
+STR: Final = 0
+INT: Final = 1
+FLOAT: Final = 2
+BOOL: Final = 3
+NULL: Final = 4
+ENUM: Final = 5
+NULLABLE: Final = 6
+UNION: Final = 7
+LIST: Final = 8
+ATTRS: Final = 9
+MODEL: Final = 10
+ANYTHING: Final = 11
+OPAQUE: Final = 12
+N_KINDS: Final = 13
+
+# Nix `descriptionClass` values: decide where `optionDescriptionPhrase` puts parentheses.
+NOUN: Final = "noun"
+COMPOSITE: Final = "composite"
+CONJUNCTION: Final = "conjunction"
+CLAUSE: Final = "nonRestrictiveClause"
+
+Check = Callable[[Any], bool]
+_NoneType: Final = type(None)
+
+
+def _is_wrapper_dict(v: dict[Any, Any]) -> bool:
+    kind = v.get("_type")
+    return isinstance(kind, str) and kind in WRAPPER_TYPES
+
+
+class TypePlan:
+    """How one option type behaves. `shallow` and `clean` are plain callables stored per plan."""
+
+    __slots__ = ("clean", "desc_class", "description", "kind", "shallow")
+
+    def __init__(self, kind: int, description: str, desc_class: str | None, shallow: Check, clean: Check):
+        self.kind = kind
+        self.description = description
+        self.desc_class = desc_class
+        self.shallow = shallow
+        self.clean = clean
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.description!r}>"
+
+
+class EnumPlan(TypePlan):
+    __slots__ = ("allowed", "enum_cls")
+
+    def __init__(self, values: Sequence[Any], enum_cls: type[enum.Enum] | None):
+        self.allowed: frozenset[tuple[type | None, Any]] = frozenset((_json_kind(v), v) for v in values)
+        self.enum_cls = enum_cls
+        allowed = self.allowed
+
+        def check(v: Any) -> bool:
+            if enum_cls is not None and isinstance(v, enum_cls):
+                return True
+            kind = _json_kind(v)
+            return kind is not None and kind is not list and kind is not dict and (kind, v) in allowed
+
+        if not values:
+            desc, cls = "impossible (empty enum)", NOUN
+        elif len(values) == 1:
+            desc, cls = f"value {show_nix(values[0])} (singular enum)", NOUN
+        else:
+            desc, cls = "one of " + ", ".join(show_nix(v) for v in values), CONJUNCTION
+        super().__init__(ENUM, desc, cls, check, check)
+
+
+class NullablePlan(TypePlan):
+    __slots__ = ("inner",)
+
+    def __init__(self, inner: TypePlan):
+        self.inner = inner
+        in_shallow, in_clean = inner.shallow, inner.clean
+
+        def shallow(v: Any) -> bool:
+            return v is None or in_shallow(v)
+
+        def clean(v: Any) -> bool:
+            return v is None or in_clean(v)
+
+        desc = "null or " + _phrase(inner, (NOUN, CONJUNCTION))
+        super().__init__(NULLABLE, desc, CONJUNCTION, shallow, clean)
+
+
+class UnionPlan(TypePlan):
+    __slots__ = ("alts",)
+
+    def __init__(self, alts: Sequence[TypePlan]):
+        self.alts = tuple(alts)
+        shallows = tuple(a.shallow for a in self.alts)
+        cleans = tuple(a.clean for a in self.alts)
+
+        def shallow(v: Any) -> bool:
+            return any(s(v) for s in shallows)
+
+        def clean(v: Any) -> bool:
+            return any(c(v) for c in cleans)
+
+        desc = " or ".join(_phrase(a, (NOUN, CONJUNCTION)) for a in self.alts)
+        super().__init__(UNION, desc, CONJUNCTION, shallow, clean)
+
+
+class ListPlan(TypePlan):
+    __slots__ = ("elem",)
+
+    def __init__(self, elem: TypePlan, non_empty: bool = False):
+        self.elem = elem
+
+        def shallow(v: Any) -> bool:
+            return isinstance(v, list)
+
+        exact = _exact_classes(elem)
+
+        def clean(v: Any) -> bool:
+            if not isinstance(v, list):
+                return False
+            if exact is not None:
+                for x in v:  # noqa: SIM110 - a loop is faster than all() on a generator
+                    if x.__class__ not in exact and not elem.clean(x):
+                        return False
+                return True
+            elem_clean = elem.clean  # looked up per call: `elem` may be a model plan still being built
+            for x in v:  # noqa: SIM110
+                if not elem_clean(x):
+                    return False
+            return True
+
+        desc = ("non-empty list of " if non_empty else "list of ") + _phrase(elem, (NOUN, COMPOSITE))
+        super().__init__(LIST, desc, COMPOSITE, shallow, clean)
+
+
+class AttrsPlan(TypePlan):
+    __slots__ = ("elem",)
+
+    def __init__(self, elem: TypePlan):
+        self.elem = elem
+
+        def shallow(v: Any) -> bool:
+            return isinstance(v, dict)
+
+        def clean(v: Any) -> bool:
+            if not isinstance(v, dict) or ("_type" in v and _is_wrapper_dict(v)):
+                return False
+            elem_clean = elem.clean
+            for x in v.values():  # noqa: SIM110
+                if not elem_clean(x):
+                    return False
+            return True
+
+        super().__init__(ATTRS, "attribute set of " + _phrase(elem, (NOUN, COMPOSITE)), COMPOSITE, shallow, clean)
+
+
+def _anything_clean(v: Any) -> bool:
+    # Only attribute sets are merged (and so unwrapped) inside `anything`; lists are taken verbatim.
+    if isinstance(v, dict):
+        if "_type" in v and _is_wrapper_dict(v):
+            return False
+        for x in v.values():
+            if isinstance(x, dict) and not _anything_clean(x):
+                return False
+    return True
+
+
+def _true(v: Any) -> bool:
+    return True
+
+
+ANYTHING_PLAN: Final = TypePlan(ANYTHING, "anything", NOUN, _true, _anything_clean)
+
+
+class OpaquePlan(TypePlan):
+    """A type pyclan does not model (datetime, tuple, ...): definitions must be equal; pydantic checks it."""
+
+    __slots__ = ("annotation",)
+
+    def __init__(self, annotation: Any):
+        self.annotation = annotation
+        name = getattr(annotation, "__name__", None) or repr(annotation)
+
+        def clean(v: Any) -> bool:
+            return not (isinstance(v, dict) and _anything_clean(v) is False)
+
+        super().__init__(OPAQUE, name, NOUN, _true, clean)
+
+
+class FieldPlan:
+    """One option of a submodule (a pydantic field)."""
+
+    __slots__ = ("_default_json", "default_label", "has_default", "info", "key", "name", "plan")
+
+    def __init__(self, name: str, key: str, plan: TypePlan, info: FieldInfo, owner: type[BaseModel]):
+        self.name = name
+        self.key = key  # canonical input key (the alias, if the model validates by alias)
+        self.plan = plan
+        self.info = info
+        self.has_default = not info.is_required()
+        self.default_label = f"the default of {owner.__name__}.{name}"
+        self._default_json: Any = _UNSET
+
+    def default_json(self) -> Any:
+        """The interface default as a JSON value (needed only when it competes at priority 1500)."""
+        if self._default_json is _UNSET:
+            try:
+                value = self.info.get_default(call_default_factory=True, validated_data={})
+            except TypeError:  # pragma: no cover - pydantic versions without validated_data
+                value = self.info.get_default(call_default_factory=True)
+            self._default_json = pydantic_core.to_jsonable_python(value, by_alias=True)
+        return self._default_json
+
+
+_UNSET: Final = object()
+
+
+class ModelPlan(TypePlan):
+    """A pydantic model as a submodule: its options, their plans, freeform extras."""
+
+    __slots__ = ("cleans", "exact", "extra", "fields", "lookup", "model", "strict_config")
+
+    def __init__(self, model: type[BaseModel]):
+        self.model = model
+        self.fields: dict[str, FieldPlan] = {}  # canonical key -> field
+        self.lookup: dict[str, FieldPlan] = {}  # every accepted key (alias, name) -> field
+        self.extra: TypePlan | None = None  # freeform type for undeclared keys (extra="allow")
+        self.strict_config = bool(model.model_config.get("strict"))
+        # Filled in after construction (models may refer to themselves), read by `clean`:
+        cleans: dict[str, Check] = {}  # canonical key -> clean check of the option
+        exact: dict[str, frozenset[type]] = {}  # canonical key -> classes that are clean without a call
+        self.cleans = cleans
+        self.exact = exact
+
+        def shallow(v: Any) -> bool:
+            return isinstance(v, dict)
+
+        def clean(v: Any) -> bool:
+            if v.__class__ is not dict and not isinstance(v, dict):
+                return False
+            for k, x in v.items():
+                e = exact.get(k)
+                if e is not None and x.__class__ in e:
+                    continue
+                c = cleans.get(k)
+                if c is None:
+                    extra = self.extra
+                    if extra is None or k in self.lookup or (k == "_type" and _is_wrapper_dict(v)):
+                        return False
+                    if not extra.clean(x):
+                        return False
+                elif not c(x):
+                    return False
+            return True
+
+        super().__init__(MODEL, "submodule", NOUN, shallow, clean)
+
+
+_MODEL_PLANS: dict[type[BaseModel], ModelPlan] = {}
+
+
+def model_plan(model: type[BaseModel]) -> ModelPlan:
+    """The (cached) plan of a pydantic model class."""
+    plan = _MODEL_PLANS.get(model)
+    if plan is not None:
+        return plan
+    plan = ModelPlan(model)
+    _MODEL_PLANS[model] = plan
+    try:
+        _fill_model_plan(plan, model)
+    except BaseException:
+        del _MODEL_PLANS[model]
+        raise
+    return plan
+
+
+def _fill_model_plan(plan: ModelPlan, model: type[BaseModel]) -> None:
+    cfg = model.model_config
+    by_alias = cfg.get("validate_by_alias", True) is not False
+    by_name = bool(cfg.get("validate_by_name") or cfg.get("populate_by_name"))
+    for name, info in model.model_fields.items():
+        accepted: list[str] = []
+        if by_alias:
+            va = info.validation_alias
+            if isinstance(va, str):
+                accepted.append(va)
+            elif isinstance(va, AliasChoices):
+                accepted.extend(c for c in va.choices if isinstance(c, str))
+            elif isinstance(info.alias, str):
+                accepted.append(info.alias)
+        if by_name or not accepted:
+            accepted.append(name)
+        key = accepted[0]
+        field = FieldPlan(name, key, plan_for(info.annotation, info.metadata), info, model)
+        plan.fields[key] = field
+        plan.cleans[key] = field.plan.clean
+        exact = _exact_classes(field.plan)
+        if exact is not None:
+            plan.exact[key] = exact
+        for k in accepted:
+            plan.lookup.setdefault(k, field)
+    if cfg.get("extra") == "allow":
+        plan.extra = ANYTHING_PLAN
+        try:
+            hints = typing.get_type_hints(model)
+        except Exception:  # unresolved forward references: fall back to anything
+            hints = {}
+        extra_t = hints.get("__pydantic_extra__")
+        if get_origin(extra_t) is dict and len(get_args(extra_t)) == 2:
+            plan.extra = plan_for(get_args(extra_t)[1])
+
+
+_LIST_ORIGINS: Final = (
+    list,
+    set,
+    frozenset,
+    collections.abc.Sequence,
+    collections.abc.MutableSequence,
+    collections.abc.Set,
+    collections.abc.MutableSet,
+)
+_DICT_ORIGINS: Final = (dict, collections.abc.Mapping, collections.abc.MutableMapping)
+
+
+def plan_for(tp: Any, metadata: Sequence[Any] = ()) -> TypePlan:
+    """The plan of a type annotation (with pydantic/annotated-types metadata for descriptions)."""
+    return _plan(tp, tuple(metadata), frozenset())
+
+
+def _plan(tp: Any, meta: tuple[Any, ...], aliases: frozenset[int]) -> TypePlan:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        args = get_args(tp)
+        return _plan(args[0], (*meta, *args[1:]), aliases)
+    if tp is JsonValue or tp is Any or tp is object:
+        return ANYTHING_PLAN
+    if isinstance(tp, TypeAliasType) or type(tp).__name__ == "TypeAliasType":
+        if id(tp) in aliases:  # recursive alias: as good as anything
+            return ANYTHING_PLAN
+        return _plan(tp.__value__, meta, aliases | {id(tp)})
+    if tp is None or tp is _NoneType:
+        return TypePlan(NULL, "null", NOUN, _is_none, _is_none)
+    if tp is bool:
+        return TypePlan(BOOL, "boolean", NOUN, _is_bool, _is_bool)
+    if tp is int:
+        desc, cls = _int_description(_constraints(meta))
+        return TypePlan(INT, desc, cls, _is_int, _is_int)
+    if tp is float:
+        desc, cls = _float_description(_constraints(meta))
+        return TypePlan(FLOAT, desc, cls, _is_number, _is_number)
+    if tp is str:
+        desc, cls = _str_description(_constraints(meta))
+        return TypePlan(STR, desc, cls, _is_str, _is_str)
+    if hasattr(tp, "__supertype__"):  # typing.NewType
+        return _plan(tp.__supertype__, meta, aliases)
+    if origin is Union or origin is types.UnionType:
+        args = get_args(tp)
+        rest = [a for a in args if a is not None and a is not _NoneType]
+        inner = _plan(rest[0], meta, aliases) if len(rest) == 1 else UnionPlan([_plan(a, meta, aliases) for a in rest])
+        return NullablePlan(inner) if len(rest) < len(args) else inner
+    if origin is Literal:
+        values = [v.value if isinstance(v, enum.Enum) else v for v in get_args(tp)]
+        return EnumPlan(values, None)
+    if isinstance(tp, type) and issubclass(tp, enum.Enum):
+        return EnumPlan([m.value for m in tp], tp)
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return model_plan(tp)
+    if origin in _LIST_ORIGINS or tp in _LIST_ORIGINS:
+        args = get_args(tp)
+        elem = _plan(args[0], (), aliases) if args else ANYTHING_PLAN
+        min_len = _constraints(meta).get("min_length")
+        return ListPlan(elem, non_empty=isinstance(min_len, int) and min_len >= 1)
+    if origin in _DICT_ORIGINS or tp in _DICT_ORIGINS:
+        args = get_args(tp)
+        key_t, value_t = args if len(args) == 2 else (str, Any)
+        if key_t is str or key_t is Any:
+            return AttrsPlan(_plan(value_t, (), aliases))
+    return OpaquePlan(tp)
+
+
+def _exact_classes(plan: TypePlan) -> frozenset[type] | None:
+    """Classes whose values are clean for `plan` without calling `clean` (a shortcut for scalars)."""
+    kind = plan.kind
+    if kind == STR:
+        return frozenset({str}) if plan.description == "string" else None  # patterns: pydantic checks
+    if kind == INT:
+        return frozenset({int})
+    if kind == FLOAT:
+        return frozenset({int, float})
+    if kind == BOOL:
+        return frozenset({bool})
+    if kind == NULL:
+        return frozenset({_NoneType})
+    if kind == NULLABLE:
+        assert isinstance(plan, NullablePlan)
+        inner = _exact_classes(plan.inner)
+        return None if inner is None else inner | {_NoneType}
+    return None
+
+
+def _is_none(v: Any) -> bool:
+    return v is None
+
+
+def _is_bool(v: Any) -> bool:
+    return v is True or v is False
+
+
+def _is_int(v: Any) -> bool:
+    return type(v) is int or (isinstance(v, int) and not isinstance(v, bool))
+
+
+def _is_number(v: Any) -> bool:
+    t = type(v)
+    return t is float or t is int or (isinstance(v, (int, float)) and not isinstance(v, bool))
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _json_kind(v: Any) -> type | None:
+    """The JSON kind of a value: bool, int, float, str, NoneType, list, dict, or None if not JSON."""
+    if v is None:
+        return _NoneType
+    if isinstance(v, bool):
+        return bool
+    if isinstance(v, int):
+        return int
+    if isinstance(v, float):
+        return float
+    if isinstance(v, str):
+        return str
+    if isinstance(v, list):
+        return list
+    if isinstance(v, dict):
+        return dict
+    return None
+
+
+json_kind = _json_kind
+
+
+def _constraints(meta: Sequence[Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+
+    def visit(m: Any) -> None:
+        if isinstance(m, FieldInfo):
+            for x in m.metadata:
+                visit(x)
+            return
+        if isinstance(m, annotated_types.GroupedMetadata):
+            for x in m:
+                visit(x)
+        for attr in ("ge", "gt", "le", "lt", "min_length", "max_length", "pattern"):
+            value = getattr(m, attr, None)
+            if value is not None:
+                out[attr] = value
+
+    for m in meta:
+        visit(m)
+    return out
+
+
+def _bounds(c: dict[str, Any]) -> tuple[Any, Any]:
+    lo, hi = c.get("ge"), c.get("le")
+    if lo is None and isinstance(c.get("gt"), int):
+        lo = c["gt"] + 1
+    if hi is None and isinstance(c.get("lt"), int):
+        hi = c["lt"] - 1
+    return lo, hi
+
+
+def _int_description(c: dict[str, Any]) -> tuple[str, str | None]:
+    lo, hi = _bounds(c)
+    if lo is None and hi is None:
+        return "signed integer", NOUN
+    if hi is None:
+        if lo == 0:
+            return "unsigned integer, meaning >=0", CLAUSE
+        if lo == 1:
+            return "positive integer, meaning >0", CLAUSE
+        return f"integer, meaning >={lo}", CLAUSE
+    if lo is None:
+        return f"integer, meaning <={hi}", CLAUSE
+    if lo == 0 and hi in (255, 65535, 4294967295):
+        bits = {255: 8, 65535: 16, 4294967295: 32}[hi]
+        return f"{bits} bit unsigned integer; between 0 and {hi} (both inclusive)", None
+    return f"integer between {lo} and {hi} (both inclusive)", None
+
+
+def _float_description(c: dict[str, Any]) -> tuple[str, str | None]:
+    lo_op, lo = (">=", c["ge"]) if "ge" in c else (">", c.get("gt"))
+    hi_op, hi = ("<=", c["le"]) if "le" in c else ("<", c.get("lt"))
+    if lo is None and hi is None:
+        return "floating point number", NOUN
+    if hi is None:
+        return f"floating point number, meaning {lo_op}{lo}", CLAUSE
+    if lo is None:
+        return f"floating point number, meaning {hi_op}{hi}", CLAUSE
+    return f"floating point number, meaning {lo_op}{lo} and {hi_op}{hi}", CLAUSE
+
+
+def _str_description(c: dict[str, Any]) -> tuple[str, str | None]:
+    pattern = c.get("pattern")
+    if pattern is not None:
+        return f"string matching the pattern {getattr(pattern, 'pattern', pattern)}", NOUN
+    if c.get("min_length") == 1 and c.get("max_length") is None:
+        return "non-empty string", NOUN
+    return "string", NOUN
+
+
+def _phrase(plan: TypePlan, unparenthesized: tuple[str, ...]) -> str:
+    """Nix's `optionDescriptionPhrase`: parenthesise a nested description unless its class allows."""
+    if plan.desc_class in unparenthesized:
+        return plan.description
+    return f"({plan.description})"
+
+
+def show_nix(v: Any) -> str:
+    """A scalar written the way Nix prints it in enum descriptions."""
+    if v is None:
+        return "null"
+    if v is True:
+        return "true"
+    if v is False:
+        return "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)
+    return str(v)
+
+
+def describe(tp: Any) -> str:
+    """The Nix-like description of a type annotation, e.g. ``null or (list of string)``."""
+    return plan_for(tp).description
+
+
+__all__ = [
+    "ANYTHING",
+    "ANYTHING_PLAN",
+    "ATTRS",
+    "BOOL",
+    "ENUM",
+    "FLOAT",
+    "INT",
+    "LIST",
+    "MODEL",
+    "NULL",
+    "NULLABLE",
+    "N_KINDS",
+    "OPAQUE",
+    "STR",
+    "UNION",
+    "AttrsPlan",
+    "EnumPlan",
+    "FieldPlan",
+    "ListPlan",
+    "ModelPlan",
+    "NullablePlan",
+    "OpaquePlan",
+    "TypePlan",
+    "UnionPlan",
+    "describe",
+    "json_kind",
+    "model_plan",
+    "plan_for",
+    "show_nix",
+]
