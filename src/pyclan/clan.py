@@ -12,7 +12,7 @@ from pathlib import Path
 from pyclan.evaluate.machines import Evaluator
 from pyclan.evaluate.resolve import ResolvedInventory, resolve
 from pyclan.inventory.load import LoadedInventory, find_clan_dir, load_inventory
-from pyclan.services.registry import FolderProvider, Provider, ServiceRegistry
+from pyclan.services.registry import Provider, ServiceRegistry
 
 
 @dataclass
@@ -42,8 +42,8 @@ class Clan:
 
             inputs = dict(providers_for(self.dir, self.loaded.inventory.inputs, self.input_overrides))
         if "clan-core" in self.input_overrides:
-            bundled = FolderProvider("<clan-core>", self.input_overrides["clan-core"] / "services")
-            inputs.pop("clan-core", None)
+            # the override (PATH/services, a pyclan checkout's library, or PATH) replaces the bundled library
+            bundled = inputs.pop("clan-core", None)
         return ServiceRegistry.for_clan(self.dir, inputs, bundled=bundled)
 
     @cached_property

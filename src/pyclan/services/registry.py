@@ -196,6 +196,8 @@ class ServiceRegistry:
                 "unknown-module",
                 f"{path}.module.input",
                 f"flake input '{input_name}' doesn't export any clan services",
+                hint="a git or path input provides services as .py modules in its `services/` folder; "
+                "a package input by entry points in the group `pyclan.services`",
             )
         key = name.replace("_", "-")
         if key not in available:
