@@ -11,6 +11,7 @@ APT_PACKAGES=(
   iproute2 iputils-ping apt-cacher-ng    # host networking and the apt proxy
   wireguard-tools wireguard-go           # VPN checks (userspace WireGuard)
   bubblewrap                             # sandbox for vars generator scripts
+  borgbackup libsodium23                 # borgbackup service tests; fast ZeroTier identities
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -1,0 +1,705 @@
+"""zerotier: a ZeroTier VPN with one controller, optional moons and any number of peers (Clan's `zerotier`).
+
+Every member gets a ZeroTier identity (generator `zerotier`, shared by all zerotier instances of the
+machine, as one zerotier-one daemon has one identity). The controller of an instance owns a network
+(generator `zerotier-network-<instance>`: the network id is the controller's node id plus 24 random
+bits, as ZeroTier's controller API makes it) and pre-authorises every member. Controller and peers
+join the network; peers and controller orbit the instance's moons.
+
+Rendering for Debian: Debian bookworm has no `zerotier-one` package, so nothing is installed. The
+service renders the identity, the networks to join and the controller's network database under
+`/etc/zerotier/pyclan/`, and an activation hook copies them into `/var/lib/zerotier-one` (where
+ZeroTier's own package keeps its state) and restarts `zerotier-one.service` when something changed
+and the daemon is installed. Install zerotier-one from ZeroTier's apt repository to make it live.
+
+Identities are made in Python (no `zerotier-idtool`): a Curve25519 + Ed25519 key pair whose
+memory-hard hash (SHA-512 + Salsa20 over 2 MiB, ZeroTier's "type 0" identity proof of work)
+starts with a byte below 17; the address is the hash's last 5 bytes. The result is an identity
+zerotier-one accepts (`locallyValidate`). This takes ~15 hash attempts on average: ~5 s per identity
+with the system's libsodium (Salsa20 in C), ~20 s in pure Python where libsodium is missing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import hashlib
+import ipaddress
+import json
+import secrets
+import struct
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from functools import cache
+from typing import Any
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from pyclan.config.machine_config import MachineConfig
+from pyclan.errors import ClanError
+from pyclan.services.api import (
+    Constraints,
+    InstanceContext,
+    MachineContext,
+    RoleConstraint,
+    RoleView,
+    Service,
+    ServiceContext,
+    VarsReader,
+)
+from pyclan.services.exports import ExportMap, build_scope_key
+from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_quote
+from pyclan.vars.model import Generator, GeneratorInput, VarFile
+
+SERVICE_NAME = "zerotier"
+IDENTITY_GENERATOR = "zerotier"  # per machine; Clan's name
+ZT_HOME = "/var/lib/zerotier-one"
+SRC_DIR = "/etc/zerotier/pyclan"  # what the activation hook installs from
+NETWORKING_PRIORITY = 900  # Clan: below `internet` (2000) and the default (1000)
+
+# ==================================================================================================
+# ZeroTier identities ("type 0": C25519), implemented from ZeroTier's public identity format.
+# ==================================================================================================
+
+_HASHCASH_FIRST_BYTE_LESS_THAN = 17
+_GEN_MEMORY = 2 * 1024 * 1024
+_SALSA_CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
+_M32 = 0xFFFFFFFF
+
+
+def _salsa20_python(key: bytes, nonce: bytes, nbytes: int) -> bytes:
+    """Salsa20/20 key stream, all blocks at once: each 32-bit word is a big int with one 64-bit lane
+    per block, so every round is a few dozen big-int operations instead of a Python loop per block."""
+    n = nbytes // 64
+    lane_ones = int.from_bytes(b"\xff\xff\xff\xff\x00\x00\x00\x00" * n, "little")  # 2^32-1 in every lane
+    unit = lane_ones // _M32  # 1 in every lane
+
+    def splat(v: int) -> int:
+        return unit * v
+
+    k = struct.unpack("<8I", key)
+    nn = struct.unpack("<2I", nonce)
+    lo = int.from_bytes(b"".join(struct.pack("<Q", i & _M32) for i in range(n)), "little")
+    hi = int.from_bytes(b"".join(struct.pack("<Q", i >> 32) for i in range(n)), "little")
+    start = [
+        splat(_SALSA_CONSTANTS[0]), splat(k[0]), splat(k[1]), splat(k[2]),
+        splat(k[3]), splat(_SALSA_CONSTANTS[1]), splat(nn[0]), splat(nn[1]),
+        lo, hi, splat(_SALSA_CONSTANTS[2]), splat(k[4]),
+        splat(k[5]), splat(k[6]), splat(k[7]), splat(_SALSA_CONSTANTS[3]),
+    ]  # fmt: skip
+    x = list(start)
+    m = lane_ones
+
+    def quarter(a: int, b: int, c: int, d: int) -> None:
+        for dst, s1, s2, r in ((b, a, d, 7), (c, b, a, 9), (d, c, b, 13), (a, d, c, 18)):
+            v = (x[s1] + x[s2]) & m
+            x[dst] ^= ((v << r) & m) | ((v >> (32 - r)) & m)
+
+    double_round = (
+        (0, 4, 8, 12), (5, 9, 13, 1), (10, 14, 2, 6), (15, 3, 7, 11),  # columns
+        (0, 1, 2, 3), (5, 6, 7, 4), (10, 11, 8, 9), (15, 12, 13, 14),  # rows
+    )  # fmt: skip
+    for _ in range(10):
+        for a, b, c, d in double_round:
+            quarter(a, b, c, d)
+    out = bytearray(64 * n)
+    for w in range(16):
+        lanes = ((x[w] + start[w]) & m).to_bytes(8 * n, "little")
+        for j in range(4):
+            out[w * 4 + j :: 64] = lanes[j::8]
+    return bytes(out)
+
+
+@cache
+def _libsodium_stream() -> Callable[[bytes, bytes, int], bytes] | None:
+    """Salsa20 from the system's libsodium (Debian: libsodium23), or None if it is not installed."""
+    name = ctypes.util.find_library("sodium")
+    if name is None:
+        return None
+    try:
+        lib = ctypes.CDLL(name)
+        fn = lib.crypto_stream_salsa20
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_char_p]
+    fn.restype = ctypes.c_int
+
+    def stream(key: bytes, nonce: bytes, nbytes: int) -> bytes:
+        buf = ctypes.create_string_buffer(nbytes)
+        if fn(buf, nbytes, nonce, key) != 0:
+            raise RuntimeError("libsodium crypto_stream_salsa20 failed")
+        return buf.raw
+
+    return stream
+
+
+def salsa20_stream(key: bytes, nonce: bytes, nbytes: int, *, use_libsodium: bool = True) -> bytes:
+    """`nbytes` (a multiple of 64) of the Salsa20/20 key stream for a 32-byte key and 8-byte nonce."""
+    fast = _libsodium_stream() if use_libsodium else None
+    return fast(key, nonce, nbytes) if fast is not None else _salsa20_python(key, nonce, nbytes)
+
+
+def memory_hard_hash(public_key: bytes, *, use_libsodium: bool = True) -> bytes:
+    """ZeroTier's identity hash of a 64-byte public key (the 64-byte digest).
+
+    SHA-512 of the key seeds Salsa20; 2 MiB are filled chaining each 64-byte block into the next, then
+    the digest is mixed with data-dependent swaps through that memory, one Salsa20 block per step.
+    Words are handled as big-endian integers throughout (swaps and XOR do not care about byte order).
+    """
+    digest = hashlib.sha512(public_key).digest()
+    blocks = _GEN_MEMORY // 64
+    steps = _GEN_MEMORY // 16  # two 8-byte words per step
+    stream = salsa20_stream(digest[:32], digest[32:40], _GEN_MEMORY + 64 * steps, use_libsodium=use_libsodium)
+    # memory block i = key stream block 0 ^ … ^ block i (CBC-like over zeros): a prefix XOR by doubling
+    total = int.from_bytes(stream[:_GEN_MEMORY], "big")
+    shift = 512
+    while shift < blocks * 512:
+        total ^= total >> shift
+        shift *= 2
+    words = list(struct.unpack(f">{_GEN_MEMORY // 8}Q", total.to_bytes(_GEN_MEMORY, "big")))
+    frombytes = int.from_bytes
+    mix = [frombytes(stream[off : off + 64], "big") for off in range(_GEN_MEMORY, len(stream), 64)]
+    shifts = [448 - 64 * i for i in range(8)]
+    mask64 = 0xFFFFFFFFFFFFFFFF
+    index_mask = _GEN_MEMORY // 8 - 1
+    d = frombytes(digest, "big")
+    for step in range(steps):
+        s = shifts[words[2 * step] & 7]
+        idx = words[2 * step + 1] & index_mask
+        w = (d >> s) & mask64
+        d ^= ((w ^ words[idx]) << s) ^ mix[step]
+        words[idx] = w
+    return d.to_bytes(64, "big")
+
+
+@dataclass(frozen=True)
+class ZeroTierIdentity:
+    """A ZeroTier identity: 40-bit address, 64-byte public key (X25519 ‖ Ed25519), optional private key."""
+
+    address: str  # 10 hex digits
+    public: bytes
+    private: bytes | None = None
+
+    def public_string(self) -> str:
+        return f"{self.address}:0:{self.public.hex()}"
+
+    def secret_string(self) -> str:
+        if self.private is None:
+            raise ValueError("this identity has no private key")
+        return f"{self.public_string()}:{self.private.hex()}"
+
+    @classmethod
+    def parse(cls, text: str) -> ZeroTierIdentity:
+        """Parse `address:0:public[:private]` (identity.public / identity.secret)."""
+        parts = text.strip().split(":")
+        if len(parts) not in (3, 4) or parts[1] != "0" or len(parts[0]) != 10:
+            raise ValueError(f"not a type-0 ZeroTier identity: {text[:40]!r}…")
+        public = bytes.fromhex(parts[2])
+        private = bytes.fromhex(parts[3]) if len(parts) == 4 else None
+        if len(public) != 64 or (private is not None and len(private) != 64):
+            raise ValueError("ZeroTier identity keys must be 64 bytes")
+        int(parts[0], 16)
+        return cls(parts[0].lower(), public, private)
+
+    def locally_validate(self, *, use_libsodium: bool = True) -> bool:
+        """What zerotier-one checks before it accepts an identity: proof of work and address."""
+        if _reserved_address(self.address):
+            return False
+        digest = memory_hard_hash(self.public, use_libsodium=use_libsodium)
+        return digest[0] < _HASHCASH_FIRST_BYTE_LESS_THAN and digest[59:].hex() == self.address
+
+    def keys_match(self) -> bool:
+        """Whether the private key belongs to the public key (both halves)."""
+        if self.private is None:
+            return False
+        dh = x25519.X25519PrivateKey.from_private_bytes(self.private[:32]).public_key()
+        ed = ed25519.Ed25519PrivateKey.from_private_bytes(self.private[32:]).public_key()
+        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+        return dh.public_bytes(*raw) + ed.public_bytes(*raw) == self.public
+
+
+def _reserved_address(address: str) -> bool:
+    return address.startswith("ff") or int(address, 16) == 0
+
+
+def generate_identity(*, use_libsodium: bool = True) -> ZeroTierIdentity:
+    """A new identity, searching key pairs until the hash meets ZeroTier's proof of work."""
+    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    ed = ed25519.Ed25519PrivateKey.generate()
+    ed_seed = ed.private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
+    )
+    ed_public = ed.public_key().public_bytes(*raw)
+    while True:
+        dh_private = secrets.token_bytes(32)
+        dh_public = x25519.X25519PrivateKey.from_private_bytes(dh_private).public_key().public_bytes(*raw)
+        public = dh_public + ed_public
+        digest = memory_hard_hash(public, use_libsodium=use_libsodium)
+        address = digest[59:].hex()
+        if digest[0] < _HASHCASH_FIRST_BYTE_LESS_THAN and not _reserved_address(address):
+            return ZeroTierIdentity(address, public, dh_private + ed_seed)
+
+
+def rfc4193_address(network_id: str, node_id: str) -> ipaddress.IPv6Address:
+    """A member's IPv6 address in a network with RFC4193 assignment (`fd` + nwid + `9993` + node id)."""
+    nwid = int(network_id, 16).to_bytes(8, "big")
+    node = int(node_id, 16).to_bytes(5, "big")
+    return ipaddress.IPv6Address(b"\xfd" + nwid + b"\x99\x93" + node)
+
+
+def node_id_of(value: str) -> str:
+    """The node id in an `allowedIps` entry: a member's RFC4193 address or the 10-hex-digit id itself."""
+    text = value.strip().lower()
+    if len(text) == 10 and all(c in "0123456789abcdef" for c in text):
+        return text
+    return ipaddress.IPv6Address(text).packed[11:].hex()
+
+
+# ==================================================================================================
+# The service
+# ==================================================================================================
+
+service = Service(
+    SERVICE_NAME,
+    description="Configuration of the secure and efficient Zerotier VPN",
+    readme=(
+        "A ZeroTier network: the controller creates and authorises it, peers join it, moons relay. "
+        "Renders identities and network configuration for zerotier-one (not packaged by Debian)."
+    ),
+    categories=["Utility"],
+    constraints=Constraints(
+        roles={"controller": RoleConstraint(min_machines=1, max_machines=1), "moon": RoleConstraint(max_machines=4)}
+    ),
+    exports_out=("networking", "peer"),
+)
+
+
+class PeerSettings(BaseModel):
+    """Settings of the `peer` role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ipRanges: list[str] = Field(  # the inventory's spelling
+        default_factory=list,
+        description=(
+            "IP ranges (CIDR, e.g. 10.147.17.0/24) this peer wants in the network: the controller adds each as a "
+            'managed route and an address pool. "all" stands for the instance\'s default IPv4 range '
+            "(one /24 of 172.16.0.0/12, chosen by the instance name)."
+        ),
+        examples=[["all"], ["10.147.17.0/24"]],
+    )
+
+    @field_validator("ipRanges")
+    @classmethod
+    def _ranges(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item != "all":
+                try:
+                    ipaddress.ip_network(item, strict=False)
+                except ValueError:
+                    raise ValueError(f'{item!r} is neither "all" nor an IP range in CIDR notation') from None
+        return value
+
+
+class DynamicIp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enable: bool = Field(
+        default=False,
+        description="Assign IPv4 addresses to members automatically from the peers' ipRanges (ZeroTier v4AssignMode)",
+    )
+
+
+class ControllerSettings(BaseModel):
+    """Settings of the `controller` role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dynamicIp: DynamicIp = Field(default_factory=DynamicIp)  # the inventory's spelling
+    allowedIps: list[str] = Field(  # Clan's spelling
+        default_factory=list,
+        description=(
+            "Extra members (outside the clan) to authorise, by ZeroTier IPv6 (RFC4193) address or 10-digit node id"
+        ),
+        examples=[["fd5d:bbe3:cbc5:fe6b:f699:935d:bbe3:cbc5"]],
+    )
+
+    @field_validator("allowedIps")
+    @classmethod
+    def _allowed(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                node_id_of(item)
+            except ValueError:
+                raise ValueError(f"{item!r} is neither a ZeroTier IPv6 address nor a 10-digit node id") from None
+        return value
+
+
+class MoonSettings(BaseModel):
+    """Settings of the `moon` role."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    stableEndpoints: list[str] = Field(  # Clan's spelling
+        description=(
+            "Make this machine a moon, reachable at these stable endpoints (IP or IP/port); peers of the "
+            "instance orbit it"
+        ),
+        examples=[["1.2.3.4", "10.0.0.3/9993", "2001:abcd:abcd::3/9993"]],
+    )
+
+
+# -- generators -------------------------------------------------------------------------------------
+
+
+def network_generator_name(instance: str) -> str:
+    return f"zerotier-network-{instance}"
+
+
+@dataclass(frozen=True)
+class IdentityRun:
+    """Generator run: a new ZeroTier identity (secret) and its public half."""
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        identity = generate_identity()
+        return {
+            "zerotier-identity-secret": identity.secret_string(),
+            "zerotier-identity-public": identity.public_string(),
+        }
+
+
+@dataclass(frozen=True)
+class NetworkRun:
+    """Generator run: the controller's network id (its node id + 24 random bits) and its own address in it."""
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        public = inp.dependencies[IDENTITY_GENERATOR]["zerotier-identity-public"].decode()
+        node = ZeroTierIdentity.parse(public).address
+        network_id = node + secrets.token_hex(3)
+        return {"zerotier-network-id": network_id, "zerotier-ip": rfc4193_address(network_id, node).compressed}
+
+
+IDENTITY = Generator(
+    name=IDENTITY_GENERATOR,
+    files={"zerotier-identity-secret": VarFile(secret=True), "zerotier-identity-public": VarFile(secret=False)},
+    run=IdentityRun(),
+)
+
+
+def network_generator(instance: str) -> Generator:
+    return Generator(
+        name=network_generator_name(instance),
+        files={"zerotier-network-id": VarFile(secret=False), "zerotier-ip": VarFile(secret=False)},
+        dependencies=(IDENTITY_GENERATOR,),
+        run=NetworkRun(),
+    )
+
+
+@service.machine_generators
+def identity_generator(ctx: MachineContext) -> list[Generator]:
+    return [IDENTITY]
+
+
+# -- reading vars -----------------------------------------------------------------------------------
+
+
+def _public(reader: VarsReader, generator: str, file: str, machine: str) -> str | None:
+    """A public var of another member, or None while it is not generated yet."""
+    return reader.public(generator, file, machine=machine).strip() if reader.has(generator, file, machine) else None
+
+
+def node_id(reader: VarsReader, machine: str) -> str | None:
+    public = _public(reader, IDENTITY_GENERATOR, "zerotier-identity-public", machine)
+    return ZeroTierIdentity.parse(public).address if public else None
+
+
+def network_id(reader: VarsReader, instance: str, controller: str) -> str | None:
+    return _public(reader, network_generator_name(instance), "zerotier-network-id", controller)
+
+
+def _require(value: str | None, what: str, machine: str) -> str:
+    if value is None:
+        raise ClanError.single(
+            "vars-error",
+            f"machines.{machine}",
+            f"{what} of machine '{machine}' has not been generated yet",
+            hint=f"run `pyclan vars generate {machine}`",
+        )
+    return value
+
+
+def _members(roles: Mapping[str, RoleView], *names: str) -> list[str]:
+    found = {m for r in names if r in roles for m in roles[r].machines}
+    return sorted(found)
+
+
+def default_ipv4_range(instance: str) -> ipaddress.IPv4Network:
+    """The range "all" stands for: one /24 of 172.16.0.0/12, chosen by the instance name."""
+    h = hashlib.sha256(instance.encode()).digest()
+    return ipaddress.IPv4Network(f"172.{16 + h[0] % 16}.{h[1]}.0/24")
+
+
+def ip_ranges(instance: str, roles: Mapping[str, RoleView]) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The union of every peer's `ipRanges`, in first-seen order."""
+    out: list[ipaddress.IPv4Network | ipaddress.IPv6Network] = []
+    if "peer" in roles:
+        for member in sorted(roles["peer"].machines):
+            for item in roles["peer"].machines[member].settings.ipRanges:
+                net = default_ipv4_range(instance) if item == "all" else ipaddress.ip_network(item, strict=False)
+                if net not in out:
+                    out.append(net)
+    return out
+
+
+def network_config(
+    network: str,
+    name: str,
+    settings: ControllerSettings,
+    ranges: Iterable[ipaddress.IPv4Network | ipaddress.IPv6Network],
+) -> dict[str, Any]:
+    """The controller's network object (`controller.d/network/<nwid>.json`), as Clan renders it plus ranges."""
+    pools = []
+    routes = []
+    for net in ranges:
+        first, last = (net[1], net[-2]) if net.num_addresses > 2 else (net[0], net[-1])  # no network/broadcast
+        pools.append({"ipRangeStart": str(first), "ipRangeEnd": str(last)})
+        routes.append({"target": str(net), "via": None})
+    return {
+        "authTokens": [None],
+        "authorizationEndpoint": "",
+        "capabilities": [],
+        "clientId": "",
+        "dns": [],
+        "enableBroadcast": True,
+        "id": network,
+        "ipAssignmentPools": pools,
+        "mtu": 2800,
+        "multicastLimit": 32,
+        "name": name,
+        "nwid": network,
+        "objtype": "network",
+        "private": True,
+        "remoteTraceLevel": 0,
+        "remoteTraceTarget": None,
+        "revision": 1,
+        "routes": routes,
+        "rules": [{"not": False, "or": False, "type": "ACTION_ACCEPT"}],
+        "rulesSource": "",
+        "ssoEnabled": False,
+        "tags": [],
+        "v4AssignMode": {"zt": settings.dynamicIp.enable},
+        "v6AssignMode": {"6plane": False, "rfc4193": True, "zt": False},
+    }
+
+
+def member_config(network: str, node: str) -> dict[str, Any]:
+    """An authorised member (`controller.d/network/<nwid>/member/<id>.json`)."""
+    return {
+        "activeBridge": False,
+        "address": node,
+        "authorized": True,
+        "capabilities": [],
+        "id": node,
+        "ipAssignments": [],
+        "noAutoAssignIps": False,
+        "nwid": network,
+        "objtype": "member",
+        "revision": 1,
+        "tags": [],
+    }
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, indent=2, sort_keys=True) + "\n"
+
+
+def _joined_networks(ctx: InstanceContext[Any]) -> MachineConfig:
+    """Join every controller's network of this instance (normally one) and orbit its moons."""
+    cfg = MachineConfig()
+    for controller in _members(ctx.roles, "controller"):
+        network = network_id(ctx.vars, ctx.instance_name, controller)
+        network = _require(network, f"the ZeroTier network id of instance '{ctx.instance_name}'", controller)
+        node = _require(node_id(ctx.vars, ctx.machine.name), "the ZeroTier identity", ctx.machine.name)
+        ip = rfc4193_address(network, node).compressed
+        cfg.file(f"{SRC_DIR}/join/{network}", f"instance={ctx.instance_name}\nip={ip}\n")
+    for moon in _members(ctx.roles, "moon"):
+        if moon != ctx.machine.name:
+            moon_id = _require(node_id(ctx.vars, moon), "the ZeroTier identity", moon)
+            cfg.file(f"{SRC_DIR}/orbit/{moon_id}", f"instance={ctx.instance_name}\nmoon={moon}\n")
+    return cfg
+
+
+@service.role("peer", interface=PeerSettings, description="A peer that connects to your private Zerotier network.")
+def peer(ctx: InstanceContext[PeerSettings]) -> MachineConfig:
+    return _joined_networks(ctx)
+
+
+@service.role(
+    "controller",
+    interface=ControllerSettings,
+    description="Manages network membership and is responsible for admitting new peers to your Zerotier network.",
+)
+def controller(ctx: InstanceContext[ControllerSettings]) -> MachineConfig:
+    me = ctx.machine.name
+    network = _require(network_id(ctx.vars, ctx.instance_name, me), "the ZeroTier network id", me)
+    name = str(ctx.meta.get("name") or ctx.instance_name)
+    cfg = _joined_networks(ctx)
+    cfg.file(
+        f"{SRC_DIR}/controller/{network}.json",
+        _json(network_config(network, name, ctx.settings, ip_ranges(ctx.instance_name, ctx.roles))),
+    )
+    members = {
+        _require(node_id(ctx.vars, m), "the ZeroTier identity", m)
+        for m in _members(ctx.roles, "controller", "moon", "peer")
+    }
+    members |= {node_id_of(ip) for ip in ctx.settings.allowedIps}
+    for node in sorted(members):
+        cfg.file(f"{SRC_DIR}/controller/{network}/member/{node}.json", _json(member_config(network, node)))
+    return cfg
+
+
+@controller.generators
+def controller_generators(ctx: InstanceContext[ControllerSettings]) -> list[Generator]:
+    return [network_generator(ctx.instance_name)]
+
+
+@service.role("moon", interface=MoonSettings, description="A moon: a relay at stable endpoints that peers orbit.")
+def moon(ctx: InstanceContext[MoonSettings]) -> MachineConfig:
+    # one line: the hook splices it into the moon definition that zerotier-idtool creates
+    return MachineConfig().file(
+        f"{SRC_DIR}/moon/{ctx.instance_name}.json", json.dumps(ctx.settings.stableEndpoints) + "\n"
+    )
+
+
+# -- exports ------------------------------------------------------------------------------------------
+
+
+@service.instance_exports
+def networking(ctx: ServiceContext) -> ExportMap:
+    return {
+        build_scope_key(ctx.service_name, instance): {
+            "networking": {"priority": NETWORKING_PRIORITY, "module": "pyclan.network.zerotier"}
+        }
+        for instance in ctx.instances
+    }
+
+
+def _member_exports(ctx: InstanceContext[Any]) -> ExportMap:
+    """A member's ZeroTier address in the instance's network, once the vars exist."""
+    controllers = _members(ctx.roles, "controller")
+    node = node_id(ctx.vars, ctx.machine.name)
+    network = network_id(ctx.vars, ctx.instance_name, controllers[0]) if controllers else None
+    if node is None or network is None:
+        return {}
+    return ctx.mk_exports({"peer": {"host": {"plain": rfc4193_address(network, node).compressed}}})
+
+
+peer.exports(_member_exports)
+controller.exports(_member_exports)
+
+
+# -- per machine: identity and the hook that applies everything ----------------------------------------
+
+
+def apply_script(identity_secret: str) -> str:
+    """POSIX sh: install identity, joined networks, controller database and moons into zerotier-one's home.
+
+    Idempotent. A file is (re)installed only when pyclan's rendering of it changed since the last
+    run (zerotier-one rewrites its controller database, so the installed copy is not compared), and
+    zerotier-one is restarted only then, and only if it is installed.
+    """
+    return f"""#!/bin/sh
+# Managed by pyclan (service zerotier): installs {SRC_DIR} into zerotier-one's home.
+set -eu
+ZT={ZT_HOME}
+SRC={SRC_DIR}
+STATE={HOOK_STATE_DIR}/zerotier
+changed=0
+put() {{  # put SOURCE REL MODE: install SOURCE as $ZT/REL if it changed since the last run
+    if [ ! -e "$ZT/$2" ] || ! cmp -s "$1" "$STATE/$2"; then
+        mkdir -p "$(dirname "$ZT/$2")" "$(dirname "$STATE/$2")"
+        cp "$1" "$ZT/$2.pyclan-tmp" && chmod "$3" "$ZT/$2.pyclan-tmp" && mv "$ZT/$2.pyclan-tmp" "$ZT/$2"
+        cp "$1" "$STATE/$2" && chmod 0600 "$STATE/$2"
+        changed=1
+    fi
+}}
+drop() {{  # drop REL: remove $ZT/REL (and a member directory next to a network file)
+    rm -rf "$ZT/$1" "$STATE/$1"
+    case "$1" in *.json) rm -rf "$ZT/${{1%.json}}" "$STATE/${{1%.json}}" ;; esac
+    changed=1
+}}
+mkdir -p "$ZT/networks.d" "$STATE"
+chmod 0700 "$ZT" "$STATE"
+put {sh_quote(identity_secret)} identity.secret 0600
+put "$SRC/identity.public" identity.public 0644
+# join the declared networks; leave networks that are no longer declared (as Clan does)
+for f in "$SRC"/join/*; do
+    [ -e "$f" ] || continue
+    nwid=$(basename "$f")
+    [ -e "$ZT/networks.d/$nwid.conf" ] || {{ : > "$ZT/networks.d/$nwid.conf"; changed=1; }}
+done
+for f in "$ZT"/networks.d/*.conf; do
+    [ -e "$f" ] || continue
+    nwid=$(basename "$f" .conf)
+    case "$nwid" in *.local) continue ;; esac
+    [ -e "$SRC/join/$nwid" ] || {{ rm -f "$f" "$ZT/networks.d/$nwid.local.conf"; changed=1; }}
+done
+# the controller's database: networks and authorised members, as rendered by pyclan
+for f in "$SRC"/controller/*.json "$SRC"/controller/*/member/*.json; do
+    [ -e "$f" ] || continue
+    put "$f" "controller.d/network/${{f#"$SRC"/controller/}}" 0600
+done
+for f in "$STATE"/controller.d/network/*.json "$STATE"/controller.d/network/*/member/*.json; do
+    [ -e "$f" ] || continue
+    rel=${{f#"$STATE"/}}
+    [ -e "$SRC/controller/${{rel#controller.d/network/}}" ] || drop "$rel"
+done
+# moons: sign this machine's moon definition with zerotier-idtool when it is installed
+for f in "$SRC"/moon/*.json; do
+    [ -e "$f" ] || continue
+    if command -v zerotier-idtool >/dev/null 2>&1; then
+        [ -e "$ZT/moon.json" ] || zerotier-idtool initmoon "$ZT/identity.public" > "$ZT/moon.json"
+        endpoints=$(cat "$f")
+        sed "s|\\"stableEndpoints\\": *\\[[^]]*\\]|\\"stableEndpoints\\": $endpoints|" \\
+            "$ZT/moon.json" > "$ZT/moon.json.new"
+        mv "$ZT/moon.json.new" "$ZT/moon.json"
+        mkdir -p "$ZT/moons.d"
+        (cd "$ZT/moons.d" && zerotier-idtool genmoon "$ZT/moon.json" >/dev/null)
+    else
+        echo "zerotier: zerotier-idtool is not installed; moon $f is not signed" >&2
+    fi
+done
+if {SYSTEMD_BOOTED} && systemctl cat zerotier-one.service >/dev/null 2>&1; then
+    if [ "$changed" = 1 ]; then
+        systemctl restart zerotier-one.service
+    else
+        systemctl start zerotier-one.service
+    fi
+    if command -v zerotier-cli >/dev/null 2>&1; then
+        for f in "$SRC"/orbit/*; do
+            [ -e "$f" ] || continue
+            moon=$(basename "$f")
+            zerotier-cli orbit "$moon" "$moon" >/dev/null || echo "zerotier: cannot orbit moon $moon" >&2
+        done
+    fi
+else
+    echo "zerotier: zerotier-one is not installed; its configuration is staged in $ZT" >&2
+fi
+"""
+
+
+@service.per_machine
+def per_machine(ctx: MachineContext) -> MachineConfig:
+    me = ctx.machine.name
+    public = _require(
+        _public(ctx.vars, IDENTITY_GENERATOR, "zerotier-identity-public", me), "the ZeroTier identity", me
+    )
+    secret = ctx.vars.secret_path(IDENTITY_GENERATOR, "zerotier-identity-secret")
+    return (
+        MachineConfig()
+        .file(f"{SRC_DIR}/identity.public", public + "\n")
+        .file(f"{SRC_DIR}/apply.sh", apply_script(secret), mode="0755")
+        .hook("zerotier", f"sh {SRC_DIR}/apply.sh")
+    )
