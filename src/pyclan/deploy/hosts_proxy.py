@@ -8,6 +8,7 @@ so a proxy orphaned by a crash can be recognised and stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import subprocess
@@ -28,6 +29,9 @@ from pyclan.deploy.hosts_system import (
     start_time,
     wait_gone,
 )
+
+#: proxies started from this process (kept so they can be reaped; PID 1 may not reap)
+_children: dict[int, subprocess.Popen[bytes]] = {}
 
 
 def _recorded(cfg: HostsConfig) -> tuple[int, int | None] | None:
@@ -85,10 +89,20 @@ def ensure_proxy(cfg: HostsConfig) -> None:
     )
     with open(d / "log/stdout", "w") as out:
         proc = subprocess.Popen(
-            [exe, "-c", str(d / "conf"), "ForeGround=1", f"Port={PROXY_PORT}",
-             f"BindAddress={cfg.bridge_address}"],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            [
+                exe,
+                "-c",
+                str(d / "conf"),
+                "ForeGround=1",
+                f"Port={PROXY_PORT}",
+                f"BindAddress={cfg.bridge_address}",
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
         )
+    _children[proc.pid] = proc
     atomic_write(d / "pid.json", json.dumps({"pid": proc.pid, "start": start_time(proc.pid)}) + "\n")
     deadline = time.monotonic() + 15
     while time.monotonic() < deadline:
@@ -105,13 +119,20 @@ def ensure_proxy(cfg: HostsConfig) -> None:
     )
 
 
-def stop_proxy(cfg: HostsConfig) -> None:
+def stop_proxy(cfg: HostsConfig, orphans: bool = True) -> None:
+    """Stop our proxy and forget it; `orphans`: also ones a crash left on our address."""
     rec = _recorded(cfg)
-    if rec is not None and alive(*rec):
-        kill(rec[0], signal.SIGTERM)
-        for pid in wait_gone({rec[0]: rec[1]}, 2.0):
-            kill(pid)
     if rec is not None:
+        if alive(*rec):
+            kill(rec[0], signal.SIGTERM)
+            for pid in wait_gone({rec[0]: rec[1]}, 2.0):
+                kill(pid)
+                wait_gone({pid: rec[1]}, 2.0)
         reap(rec[0])
-    stop_orphans(cfg)
+        proc = _children.pop(rec[0], None)
+        if proc is not None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(1.0)
+    if orphans:
+        stop_orphans(cfg)
     remove_tree(cfg.proxy_dir)

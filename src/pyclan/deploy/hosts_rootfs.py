@@ -78,12 +78,16 @@ def _remove_crashed_builds(rootfs: Path) -> None:
 
 
 def _post_process(root: Path) -> None:
-    """Make the tree a template: no .debs, no host keys, no machine-id, no man-db trigger."""
+    """Make the tree a template: no .debs, host keys, machine-ids or man-db trigger (idempotent)."""
     for deb in (root / "var/cache/apt/archives").glob("*.deb"):
         deb.unlink()
     for key in (root / "etc/ssh").glob("ssh_host_*"):
         key.unlink()
     (root / "etc/machine-id").write_text("")
+    # dbus wrote its own id at install; systemd would copy it into every host's machine-id
+    dbus_id = root / "var/lib/dbus/machine-id"
+    dbus_id.unlink(missing_ok=True)
+    dbus_id.symlink_to("/etc/machine-id")
     (root / "var/lib/man-db/auto-update").unlink(missing_ok=True)
 
 

@@ -1,6 +1,6 @@
-"""The process that runs one local host: `python -m pyclan.deploy.hosts_supervisor SPEC`.
+"""The process that runs one local host: `python -I -S …/hosts_supervisor.py SPEC`.
 
-`up` starts it as `unshare --mount --propagation private python -m … SPEC` (no `--fork`,
+`up` starts it as `unshare --mount --propagation private python … SPEC` (no `--fork`,
 so this process *is* the pid `up` records and SIGTERM reaches it). In its private mount
 namespace it mounts a tmpfs on /run/systemd/nspawn (/run is not a tmpfs on every machine,
 and nspawn refuses to clean a disk there) and the host's overlay; both vanish when the host
@@ -77,6 +77,16 @@ def main(argv: list[str]) -> int:
     if os.readlink("/proc/self/ns/mnt") == spec["caller_mntns"]:
         print("hosts_supervisor: refusing to mount outside a private mount namespace", file=sys.stderr)
         return 2
+    try:
+        procs_files = _prepare(spec)
+    except OSError as exc:
+        print(f"hosts_supervisor: {exc}", file=sys.stderr)
+        return 1
+    return _supervise(spec, procs_files)
+
+
+def _prepare(spec: dict[str, Any]) -> list[str]:
+    """Mounts in our private namespace; returns the cgroup.procs files nspawn moves into."""
     Path("/run/systemd/nspawn").mkdir(parents=True, exist_ok=True)
     _mount(f"pyclan-{spec['name']}-nspawn", "/run/systemd/nspawn", "tmpfs", "mode=0755")
     _detach_other_netns(spec["netns_path"])
@@ -90,7 +100,11 @@ def main(argv: list[str]) -> int:
     for cg in spec["cgroups"]:
         Path(cg).mkdir(parents=True, exist_ok=True)
         procs_files.append(str(Path(cg, "cgroup.procs")))
+    return procs_files
 
+
+def _supervise(spec: dict[str, Any], procs_files: list[str]) -> int:
+    """Run nspawn until it exits for good: again on reboot, SIGTERM passed on."""
     stopping = False
     child: subprocess.Popen[bytes] | None = None
 

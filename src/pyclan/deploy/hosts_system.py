@@ -45,8 +45,7 @@ def require_root(uid: int | None = None) -> None:
     if uid != 0:
         raise deploy_error(
             "hosts",
-            f"pyclan hosts needs root: it creates network namespaces, mounts and cgroups "
-            f"(running as uid {uid})",
+            f"pyclan hosts needs root: it creates network namespaces, mounts and cgroups (running as uid {uid})",
             hint="run it with sudo, or as root in CI",
         )
 
@@ -81,9 +80,7 @@ def run(
 ) -> subprocess.CompletedProcess[str]:
     """Run a command quietly; a failure becomes a ClanError with its stderr."""
     try:
-        proc = subprocess.run(
-            list(args), input=input, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        proc = subprocess.run(list(args), input=input, capture_output=True, text=True, timeout=timeout, check=False)
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise deploy_error(what, f"{args[0]} failed: {exc}") from None
     if check and proc.returncode != 0:
