@@ -1,0 +1,147 @@
+"""internet: how to reach machines directly over the network (Clan's `internet`).
+
+Each member says where it can be reached (`host`, plus optional SSH `user`, `port` and
+`jumphosts`) and exports it as a `peer`. Deploy and other services read it back with
+`machine_host(exports, machine)` / `machine_target(exports, machine)`. Every instance also
+exports `networking.priority = 2000`, as in Clan: this network is tried first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+
+from pyclan.services.api import InstanceContext, Service, ServiceContext
+from pyclan.services.exports import ExportMap, ExportValue, build_scope_key, parse_scope
+
+SERVICE_NAME = "internet"
+PRIORITY = 2000
+DEFAULT_PRIORITY = 1000  # the built-in `networking.priority` default
+
+Host = Annotated[str, StringConstraints(pattern=r"^[^\s]+$", min_length=1)]
+
+service = Service(
+    SERVICE_NAME,
+    description=(
+        "Part of the clan networking abstraction to define how to reach machines from outside the "
+        "clan network over the internet, if defined has the highest priority"
+    ),
+    readme="Declares each member's address (and SSH user/port/jump hosts) for deploy and other services.",
+    categories=["System", "Network"],
+    exports_out=("peer", "networking"),
+)
+
+
+class Internet(BaseModel):
+    """Settings of the `default` role (usually set per machine)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    host: Host = Field(description="IP address or host name (domain) of the machine", examples=["server1.example.com"])
+    user: str | None = Field(default=None, description="SSH user for deploy; null: root")
+    port: int = Field(default=22, ge=1, le=65535, description="SSH port")
+    jumphosts: list[Host] = Field(
+        default_factory=list, description="Jump hosts to connect through, in order (ssh -J)"
+    )
+
+
+@service.role("default", interface=Internet, description="Machines reachable at a known address")
+def default(ctx: InstanceContext[Internet]) -> None:
+    return None  # nothing on the host: this service only tells others how to reach it
+
+
+@default.exports
+def peer_exports(ctx: InstanceContext[Internet]) -> ExportMap:
+    s = ctx.settings
+    return ctx.mk_exports(
+        {
+            "peer": {
+                "host": {"plain": s.host},
+                "user": s.user,
+                "port": s.port,
+                "jumphosts": list(s.jumphosts),
+                "SSHOptions": [opt for j in s.jumphosts for opt in ("-J", j)],
+            }
+        }
+    )
+
+
+@service.instance_exports
+def networking_priority(ctx: ServiceContext) -> ExportMap:
+    return {
+        build_scope_key(ctx.service_name, instance): {"networking": {"priority": PRIORITY}}
+        for instance in ctx.instances
+    }
+
+
+# -- reading it back (deploy, other services) -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InternetTarget:
+    """Where one machine is reachable according to an `internet` instance."""
+
+    host: str
+    instance: str
+    user: str | None = None
+    port: int = 22
+    jumphosts: tuple[str, ...] = field(default_factory=tuple)
+    priority: int = PRIORITY
+
+
+def _priority(exports: Mapping[str, ExportValue], service: str, instance: str) -> int:
+    value: Any = exports.get(build_scope_key(service, instance), {}).get("networking")
+    if isinstance(value, Mapping) and isinstance(value.get("priority"), int):
+        return int(value["priority"])
+    return DEFAULT_PRIORITY
+
+
+def machine_targets(exports: Mapping[str, ExportValue], machine: str) -> list[InternetTarget]:
+    """Every address exported for `machine` by `internet` instances, best first.
+
+    Best = highest `networking.priority` of the instance, then instance name.
+    """
+    found: list[InternetTarget] = []
+    for key, value in exports.items():
+        if not key.startswith(f"{SERVICE_NAME}:") or not key.endswith(f":{machine}"):
+            continue
+        scope = parse_scope(key)
+        if scope.machine != machine or not scope.instance:
+            continue
+        peer = value.get("peer")
+        if not isinstance(peer, Mapping):
+            continue
+        host = peer.get("host")
+        plain = host.get("plain") if isinstance(host, Mapping) else None
+        if not isinstance(plain, str) or not plain:
+            continue
+        port = peer.get("port")
+        user = peer.get("user")
+        jumps = peer.get("jumphosts")
+        found.append(
+            InternetTarget(
+                host=plain,
+                instance=scope.instance,
+                user=user if isinstance(user, str) else None,
+                port=port if isinstance(port, int) else 22,
+                jumphosts=tuple(j for j in jumps if isinstance(j, str)) if isinstance(jumps, list) else (),
+                priority=_priority(exports, scope.service, scope.instance),
+            )
+        )
+    found.sort(key=lambda t: (-t.priority, t.instance))
+    return found
+
+
+def machine_target(exports: Mapping[str, ExportValue], machine: str) -> InternetTarget | None:
+    """The best address of `machine` (see `machine_targets`), or None if no instance covers it."""
+    targets = machine_targets(exports, machine)
+    return targets[0] if targets else None
+
+
+def machine_host(exports: Mapping[str, ExportValue], machine: str) -> str | None:
+    """The host name or IP address the `internet` service exports for `machine`, or None."""
+    target = machine_target(exports, machine)
+    return target.host if target is not None else None

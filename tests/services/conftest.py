@@ -1,0 +1,151 @@
+"""Fixtures for bundled-service tests: run generators for real, run hooks in a private root.
+
+`generate_vars` runs every declared generator's real `run` function (dependencies first, shared
+generators once) and stores public values where the evaluator reads them; secrets are returned
+so tests can place them where a host would have them. `isolated` runs a shell script as root in
+a private mount namespace where /etc, /usr, /var and /srv are copy-on-write overlays and /var/lib,
+/run and /root are empty tmpfs: activation hooks and `sshd -t` run unmodified without touching
+this machine.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from pyclan.clan import Clan
+from pyclan.evaluate.vars_view import DeclaredGenerator, public_value_path, secret_host_path
+from pyclan.vars.model import Generator, GeneratorInput
+
+
+@dataclass
+class GeneratedVars:
+    """What `generate_vars` produced: secret values per (machine, generator, file)."""
+
+    secrets: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+    public: dict[tuple[str, str, str], bytes] = field(default_factory=dict)
+
+    def secret(self, machine: str, generator: str, file: str) -> bytes:
+        return self.secrets[(machine, generator, file)]
+
+    def host_files(self, machine: str) -> dict[str, bytes]:
+        """Secret host path → value, for every deployable secret of `machine`."""
+        return {secret_host_path(g, f): v for (m, g, f), v in self.secrets.items() if m == machine}
+
+
+Prompts = Mapping[str, Mapping[str, str]]  # generator → prompt → answer
+GenerateVars = Callable[..., GeneratedVars]
+
+
+def _order(declared: Mapping[str, DeclaredGenerator]) -> list[Generator]:
+    done: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done or name not in declared:
+            return
+        for dep in declared[name].generator.dependencies:
+            visit(dep)
+        done.append(name)
+
+    for name in sorted(declared):
+        visit(name)
+    return [declared[n].generator for n in done]
+
+
+def _bytes(value: bytes | str) -> bytes:
+    return value if isinstance(value, bytes) else value.encode()
+
+
+@pytest.fixture
+def generate_vars() -> GenerateVars:
+    """Run the clan's generators (Python `run`s) for every machine; store public values."""
+
+    def generate(clan: Clan, prompts: Prompts | None = None) -> GeneratedVars:
+        out = GeneratedVars()
+        shared_values: dict[str, dict[str, bytes]] = {}
+        for machine, declared in sorted(clan.evaluator.generators().items()):
+            values: dict[str, dict[str, bytes]] = {}
+            for gen in _order(declared):
+                if gen.share and gen.name in shared_values:
+                    files = shared_values[gen.name]
+                else:
+                    assert gen.run is not None, f"generator {gen.name} has no Python run"
+                    deps = {d: values.get(d) or shared_values[d] for d in gen.dependencies}
+                    answers = dict((prompts or {}).get(gen.name, {}))
+                    result = gen.run(GeneratorInput(machine=None if gen.share else machine,
+                                                    dependencies=deps, prompts=answers))
+                    assert set(result) == set(gen.files), (gen.name, sorted(result), sorted(gen.files))
+                    files = {f: _bytes(v) for f, v in result.items()}
+                    if gen.share:
+                        shared_values[gen.name] = files
+                values[gen.name] = files
+                for fname, value in files.items():
+                    if gen.files[fname].secret:
+                        out.secrets[(machine, gen.name, fname)] = value
+                    else:
+                        out.public[(machine, gen.name, fname)] = value
+                        path = public_value_path(clan.dir, gen, fname, machine)
+                        path.parent.mkdir(parents=True, exist_ok=True)
+                        path.write_bytes(value)
+        return out
+
+    return generate
+
+
+Isolated = Callable[..., subprocess.CompletedProcess[str]]
+PRIVATE = ("/etc/", "/usr/", "/var/", "/srv/", "/run/", "/root/")  # what `isolated` mounts privately
+
+
+@pytest.fixture
+def isolated(tmp_path: Path) -> Isolated:
+    """Run `script` with /bin/sh in a private mount namespace (see module docstring).
+
+    /root is an empty tmpfs too; with `net=True` the script also gets its own network namespace
+    (only `lo`), so it can start daemons on standard ports.
+
+    `files` (host path → bytes) are written inside the namespace first, e.g. secrets under
+    /var/lib/pyclan/secrets; after the run, /etc changes are visible under `tmp_path/etc-upper`.
+    """
+    upper, work, stage = tmp_path / "etc-upper", tmp_path / "etc-work", tmp_path / "stage"
+    overlays = {d: (tmp_path / f"{d[1:]}-upper", tmp_path / f"{d[1:]}-work") for d in ("/usr", "/var", "/srv")}
+    for d in (upper, work, stage, *(p for pair in overlays.values() for p in pair)):
+        d.mkdir(exist_ok=True)
+
+    def run(
+        script: str, files: Mapping[str, bytes] | None = None, check: bool = True, net: bool = False
+    ) -> subprocess.CompletedProcess[str]:
+        setup = [
+            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc",
+            *(f"mount -t overlay overlay -o lowerdir={d},upperdir={u},workdir={w} {d}"
+              for d, (u, w) in overlays.items()),
+            "mount -t tmpfs tmpfs /var/lib",
+            "mount -t tmpfs tmpfs /run",
+            "mount -t tmpfs -o mode=0700 tmpfs /root",
+        ]
+        if net:
+            setup.append("ip link set lo up")
+        for i, (path, value) in enumerate(sorted((files or {}).items())):
+            assert path.startswith(PRIVATE), f"{path} would be written outside the private mounts"
+            staged = stage / str(i)
+            staged.write_bytes(value)
+            setup.append(f"mkdir -p '{Path(path).parent}' && cp '{staged}' '{path}' && chmod 0400 '{path}'")
+        full = " && ".join(setup) + "\n" + script
+        done = subprocess.run(
+            ["unshare", "--mount", "--propagation", "private", *(["--net"] if net else []), "sh", "-c", full],
+            capture_output=True, text=True, check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"isolated script failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
+        return done
+
+    return run
+
+
+@pytest.fixture
+def etc_upper(tmp_path: Path) -> Path:
+    """Where `isolated` runs leave their /etc changes."""
+    return tmp_path / "etc-upper"

@@ -1,0 +1,132 @@
+"""users: accounts, the password generator (prompted or random), and the hash on a real system."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyclan.clan import Clan
+from pyclan.errors import ClanError
+from pyclan.services.library._common import sha512_crypt
+from pyclan.services.library.users import PasswordRun
+from pyclan.vars.model import GeneratorInput
+
+MakeClan = Callable[..., Clan]
+Isolated = Callable[..., subprocess.CompletedProcess[str]]
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHEnxyIs+FUNZGzSMqj2ZIuSSnJgdV0Cmdvvm4ftSc7m alice@laptop"
+
+CLAN = """
+[meta]
+name = "u"
+[machines.laptop]
+tags = ["desk"]
+[machines.server]
+[instances.alice]
+module.name = "users"
+roles.default.machines.laptop = {}
+roles.default.settings = { groups = ["wheel", "video"], authorizedKeys = ["KEY"] }
+[instances.users-root]
+module.name = "users"
+roles.default.tags = ["all"]
+roles.default.settings = { user = "root", prompt = false }
+""".replace("KEY", KEY)
+
+
+def test_user_defaults_to_the_instance_name(make_clan: MakeClan) -> None:
+    clan = make_clan(CLAN)
+    cfg = clan.evaluator.config("laptop")
+    alice = cfg.users["alice"]
+    assert alice.groups == ("sudo", "video")  # NixOS's wheel is Debian's sudo
+    assert alice.authorized_keys == (KEY,)
+    assert alice.create_home and alice.shell == "/bin/bash"
+    assert alice.hashed_password_file == "/var/lib/pyclan/secrets/user-password-alice/user-password-hash"
+    root = cfg.users["root"]
+    assert not root.create_home and root.shell is None
+    secret = cfg.secrets["/var/lib/pyclan/secrets/user-password-alice/user-password-hash"]
+    assert (secret.needed_for, secret.mode, secret.owner) == ("users", "0400", "root")
+    # the clear-text password is not deployed
+    assert not any(s.file == "user-password" for s in cfg.secrets.values())
+    # the resolved settings keep `user` unset (the instance name is applied by the service)
+    settings = clan.resolved.to_json()["machines"]["laptop"]["instances"]["alice"]["roles"]["default"]["settings"]
+    assert settings["user"] is None
+
+
+def test_a_plain_user_setting_beats_the_instance_name(make_clan: MakeClan) -> None:
+    clan = make_clan(CLAN.replace('groups = ["wheel", "video"]', 'user = "bob"'))
+    assert set(clan.evaluator.config("laptop").users) == {"bob", "root"}
+    assert "user-password-bob" in clan.evaluator.generators()["laptop"]
+
+
+def test_generators_follow_prompt_and_share(make_clan: MakeClan) -> None:
+    clan = make_clan(CLAN.replace("prompt = false }", "prompt = false, share = true }"))
+    gens = clan.evaluator.generators()
+    alice = gens["laptop"]["user-password-alice"].generator
+    assert set(alice.prompts) == {"user-password"}
+    prompt = alice.prompts["user-password"]
+    assert (prompt.type, prompt.persist) == ("hidden", True)
+    assert alice.files["user-password"].deploy is False
+    assert alice.files["user-password-hash"].neededFor == "users"
+    root = gens["server"]["user-password-root"].generator
+    assert root.prompts == {} and root.share is True
+    # shared across machines: declared identically on both
+    assert gens["laptop"]["user-password-root"].generator == root
+
+
+def test_password_run_uses_the_answer_or_generates_one() -> None:
+    given = PasswordRun()(GeneratorInput(machine="m", dependencies={}, prompts={"user-password": "s3cret pass\n"}))
+    assert given["user-password"] == "s3cret pass"
+    hashed = str(given["user-password-hash"])
+    salt = hashed.split("$")[2]
+    assert hashed == sha512_crypt("s3cret pass", salt)
+    reference = subprocess.run(
+        ["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input="s3cret pass\n",
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()
+    assert hashed == reference
+
+    random = PasswordRun()(GeneratorInput(machine="m", dependencies={}, prompts={"user-password": ""}))
+    password = str(random["user-password"])
+    assert len(password) == 23 and password.count("-") == 3
+    other = PasswordRun()(GeneratorInput(machine="m", dependencies={}, prompts={}))
+    assert other["user-password"] != password
+
+
+def test_the_hash_works_with_debians_user_tools(
+    make_clan: MakeClan, generate_vars: Callable[..., Any], isolated: Isolated, etc_upper: Path
+) -> None:
+    clan = make_clan(CLAN)
+    made = generate_vars(clan, {"user-password-alice": {"user-password": "correct horse"}})
+    cfg = clan.evaluator.config("laptop")
+    alice = cfg.users["alice"]
+    assert alice.hashed_password_file is not None
+    script = (
+        f"useradd -M -s {alice.shell} -G {','.join(alice.groups)} alice\n"
+        f'usermod -p "$(cat {alice.hashed_password_file})" alice\n'
+    )
+    isolated(script, files=made.host_files("laptop"))
+    shadow = (etc_upper / "shadow").read_text()
+    entry = next(line for line in shadow.splitlines() if line.startswith("alice:"))
+    stored = entry.split(":")[1]
+    assert stored.startswith("$6$")
+    assert stored == sha512_crypt("correct horse", stored.split("$")[2])
+    group = (etc_upper / "group").read_text()
+    assert any(line.startswith("sudo:") and line.endswith("alice") for line in group.splitlines())
+
+
+def test_bad_names_and_keys_are_reported(make_clan: MakeClan) -> None:
+    with pytest.raises(ClanError) as err:
+        make_clan(CLAN.replace("[instances.alice]", "[instances.Alice]")).evaluator.config("laptop")
+    assert err.value.problems[0].kind == "settings-type"
+    assert "user" in err.value.problems[0].path
+
+    clan = make_clan(CLAN.replace(KEY, "not a key"), name="badkey")
+    with pytest.raises(ClanError) as err:
+        clan.evaluator.config("laptop")
+    problem = err.value.problems[0]
+    assert problem.path == "instances.alice.roles.default.machines.laptop.settings.authorizedKeys"
+    assert "not an OpenSSH public key" in problem.message
