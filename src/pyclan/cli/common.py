@@ -13,8 +13,8 @@ from rich.console import Console
 from pyclan.clan import RUNTIME, Clan, open_clan
 from pyclan.errors import ClanError, Problem
 
-console = Console()
-err_console = Console(stderr=True)
+console = Console(soft_wrap=True)
+err_console = Console(stderr=True, soft_wrap=True)
 
 
 # Global options given before the command (`--override-input` is parsed by `main.run`).

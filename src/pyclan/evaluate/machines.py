@@ -166,12 +166,14 @@ class Evaluator:
                 mine[gen.name] = DeclaredGenerator(gen, origin)
                 if gen.share:
                     first = shared.setdefault(gen.name, (machine, mine[gen.name]))
-                    if _shared_key(first[1].generator) != _shared_key(gen):
+                    differ = _shared_diff(first[1].generator, gen)
+                    if differ:
                         problems.add(
                             "vars-error",
                             f"machines.{machine}",
                             f"Machines {first[0]} and {machine} have different definitions for shared "
-                            f"generator '{gen.name}' ({first[1].origin} vs {origin})",
+                            f"generator '{gen.name}' (differ in: {', '.join(differ)}; {first[1].origin} vs {origin})",
+                            hint="a shared generator must be declared identically on every machine that uses it",
                         )
 
         for g in self.groups:
@@ -318,17 +320,17 @@ def _check_fragment(frag: Any, where: str) -> MachineConfig:
     return frag
 
 
-def _shared_key(gen: Generator) -> tuple[Any, ...]:
-    """What must be equal for a shared generator on every machine (R12.2)."""
-    files = tuple(sorted((n, f.secret, f.deploy) for n, f in gen.files.items()))
-    return (
-        files,
-        tuple(sorted(gen.prompts.items())),
-        gen.dependencies,
-        gen.script,
-        repr(gen.validation),
-        getattr(gen.run, "__qualname__", None),
-    )
+def _shared_diff(a: Generator, b: Generator) -> list[str]:
+    """The parts of two declarations of a shared generator that differ (R12.2): everything that
+    decides its values (the vars validation definition) plus each file's `deploy`; owner, group
+    and mode may differ per machine."""
+    from pyclan.vars.validation import definition
+
+    da, db = definition(a), definition(b)
+    differ = [k for k in da if da[k] != db[k]]
+    if {f: v.deploy for f, v in a.files.items()} != {f: v.deploy for f, v in b.files.items()}:
+        differ.append("deploy")
+    return differ
 
 
 def _deep_merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:

@@ -23,7 +23,7 @@ class VarFile:
     owner: str = "root"
     group: str = "root"
     mode: str = "0400"
-    neededFor: NeededFor = "services"  # noqa: N815 - Clan's spelling
+    neededFor: NeededFor = "services"  # Clan's spelling
 
 
 @dataclass(frozen=True)
@@ -62,3 +62,9 @@ class Generator:
     script: str | None = None
     runtime_inputs: tuple[str, ...] = ()  # commands the script needs on PATH (informational)
     validation: Any = None  # any JSON value; a change makes stored values outdated (R12.4)
+
+    def __post_init__(self) -> None:
+        """A persisted prompt implies a (secret) file of the same name holding the answer (R12.1)."""
+        implied = {p: VarFile() for p, prompt in self.prompts.items() if prompt.persist and p not in self.files}
+        if implied:
+            object.__setattr__(self, "files", {**self.files, **implied})

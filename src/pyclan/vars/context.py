@@ -1,0 +1,185 @@
+"""One clan's vars as a command sees them: graph, store, keys, and who each secret is for.
+
+Every verb (generate, list/get/set, check, deploy's secret lookup) works through a
+`VarsContext`, so "who must be able to read this file" is decided in exactly one place.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyclan.errors import ClanError, did_you_mean
+from pyclan.evaluate.vars_view import DeclaredGenerator
+from pyclan.vars import age, keys
+from pyclan.vars.graph import Node, VarsGraph
+from pyclan.vars.layout import SECRET, GenKey, generate_hint, vars_error
+from pyclan.vars.store import StoredSecret, VarsStore
+from pyclan.vars.validation import validation_hash
+
+if TYPE_CHECKING:
+    from pyclan.clan import Clan
+
+
+@dataclass(frozen=True)
+class GenStatus:
+    missing: tuple[str, ...]  # declared files not in the store
+    outdated: bool  # stored validation hash differs from the declaration's
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing and not self.outdated
+
+
+# per opened Clan: its graph and definition hashes (they cannot change for that object, whose
+# evaluation is cached too); keys and stored values are always read afresh
+_GRAPHS: dict[int, tuple[weakref.ReferenceType[Clan], VarsGraph, dict[GenKey, str]]] = {}
+
+
+class VarsContext:
+    def __init__(
+        self,
+        clan_dir: Path,
+        declared: Mapping[str, Mapping[str, DeclaredGenerator]],
+        graph: VarsGraph | None = None,
+        hashes: dict[GenKey, str] | None = None,
+    ) -> None:
+        self.clan_dir = clan_dir
+        self.declared = declared
+        self.store = VarsStore(clan_dir)
+        self._graph = graph
+        self._identities: tuple[Path, list[age.Identity]] | None = None
+        self._hashes: dict[GenKey, str] = hashes if hashes is not None else {}
+        self._machine_keys: dict[str, str] = {}
+        self.created_machine_keys: list[str] = []
+
+    @classmethod
+    def of(cls, clan: Clan) -> VarsContext:
+        """A context for this clan; deploy calls this per secret, so the graph is built once."""
+        hit = _GRAPHS.get(id(clan))
+        if hit is not None and hit[0]() is clan:
+            return cls(clan.dir, hit[1].declared, hit[1], hit[2])
+        ctx = cls(clan.dir, clan.evaluator.generators())
+        _GRAPHS[id(clan)] = (weakref.ref(clan), ctx.graph, ctx._hashes)
+        weakref.finalize(clan, _GRAPHS.pop, id(clan), None)
+        return ctx
+
+    @property
+    def graph(self) -> VarsGraph:
+        if self._graph is None:
+            self._graph = VarsGraph(self.declared)
+        return self._graph
+
+    def node(self, key: GenKey) -> Node:
+        return self.graph.nodes[key]
+
+    # -- keys ----------------------------------------------------------------------------------
+    def identities(self) -> list[age.Identity]:
+        """The admin's private keys, loaded on first need (public-only work needs none)."""
+        path = keys.admin_key_file()
+        if self._identities is None or self._identities[0] != path:
+            self._identities = (path, keys.load_admin_identities())
+        return self._identities[1]
+
+    def has_identities(self) -> bool:
+        try:
+            self.identities()
+        except ClanError:
+            return False
+        return True
+
+    @cached_property
+    def admin_names(self) -> dict[str, str]:
+        """Admin name → public key (`keys/admins/<name>.pub`)."""
+        return keys.admin_recipients(self.clan_dir)
+
+    @cached_property
+    def admins(self) -> list[str]:
+        return sorted(set(self.admin_names.values()))
+
+    def describe_key(self, pub: str) -> str:
+        """A public key as people know it: `admin 'alice'`, `machine 'web1'`, or a short form."""
+        if pub.startswith("<"):
+            return pub
+        for name, key in self.admin_names.items():
+            if key == pub:
+                return f"admin '{name}'"
+        for m in self.graph.by_machine:
+            if self.machine_key(m, create=False) == pub:
+                return f"machine '{m}'"
+        return f"an unknown key {pub[:16]}… (removed admin or machine?)"
+
+    def machines(self, machines: Iterable[str] | None) -> list[str]:
+        """The requested machines, validated (default and empty: every machine)."""
+        known = sorted(self.graph.by_machine)
+        chosen = list(dict.fromkeys(machines or []))
+        for m in chosen:
+            if m not in self.graph.by_machine:
+                raise vars_error(f"machines.{m}", f"no machine named '{m}'", hint=did_you_mean(m, known))
+        return chosen or known
+
+    def machine_key(self, machine: str, create: bool) -> str | None:
+        if machine in self._machine_keys:
+            return self._machine_keys[machine]
+        if create:
+            existed = keys.machine_public_key(self.clan_dir, machine) is not None
+            pub: str | None = keys.ensure_machine_key(self.clan_dir, machine, self.admins)
+            if not existed:
+                self.created_machine_keys.append(machine)
+        else:
+            pub = keys.machine_public_key(self.clan_dir, machine)
+        if pub is not None:
+            self._machine_keys[machine] = pub
+        return pub
+
+    def wanted_recipients(self, key: GenKey, file: str, create: bool = True) -> tuple[str, ...]:
+        """Every admin plus every machine that deploys the file; a machine without a key
+        (only possible with create=False) is shown as `<no key: m>` so it never matches."""
+        wanted = set(self.admins)
+        for m in self.node(key).deploying_machines(file):
+            pub = self.machine_key(m, create)
+            wanted.add(pub if pub is not None else f"<no key: {m}>")
+        return tuple(sorted(wanted))
+
+    def encrypt_for(self, key: GenKey, file: str, data: bytes) -> StoredSecret:
+        recipients = self.wanted_recipients(key, file)
+        return StoredSecret(age.encrypt(data, recipients), recipients)
+
+    # -- status --------------------------------------------------------------------------------
+    def hash_of(self, key: GenKey) -> str:
+        if key not in self._hashes:
+            self._hashes[key] = validation_hash(self.node(key).generator)
+        return self._hashes[key]
+
+    def status(self, key: GenKey) -> GenStatus:
+        gen = self.node(key).generator
+        missing = tuple(f for f, vf in sorted(gen.files.items()) if not self.store.has(key, f, vf.secret))
+        return GenStatus(missing, self.store.validation_hash(key) != self.hash_of(key))
+
+    def complete(self, key: GenKey) -> bool:
+        return self.status(key).complete
+
+    # -- values --------------------------------------------------------------------------------
+    def read(self, key: GenKey, file: str) -> bytes:
+        """A stored value in clear (secrets decrypted with the admin key)."""
+        vf = self.node(key).generator.files[file]
+        where = f"{key.label}/{file}"
+        if not vf.secret:
+            value = self.store.public(key, file)
+            if value is None:
+                raise vars_error(where, f"Var {key.name}/{file} has not been generated yet",
+                                 hint=generate_hint(key.machine))
+            return value
+        stored = self.store.secret(key, file)
+        if stored is None:
+            raise vars_error(where, f"Var {key.name}/{file} has not been generated yet",
+                             hint=generate_hint(key.machine))
+        path = self.store.dir(key) / file / SECRET
+        return age.decrypt(stored.ciphertext, self.identities(), path, where, hint=keys.NOT_RECIPIENT_HINT)
+
+    def read_all(self, key: GenKey) -> dict[str, bytes]:
+        return {f: self.read(key, f) for f in sorted(self.node(key).generator.files)}
