@@ -67,12 +67,25 @@ def up(
         cfg = lib.HostsConfig.from_env()
         if not lib.rootfs_ready(cfg.rootfs):
             err.print(f"building the Debian rootfs once at {cfg.rootfs} (about 40 s)…")
-        infos = lib.up(names, config=cfg)
+        infos = lib.up(names, config=cfg, addresses=_internet_addresses(names, flake))
     except ClanError as exc:
         raise _fail(exc.problems) from None
     except KeyboardInterrupt:
         raise typer.Exit(130) from None
     _print_hosts(infos, as_json)
+
+
+def _internet_addresses(names: list[str], flake: Path | None) -> dict[str, str]:
+    """Each machine's `internet` host, if a clan is at hand: hosts take it when they can."""
+    from pyclan.cli.common import get_clan
+    from pyclan.services.library.internet import machine_host
+
+    try:
+        exports = get_clan(flake).evaluator.exports()
+    except ClanError:
+        return {}
+    found = {n: machine_host(exports, n) for n in names}
+    return {n: h for n, h in found.items() if h}
 
 
 @app.command()

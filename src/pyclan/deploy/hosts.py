@@ -18,11 +18,11 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from pyclan.deploy import hosts_supervisor
-from pyclan.deploy.hosts_config import MAX_INDEX, HostsConfig, validate_name
+from pyclan.deploy.hosts_config import HOST_OFFSET, MAX_INDEX, HostsConfig, validate_name
 from pyclan.deploy.hosts_net import (
     add_host_net,
     adopt_legacy_bridge,
@@ -145,9 +145,13 @@ def build_rootfs(force: bool = False, config: HostsConfig | None = None) -> Path
 
 
 # --- up --------------------------------------------------------------------------------------
-def up(names: Sequence[str], config: HostsConfig | None = None) -> list[HostInfo]:
+def up(
+    names: Sequence[str], config: HostsConfig | None = None, addresses: Mapping[str, str] | None = None
+) -> list[HostInfo]:
     """Start a host for each name (already running ones are kept) and wait until booted.
 
+    `addresses` are wished-for addresses (e.g. the machine's `internet` host): used when they
+    lie in the hosts' network and are free, so the inventory and the local hosts agree.
     All or nothing: if one host fails to boot, the hosts started by this call are removed
     again and a ClanError says why.
     """
@@ -170,7 +174,8 @@ def up(names: Sequence[str], config: HostsConfig | None = None) -> list[HostInfo
         try:
             for name in wanted:
                 if name not in states:
-                    state = _start(cfg, tools, name, list(states.values()))
+                    wish = (addresses or {}).get(name)
+                    state = _start(cfg, tools, name, list(states.values()), wish)
                     states[name] = state
                     started.append(state)
             write_known_hosts(cfg, list(states.values()))
@@ -245,9 +250,24 @@ def _host_cgroup(cfg: HostsConfig, name: str) -> str:
     return f"{cfg.cgroup_rel}/{name}"
 
 
-def _start(cfg: HostsConfig, tools: dict[str, str], name: str, states: list[HostState]) -> HostState:
+def _wished_index(cfg: HostsConfig, address: str | None, states: list[HostState]) -> int | None:
+    """The index giving `address`, if it is in our network and not taken."""
+    if address is None:
+        return None
+    prefix, _, last = address.rpartition(".")
+    if prefix != cfg.net or not last.isdigit():
+        return None
+    index = int(last) - HOST_OFFSET
+    if not 1 <= index <= MAX_INDEX or any(s.index == index for s in states):
+        return None
+    return index
+
+
+def _start(
+    cfg: HostsConfig, tools: dict[str, str], name: str, states: list[HostState], wish: str | None = None
+) -> HostState:
     """Create the host's state, overlay dirs, netns and cgroups, then start its supervisor."""
-    index = free_index(states, MAX_INDEX)
+    index = _wished_index(cfg, wish, states) or free_index(states, MAX_INDEX)
     if index is None:
         raise deploy_error("hosts", f"no free address left in {cfg.net}.0/24 for host {name}")
     state = HostState(name, index, cfg.address(index), cfg.netns(name), cfg.veth(index))
