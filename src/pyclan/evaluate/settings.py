@@ -16,11 +16,12 @@ and fills in defaults:
 - undeclared keys, type mismatches and missing required options are problems with the full
   evaluation path; all problems of a merge are reported together.
 
-Speed: a per-interface plan (`pyclan.evaluate.nixtypes`) is built once. Blocks without wrappers whose
-keys do not overlap (the common case: role-wide options plus a few per-machine ones) are united with
-``dict.update`` and validated by a single ``model_validate`` call; only overlapping or wrapped blocks
-take the general merge. `SettingsMerger` additionally memoises successful results by the identity of
-the definition values.
+Speed: a per-interface plan (`pyclan.evaluate.nixtypes`) is built once. Plain blocks are united with
+``dict.update``; only options defined in several blocks are merged one by one, then a single
+pydantic validation runs (mutable defaults of unset options are passed in as JSON, which is several
+times cheaper than pydantic's deep copy). Anything unusual (wrappers on options defined once,
+unknown keys, type errors) takes the general merge, which also explains every problem.
+`SettingsMerger` additionally memoises successful results by the identity of the definition values.
 
 Results may be shared (between machines with identical definitions, and with the input values for
 ``Any`` options): treat them as read-only.
@@ -111,9 +112,18 @@ class SettingsMerger:
         self, interface: type[M], defs: Sequence[SettingsDef], path: str, file: str | None = None
     ) -> tuple[M | None, list[Problem]]:
         """Merge `defs` (in definition order: role, machine, tags by name) and validate."""
+        return self._merge(interface, defs, path, file, self._cache)
+
+    def _merge(
+        self,
+        interface: type[M],
+        defs: Sequence[SettingsDef],
+        path: str,
+        file: str | None,
+        cache: dict[tuple[Any, ...], BaseModel] | None,
+    ) -> tuple[M | None, list[Problem]]:
         # `{}` blocks (the usual machine block) define nothing: leave them out (also of the memo key).
         values = [v for d in defs if (v := d.value) or v.__class__ is not dict]
-        cache = self._cache
         if cache is not None:
             key = (interface, *map(id, values))
             hit = cache.get(key)
@@ -122,7 +132,7 @@ class SettingsMerger:
                 return hit, []  # type: ignore[return-value]
             self.misses += 1
         plan = _MODEL_PLANS.get(interface) or model_plan(interface)
-        result = _fast_merge(plan, interface, values)
+        result = _fast_merge(plan, interface, values, defs)
         if result is None:
             result, problems = _slow_merge(plan, interface, defs, path, file)
             if result is None:
@@ -143,7 +153,8 @@ class SettingsMerger:
         source: str = "extendSettings",
     ) -> M:
         """R5.5 ``extendSettings``: merge with one more definition appended; raise `ClanError` on problems."""
-        result, problems = self.merge(interface, [*defs, SettingsDef(extra, source, file)], path, file)
+        # Never memoised: `extra` is usually a temporary dict, and a recycled id would give a stale hit.
+        result, problems = self._merge(interface, [*defs, SettingsDef(extra, source, file)], path, file, None)
         if result is None:
             raise ClanError(problems)
         return result
@@ -193,8 +204,13 @@ def settings_schema(interface: type[BaseModel]) -> dict[str, Any]:
 _MODEL_PLANS: Final = nt._MODEL_PLANS
 
 
-def _fast_merge(plan: ModelPlan, interface: type[M], values: list[Any]) -> M | None:
-    """Blocks without wrappers and without shared keys: one dict, one ``model_validate``; else None."""
+def _fast_merge(plan: ModelPlan, interface: type[M], values: list[Any], defs: Sequence[SettingsDef] = ()) -> M | None:
+    """The common cases, or None to take the general merge (which also explains every problem).
+
+    Blocks that are plain dicts are united with ``dict.update``. Options defined in one block only
+    are taken as they are; options defined in several blocks (with `defs` given) are merged on
+    their own. The result must be clean (no wrappers or unknown keys left), then one ``validate``.
+    """
     n = len(values)
     if n == 0:
         candidate: Any = {}
@@ -210,23 +226,74 @@ def _fast_merge(plan: ModelPlan, interface: type[M], values: list[Any]) -> M | N
                 return None
             candidate.update(v)
             total += len(v)
-        if len(candidate) != total:  # some option is defined more than once: real merge needed
+        # some option is defined in several blocks
+        if len(candidate) != total and not (defs and _merge_shared_options(plan, candidate, values, defs)):
             return None
     if "imports" in candidate or not plan.clean(candidate):
         return None
     try:
-        return _validate(plan, interface, candidate)
+        return _validate(plan, interface, candidate, n != 1)
     except ValidationError:
         return None
 
 
-def _validate(plan: ModelPlan, interface: type[M], value: Any) -> M:
-    """``model_validate`` without its Python-level overhead. Lax mode, because the plan has already
-    checked types strictly and lax mode is what turns JSON values into enum members."""
+def _merge_shared_options(
+    plan: ModelPlan, candidate: dict[str, Any], values: list[Any], defs: Sequence[SettingsDef]
+) -> bool:
+    """Replace the options of `candidate` defined in several blocks by their merge; False on problems."""
+    seen = set(values[0])
+    shared: set[str] = set()
+    for v in values[1:]:
+        shared |= seen.intersection(v)
+        seen.update(v)
+    fields = plan.fields
+    ctx = _Ctx(defs, "", None)
+    for key in shared:
+        field = fields.get(key)
+        if field is None:
+            return False  # unknown or non-canonical key, or a freeform extra: general merge
+        ds: list[Def] = []
+        for o in range(len(defs) - 1, -1, -1):  # reverse definition order (R5.3.3)
+            v = defs[o].value
+            if v.__class__ is dict and key in v:
+                ds.append((o, key, v[key]))
+        r = _merge_option(ctx, field.plan, ds, key, field)
+        if ctx.problems:
+            return False
+        if r is _ABSENT:
+            del candidate[key]
+        else:
+            candidate[key] = r
+    return True
+
+
+def _validate(plan: ModelPlan, interface: type[M], value: dict[str, Any], own: bool) -> M:
+    """``model_validate`` without its Python-level overhead.
+
+    Lax mode, because the plan has already checked types strictly and lax mode is what turns JSON
+    values into enum members. Mutable defaults of absent options are passed in as JSON templates
+    (see `nixtypes.default_injections`); `value` is copied first unless `own`.
+    """
+    inject = plan.inject
+    if inject is None:
+        inject = nt.default_injections(plan)
+    added: list[str] | None = None
+    for key, name, template in inject:
+        if key not in value:
+            if added is None:
+                added = []
+                if not own:
+                    value = dict(value)
+            value[key] = template
+            added.append(name)
     validator = interface.__pydantic_validator__
     if plan.strict_config:
-        return validator.validate_python(value, strict=False)  # type: ignore[no-any-return]
-    return validator.validate_python(value)  # type: ignore[no-any-return]
+        result: M = validator.validate_python(value, strict=False)
+    else:
+        result = validator.validate_python(value)
+    if added is not None:
+        result.__pydantic_fields_set__.difference_update(added)
+    return result
 
 
 # --------------------------------------------------------------------------------------------------
@@ -282,7 +349,7 @@ def _found(v: Any) -> str:
 class _Ctx:
     """State of one general merge: the definitions, the path prefix, the problems found."""
 
-    __slots__ = ("defs", "failed", "file", "path", "problems")
+    __slots__ = ("defs", "failed", "file", "list_defs", "path", "problems")
 
     def __init__(self, defs: Sequence[SettingsDef], path: str, file: str | None) -> None:
         self.defs = defs
@@ -290,6 +357,8 @@ class _Ctx:
         self.file = file
         self.problems: list[Problem] = []
         self.failed: set[str] = set()  # relative paths with a reported problem
+        # merged lists: relative path -> (list plan, its definitions), to explain errors about entries
+        self.list_defs: dict[str, tuple[ListPlan, list[Def]]] = {}
 
     def full(self, rel: str) -> str:
         if not rel:
@@ -431,7 +500,7 @@ def _merge_option(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str, field: F
     flat: list[_Flat] = []
     wrapped = False
     for o, lr, v in defs:
-        if v.__class__ is dict and "_type" in v and nt._is_wrapper_dict(v):
+        if isinstance(v, dict) and "_type" in v and nt._is_wrapper_dict(v):
             _discharge(ctx, o, lr, v, None, None, flat, rel)
             wrapped = True
         else:
@@ -548,7 +617,29 @@ def _merge_list(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
                 if r is not _FAIL and r is not _ABSENT:
                     out.append(r)
             i += 1
+    ctx.list_defs[rel] = (plan, defs)
     return out
+
+
+def _list_entry_origin(ctx: _Ctx, list_rel: str, index: int) -> Def | None:
+    """The definition of entry `index` of a merged list (replays `_merge_list`; for messages only)."""
+    found = ctx.list_defs.get(list_rel)
+    if found is None:
+        return None
+    plan, defs = found
+    scratch = _Ctx(ctx.defs, ctx.path, ctx.file)
+    n = 0
+    for o, lr, v in defs:
+        for j, x in enumerate(v):
+            kept = plan.elem.clean(x) or _merge_option(scratch, plan.elem, [(o, lr, x)], "", None) not in (
+                _FAIL,
+                _ABSENT,
+            )
+            if kept:
+                if n == index:
+                    return (o, f"{lr}[{j}]", x)
+                n += 1
+    return None
 
 
 def _merge_attrs(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
@@ -684,6 +775,7 @@ def _slow_merge(
 ) -> tuple[M | None, list[Problem]]:
     ctx = _Ctx(sdefs, path, file)
     blocks: list[Def] = []
+    dropped = False  # a block (or part of one) could not be used at all
     # Reverse definition order: this is the order in which Nix concatenates lists (R5.3.3).
     for o in range(len(sdefs) - 1, -1, -1):
         d = sdefs[o]
@@ -693,10 +785,13 @@ def _slow_merge(
                 blocks.append((o, "", v))
             continue
         flat: list[_Flat] = []
+        before = len(ctx.problems)
         _discharge(ctx, o, "", v, None, None, flat, "")
+        dropped = dropped or len(ctx.problems) > before
         block_path = d.source or path
         for prio, order, _o, _lr, x in flat:
             if not isinstance(x, dict):
+                dropped = True
                 ctx.add(
                     "settings-type",
                     "",
@@ -724,9 +819,9 @@ def _slow_merge(
     merged = _merge_model(ctx, plan, blocks, "")
     walk_problems = bool(ctx.problems)
     try:
-        result = _validate(plan, interface, merged)
+        result = _validate(plan, interface, merged, True)
     except ValidationError as e:
-        _report_validation(ctx, plan, e, walk_problems)
+        _report_validation(ctx, plan, e, walk_problems, dropped)
         result = None
     if ctx.problems:
         return None, ctx.problems
@@ -753,16 +848,23 @@ _CONSTRAINT_ERRORS: Final = frozenset(
 )
 
 
-def _locate(plan: TypePlan, loc: tuple[Any, ...]) -> tuple[str, list[str], list[str], TypePlan | None]:
-    """Follow a pydantic error location through the plan.
+class _Located:
+    """Where a pydantic error location points to in the settings."""
 
-    Returns the relative option path, every ancestor path (for filtering), the string keys leading to
-    the deepest attribute-set position (to find definitions), and the plan there (None if unknown).
-    """
+    __slots__ = ("entry", "keys", "plan", "rel", "rels")
+
+    def __init__(self) -> None:
+        self.rel = ""  # relative option path
+        self.rels = [""]  # it and every ancestor (to skip errors below reported problems)
+        self.keys: list[str] = []  # attribute keys up to the first list index (to find definitions)
+        self.entry: tuple[str, int] | None = None  # (relative path of the list, index) of that index
+        self.plan: TypePlan | None = None  # the type there, if known
+
+
+def _locate(plan: TypePlan, loc: tuple[Any, ...]) -> _Located:
+    """Follow a pydantic error location through the plan."""
+    at = _Located()
     rel = ""
-    rels = [""]
-    keys: list[str] = []
-    keys_done = False
     p: TypePlan | None = plan
     for item in loc:
         while isinstance(p, NullablePlan):
@@ -772,12 +874,11 @@ def _locate(plan: TypePlan, loc: tuple[Any, ...]) -> tuple[str, list[str], list[
         if isinstance(item, int):
             if isinstance(p, ListPlan):
                 p = p.elem
-            elif p is ANYTHING_PLAN:
-                p = ANYTHING_PLAN
-            else:
+            elif p is not ANYTHING_PLAN:
                 break
+            if at.entry is None:
+                at.entry = (rel, item)
             rel = f"{rel}[{item}]"
-            keys_done = True
         elif isinstance(item, str):
             if isinstance(p, ModelPlan):
                 f = p.lookup.get(item)
@@ -788,17 +889,17 @@ def _locate(plan: TypePlan, loc: tuple[Any, ...]) -> tuple[str, list[str], list[
                     p = p.extra
             elif isinstance(p, AttrsPlan):
                 p = p.elem
-            elif p is ANYTHING_PLAN:
-                pass
-            else:
+            elif p is not ANYTHING_PLAN:
                 break
             rel = _child(rel, item)
-            if not keys_done:
-                keys.append(item)
+            if at.entry is None:
+                at.keys.append(item)
         else:
             break
-        rels.append(rel)
-    return rel, rels, keys, p
+        at.rels.append(rel)
+    at.rel = rel
+    at.plan = p
+    return at
 
 
 def _defs_at(ctx: _Ctx, keys: list[str]) -> list[Def]:
@@ -822,14 +923,20 @@ def _defs_at(ctx: _Ctx, keys: list[str]) -> list[Def]:
     return found
 
 
-def _report_validation(ctx: _Ctx, plan: ModelPlan, e: ValidationError, walk_problems: bool) -> None:
+def _report_validation(
+    ctx: _Ctx, plan: ModelPlan, e: ValidationError, walk_problems: bool, blocks_dropped: bool
+) -> None:
+    """Turn pydantic's errors into problems, leaving out consequences of problems already reported:
+    values that failed to merge are missing from the data (and so "missing" for pydantic), a dropped
+    block may have defined any option, and whole-model validators see incomplete data."""
     for err in e.errors(include_url=False):
         loc = tuple(err.get("loc", ()))
-        rel, rels, keys, at = _locate(plan, loc)
-        if any(r in ctx.failed for r in rels):
+        at = _locate(plan, loc)
+        rel = at.rel
+        if any(r in ctx.failed for r in at.rels):
             continue  # already reported by the merge (the value was left out)
-        if walk_problems and (not loc or err["type"] == "missing"):
-            continue  # consequences of problems already reported (partial data)
+        if (walk_problems and not loc) or (blocks_dropped and err["type"] == "missing"):
+            continue
         full = ctx.full(rel)
         etype = err["type"]
         if etype == "missing":
@@ -837,20 +944,33 @@ def _report_validation(ctx: _Ctx, plan: ModelPlan, e: ValidationError, walk_prob
                 "missing-setting",
                 rel,
                 f"The option `{full}' was accessed but has no value defined. Try setting the option.",
-                ctx.file,
+                ctx.file or next((d.file for d in ctx.defs if d.file), None),
                 f"set `{rel.rsplit('.', 1)[-1] or full}' in the role-wide, machine or tag settings",
             )
             continue
-        defs = _defs_at(ctx, keys) if keys or not loc else []
-        lines = ctx.show_defs(defs) if defs else f"- In `{ctx.path}': {_show(err.get('input'))}"
-        if len(keys) < len([x for x in loc if isinstance(x, str)]) or any(isinstance(x, int) for x in loc):
-            lines += f"\nInvalid value: {_show(err.get('input'))}"
-        if etype in _CONSTRAINT_ERRORS and at is not None:
-            message = f"A definition for option `{full}' is not of type `{at.description}'. Definition values:\n{lines}"
+        bad = err.get("input")
+        defs = _defs_at(ctx, at.keys)
+        if at.entry is not None:  # narrow down to the definition of the list entry
+            list_rel, index = at.entry
+            origin = _list_entry_origin(ctx, list_rel, index)
+            if origin is not None:
+                defs = [origin]
+            elif len(defs) == 1 and isinstance(defs[0][2], list) and index < len(defs[0][2]):
+                o, lr, value = defs[0]
+                defs = [(o, f"{lr}[{index}]", value[index])]
+        matching = [d for d in defs if _json_equal(d[2], bad)]
+        if matching:  # e.g. only the winning (forced) definition, not the discarded ones
+            defs = matching
+        lines = ctx.show_defs(defs) if defs else f"- In `{ctx.path}': {_show(bad)}"
+        if not matching:
+            lines += f"\nInvalid value: {_show(bad)}"
+        if etype in _CONSTRAINT_ERRORS and at.plan is not None:
+            message = f"A definition for option `{full}' is not of type `{at.plan.description}'. "
             hint: str | None = err["msg"]
         else:
-            message = f"A definition for option `{full}' is not valid: {err['msg']}. Definition values:\n{lines}"
+            message = f"A definition for option `{full}' is not valid: {err['msg']}. "
             hint = None
+        message += f"Definition values:\n{lines}"
         ctx.add("settings-type", rel, message, ctx.first_file(defs) if defs else ctx.file, hint)
 
 
