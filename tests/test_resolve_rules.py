@@ -269,12 +269,14 @@ roles.controller.machines.sara = {}
         },
         {
             "id": "probe-a-controller-minMachines",
-            "message": "Role 'controller' of service 'probe' instance 'a' requires at least 1 machine(s) but 0 are assigned.",
+            "message": "Role 'controller' of service 'probe' instance 'a' requires at least 1 machine(s) "
+            "but 0 are assigned.",
             "severity": "error",
         },
         {
             "id": "probe-b-controller-maxMachines",
-            "message": "Role 'controller' of service 'probe' instance 'b' allows at most 1 machine(s) but 2 are assigned.",
+            "message": "Role 'controller' of service 'probe' instance 'b' allows at most 1 machine(s) "
+            "but 2 are assigned.",
             "severity": "error",
         },
     ]

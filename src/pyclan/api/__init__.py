@@ -222,6 +222,49 @@ def inventory_schema() -> dict[str, Any]:
     return inventory_json_schema()
 
 
+# -- vars and inputs ------------------------------------------------------------------------
+
+
+@register
+def run_generators(
+    machines: list[str] | None = None,
+    generators: list[str] | None = None,
+    regenerate: bool = False,
+    prompt_values: dict[str, dict[str, str]] | None = None,
+    flake: str | None = None,
+) -> dict[str, Any]:
+    """`pyclan vars generate`: run missing/outdated generators (prompts answered by `prompt_values`)."""
+    from pyclan.vars.api import generate
+
+    return generate(_clan(flake), machines, generators, regenerate, prompt_values).to_json()
+
+
+@register
+def check_vars(machines: list[str] | None = None, flake: str | None = None) -> dict[str, Any]:
+    """`pyclan vars check`: what is missing, outdated, undecryptable or mis-encrypted."""
+    from pyclan.vars.api import check
+
+    return check(_clan(flake), machines).to_json()
+
+
+@register
+def list_vars(machine: str, flake: str | None = None) -> dict[str, str]:
+    """`pyclan vars list`: `<generator>/<file>` → value (secrets masked)."""
+    from pyclan.vars.api import list_machine_vars
+
+    return {e.id: e.shown() for e in list_machine_vars(_clan(flake), machine)}
+
+
+@register
+def list_inputs(flake: str | None = None) -> dict[str, Any]:
+    """`pyclan inputs list`: declared inputs, their locked revisions and services."""
+    from pyclan.inputs import InputSet
+    from pyclan.inputs.listing import describe_inputs
+
+    clan = _clan(flake)
+    return describe_inputs(InputSet(clan.dir, clan.loaded.inventory.inputs, clan.input_overrides))
+
+
 # -- the JSON envelope -------------------------------------------------------------------------
 
 
