@@ -23,6 +23,7 @@ from pyclan.errors import ClanError, Problem, ProblemList
 from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory
 from pyclan.evaluate.settings import extend_settings
 from pyclan.evaluate.vars_view import DeclaredGenerator, VarsView, secret_host_path
+from pyclan.perf import gc_paused
 from pyclan.services.api import (
     NO_VARS,
     InstanceContext,
@@ -35,7 +36,6 @@ from pyclan.services.api import (
     ServiceContext,
     VarsReader,
 )
-from pyclan.perf import gc_paused
 from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
 from pyclan.vars.model import Generator
 
@@ -49,6 +49,8 @@ class _Group:
     instances: list[ResolvedInstance]
     views: dict[str, InstanceView] = field(default_factory=dict)
     machine_instances: dict[str, list[str]] = field(default_factory=dict)  # machine → instances
+    # machine → (role, instance) in the order R9.2 imports them: roles sorted, then instances
+    memberships: dict[str, list[tuple[str, ResolvedInstance]]] = field(default_factory=dict)
 
 
 def _groups(resolved: ResolvedInventory) -> list[_Group]:
@@ -64,6 +66,13 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
             )
             for m in {m for role in inst.roles.values() for m in role.settings}:
                 g.machine_instances.setdefault(m, []).append(inst.name)
+        for rname in sorted(service.roles):
+            if service.roles[rname].per_instance is None:
+                continue
+            for inst in g.instances:
+                if rname in inst.roles:
+                    for m in inst.roles[rname].settings:
+                        g.memberships.setdefault(m, []).append((rname, inst))
         groups.append(g)
     return groups
 
@@ -264,17 +273,14 @@ class Evaluator:
                 frag = _call(f"{g.gid}.per_machine", s.per_machine_fn, mctx)
                 if frag is not None:
                     fragments.append((Origin(service=s.name), _check_fragment(frag, g.gid)))
-            for rname in sorted(s.roles):
+            for rname, inst in g.memberships.get(machine, ()):
                 fn = s.roles[rname].per_instance
-                if fn is None:
-                    continue
-                for inst in g.instances:
-                    if rname in inst.roles and machine in inst.roles[rname].settings:
-                        ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                        frag = _call(f"{g.gid}.roles.{rname}", fn, ctx)
-                        if frag is not None:
-                            origin = Origin(service=s.name, instance=inst.name, role=rname)
-                            fragments.append((origin, _check_fragment(frag, g.gid)))
+                assert fn is not None
+                ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
+                frag = _call(f"{g.gid}.roles.{rname}", fn, ctx)
+                if frag is not None:
+                    origin = Origin(service=s.name, instance=inst.name, role=rname)
+                    fragments.append((origin, _check_fragment(frag, g.gid)))
         secrets = MachineConfig()
         for name, decl in sorted(self.generators()[machine].items()):
             for fname, vf in sorted(decl.generator.files.items()):
