@@ -117,8 +117,12 @@ def resolve(
     loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None
 ) -> ResolvedInventory:
     """Resolve the whole inventory; raise one ClanError listing every problem found."""
+    with gc_paused():
+        return _resolve(loaded, registry, merger or SettingsMerger())
+
+
+def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger) -> ResolvedInventory:
     inv = loaded.inventory
-    merger = merger or SettingsMerger()
     problems = ProblemList()
     warnings: list[str] = list(loaded.warnings)
     tags = effective_tags(inv)
