@@ -281,11 +281,13 @@ class Evaluator:
                 if frag is not None:
                     origin = Origin(service=s.name, instance=inst.name, role=rname)
                     fragments.append((origin, _check_fragment(frag, g.gid)))
-        secrets = MachineConfig()
-        for name, decl in sorted(self.generators()[machine].items()):
+        declared = self.generators()[machine]
+        secrets = MachineConfig() if declared else None
+        for name, decl in sorted(declared.items()):
             for fname, vf in sorted(decl.generator.files.items()):
                 if vf.secret and vf.deploy:
                     path = secret_host_path(name, fname)
+                    assert secrets is not None
                     secrets.secrets[path] = SecretFileSpec(
                         path=path,
                         generator=name,
@@ -296,7 +298,7 @@ class Evaluator:
                         mode=vf.mode,
                         needed_for=vf.neededFor,
                     )
-        if secrets.secrets:
+        if secrets is not None and secrets.secrets:
             fragments.append((Origin(service="vars"), secrets))
         merged, problems = merge_fragments(machine, fragments)
         if problems:
