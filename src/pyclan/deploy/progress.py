@@ -1,0 +1,96 @@
+"""The live view of a parallel deploy (one line per host) and the summary table after it.
+
+Presentation only: the runner reports `(machine, status)` through a callback; this renders it
+with rich, live on a terminal and not at all otherwise (logs stay clean in CI).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from types import TracebackType
+
+from rich.console import Console
+from rich.live import Live
+from rich.markup import escape
+from rich.table import Table
+
+from pyclan.deploy.runner import HostReport
+
+_DONE = {"changed": "[green]changed[/]", "unchanged": "[dim]unchanged[/]", "failed": "[red]failed[/]"}
+
+
+class ProgressView:
+    """Context manager; `update(machine, status)` is the runner's progress callback."""
+
+    def __init__(self, machines: Sequence[str], console: Console, title: str = "deploying") -> None:
+        self.console = console
+        self.title = title
+        self.status = {m: "waiting" for m in machines}
+        self.started = {m: 0.0 for m in machines}
+        self.finished: dict[str, float] = {}
+        self.live: Live | None = None
+        if console.is_terminal:
+            self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+
+    def _render(self) -> Table:
+        table = Table(title=self.title, title_justify="left", show_edge=False)
+        table.add_column("machine", style="bold")
+        table.add_column("status")
+        table.add_column("time", justify="right")
+        now = time.monotonic()
+        for m, status in self.status.items():
+            begun = self.started.get(m) or now
+            elapsed = self.finished.get(m, now) - begun if self.started.get(m) else 0.0
+            table.add_row(m, _DONE.get(status, escape(status)), f"{elapsed:.1f}s" if elapsed else "")
+        return table
+
+    def update(self, machine: str, status: str) -> None:
+        if not self.started.get(machine):
+            self.started[machine] = time.monotonic()
+        if status in _DONE:
+            self.finished[machine] = time.monotonic()
+        self.status[machine] = status
+        if self.live is not None:
+            self.live.update(self._render())
+
+    def __enter__(self) -> ProgressView:
+        if self.live is not None:
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if self.live is not None:
+            self.live.__exit__(kind, exc, tb)
+
+
+def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = False) -> None:
+    """The table after a deploy, then each failure's step output and each dry-run's changes."""
+    table = Table(show_edge=False)
+    for col in ("machine", "target", "result", "generation", "time"):
+        table.add_column(col, justify="right" if col in ("generation", "time") else "left")
+    for r in reports:
+        if r.error:
+            result = "[red]failed[/]"
+        elif dry_run:
+            result = "[yellow]would change[/]" if r.changed else "[dim]up to date[/]"
+        else:
+            result = "[green]updated[/]" if r.changed else "[dim]unchanged[/]"
+        gen = "-" if r.generation is None else str(r.generation)
+        table.add_row(r.machine, escape(r.target or "-"), result, gen, f"{r.seconds:.1f}s")
+    console.print(table)
+    for r in reports:
+        if dry_run and r.changes is not None and not r.changes.empty():
+            console.rule(f"[bold]{r.machine}[/]: would change", align="left")
+            for line in r.changes.lines():
+                style = "green" if line.lstrip().startswith("+") else "red" if line.lstrip().startswith("-") else ""
+                console.print(escape(line), style=style or None, highlight=False)
+    for r in reports:
+        if r.error:
+            console.print(f"[red bold]{r.machine}[/]: {escape(r.error)}", highlight=False)
+            if r.hint:
+                console.print(f"  hint: {escape(r.hint)}", highlight=False)
+            if r.output:
+                console.print(f"  output of step '{r.step}':", highlight=False)
+                for line in r.output.splitlines():
+                    console.print("    " + escape(line), highlight=False)

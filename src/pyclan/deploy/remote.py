@@ -1,0 +1,395 @@
+"""What pyclan runs on a host, as small POSIX-sh programs, and how their answers are read.
+
+An update is two round trips over one connection: `probe` (what generation is current, is an
+activation unfinished, which objects are missing) and `apply` (a tar of the missing objects,
+the generation folder and its secrets on stdin; unpack, activate, roll back on failure, clean
+up old generations). A host that is up to date needs only the probe.
+
+`apply` writes nothing to the connection until the end, so a dropped connection does not stop
+an activation half-way; it takes a lock, so two deploys to one host never interleave; and it
+records its process group in `activation.pgid`, which the crash tests use to kill it.
+"""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from pyclan.deploy.build import Generation
+from pyclan.deploy.layout import HOST_ROOT, KEEP_GENERATIONS, SCRIPT
+from pyclan.deploy.transport import CommandResult, Connection
+from pyclan.errors import ClanError
+
+PROBE = r"""
+R=__ROOT__
+echo "uid $(id -u)"
+cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}
+if [ -n "$cur" ] && [ -f "$R/generations/$cur/id" ]; then echo "current $cur $(cat "$R/generations/$cur/id")"; fi
+if [ -f "$R/journal" ]; then
+    j=$(cat "$R/journal")
+    echo "journal $j $(cat "$R/generations/$j/id" 2>/dev/null || echo -)"
+fi
+while read -r o; do [ -f "$R/objects/$o" ] || echo "missing $o"; done
+"""
+
+APPLY = r"""
+R=__ROOT__
+umask 077  # logs and state are root's; the activation sets its own umask for the tree
+mkdir -p "$R" || exit 1
+chmod 755 "$R"
+LOG=$R/.apply.$$.log
+
+run() {  # run GENERATION LOGNAME: its activation script, output to its folder
+    (cd "$R/generations/$1" && exec sh ./activate.sh) > "$R/generations/$1/$2" 2>&1 < /dev/null
+}
+
+gc() {
+    cur=$(readlink "$R/current"); cur=${cur##*/}
+    for g in $(ls "$R/generations" | grep -x '[0-9][0-9]*' | sort -n | head -n -__KEEP__); do
+        if [ "$g" != 0 ] && [ "$g" != "$cur" ]; then rm -rf "$R/generations/$g"; fi
+    done
+    cat "$R"/generations/*/objects.list 2>/dev/null | sort -u > "$R/.keep"
+    ls "$R/objects" | sort | comm -23 - "$R/.keep" | (cd "$R/objects" && xargs -r rm -f --)
+    rm -f "$R/.keep"
+}
+
+apply() {
+    set -eu
+    mode=$1
+    mkdir -p "$R/objects" "$R/generations" "$R/state"
+    chmod 755 "$R" "$R/generations"
+    chmod 700 "$R/objects" "$R/state"
+    exec 9> "$R/lock"
+    if ! flock -w 600 9; then echo "@@pyclan-busy"; exit 75; fi
+    read -r _ _ _ _ pgrp _ < /proc/self/stat
+    echo "$pgrp" > "$R/activation.pgid"
+    rm -rf "$R"/.incoming.*
+    prev=$(readlink "$R/current" 2>/dev/null || true); prev=${prev##*/}
+    if [ "$mode" = upload ]; then
+        in=$R/.incoming.$$
+        mkdir -m 700 "$in"
+        tar -x -C "$in" -f -
+        if [ -d "$in/objects" ]; then
+            for f in "$in"/objects/*; do
+                if [ -f "$f" ]; then mv -f "$f" "$R/objects/"; fi
+            done
+        fi
+        if ! [ -e "$R/current" ] && [ -d "$in/gen0" ] && ! [ -d "$R/generations/0" ]; then
+            mv "$in/gen0" "$R/generations/0"
+        fi
+        last=$(ls "$R/generations" | grep -x '[0-9][0-9]*' | sort -n | tail -n 1)
+        n=$(( ${last:-0} + 1 ))
+        chmod 755 "$in/gen"
+        mv "$in/gen" "$R/generations/$n"
+        rm -rf "$in"
+    else
+        n=$2
+        if ! [ -f "$R/generations/$n/activate.sh" ]; then echo "@@pyclan-nogen $n"; exit 3; fi
+    fi
+    while read -r o; do
+        if ! [ -f "$R/objects/$o" ]; then echo "@@pyclan-missing $o"; exit 4; fi
+    done < "$R/generations/$n/objects.list"
+    if ! [ -e "$R/current" ] && [ "$n" != 0 ] && [ -f "$R/generations/0/activate.sh" ]; then
+        rc=0; run 0 activation.log || rc=$?
+        if [ "$rc" -ne 0 ]; then
+            echo "@@pyclan-log"; cat "$R/generations/0/activation.log"; echo "@@pyclan-result 0 $rc"; exit 0
+        fi
+        prev=0
+    fi
+    rc=0; run "$n" activation.log || rc=$?
+    echo "@@pyclan-log"
+    cat "$R/generations/$n/activation.log"
+    if [ "$rc" -ne 0 ] && [ -n "$prev" ] && [ "$prev" != "$n" ] && [ -f "$R/generations/$prev/activate.sh" ]; then
+        rrc=0; run "$prev" rollback.log || rrc=$?
+        echo "@@pyclan-rollback $prev $rrc"
+        cat "$R/generations/$prev/rollback.log"
+    fi
+    if [ "$rc" -eq 0 ]; then gc; fi
+    printf '%s %s %s rc=%s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$n" "$(cat "$R/generations/$n/id")" "$rc" \
+        >> "$R/history"
+    echo "@@pyclan-result $n $rc"
+}
+
+( apply "$@" ) > "$LOG" 2>&1
+status=$?
+cat "$LOG"
+rm -f "$LOG"
+exit $status
+"""
+
+GENERATIONS = r"""
+R=__ROOT__
+[ -d "$R/generations" ] || exit 0
+cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}
+for g in $(ls "$R/generations" | grep -x '[0-9][0-9]*' | sort -n); do
+    d=$R/generations/$g
+    [ -f "$d/id" ] || continue
+    c=-; [ "$g" != "$cur" ] || c=current
+    printf '%s %s %s %s\n' "$g" "$(cat "$d/id")" "$(cat "$d/activated" 2>/dev/null || echo -)" "$c"
+done
+if [ -f "$R/journal" ]; then echo "journal $(cat "$R/journal")"; fi
+"""
+
+READ_MANIFEST = r"""
+cat "__ROOT__/generations/$1/manifest.json"
+"""
+
+READ_OBJECTS = r"""
+cd "__ROOT__/objects" && tar -c -f - -- "$@"
+"""
+
+
+def _script(text: str) -> str:
+    return text.replace("__ROOT__", HOST_ROOT).replace("__KEEP__", str(KEEP_GENERATIONS)).strip() + "\n"
+
+
+def _failure(conn: Connection, what: str, result: CommandResult) -> ClanError:
+    detail = result.error_text or result.text.strip() or f"exit status {result.exit_status}"
+    where = f"machines.{conn.target.machine}"
+    return ClanError.single("deploy-error", where, f"{what} on {conn.target} failed: {detail}")
+
+
+# --- probe --------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Probe:
+    uid: int
+    current: int | None
+    current_id: str | None
+    journal: int | None  # an unfinished activation of this generation
+    journal_id: str | None
+    missing: tuple[str, ...]
+
+    def up_to_date(self, gen_id: str) -> bool:
+        return self.current_id == gen_id and self.journal is None
+
+
+def parse_probe(text: str) -> Probe:
+    uid, current, current_id, journal, journal_id = -1, None, None, None, None
+    missing: list[str] = []
+    for line in text.splitlines():
+        words = line.split()
+        if not words:
+            continue
+        if words[0] == "uid" and len(words) > 1 and words[1].isdigit():
+            uid = int(words[1])
+        elif words[0] == "current" and len(words) == 3 and words[1].isdigit():
+            current, current_id = int(words[1]), words[2]
+        elif words[0] == "journal" and len(words) == 3 and words[1].isdigit():
+            journal, journal_id = int(words[1]), (None if words[2] == "-" else words[2])
+        elif words[0] == "missing" and len(words) == 2:
+            missing.append(words[1])
+    return Probe(uid, current, current_id, journal, journal_id, tuple(missing))
+
+
+async def probe(conn: Connection, object_ids: list[str]) -> Probe:
+    result = await conn.run(_script(PROBE), input="".join(f"{o}\n" for o in object_ids).encode())
+    if result.exit_status != 0:
+        raise _failure(conn, "probing the host", result)
+    found = parse_probe(result.text)
+    if found.uid != 0:
+        raise ClanError.single(
+            "deploy-error", f"machines.{conn.target.machine}",
+            f"commands on {conn.target} do not run as root (uid {found.uid})",
+            hint="deploy as root, or as a user with passwordless sudo",
+        )
+    return found
+
+
+# --- upload + activate --------------------------------------------------------------------------
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size = len(data)
+    info.mode = mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    info.mtime = 0
+    tar.addfile(info, io.BytesIO(data))
+
+
+def _add_dir(tar: tarfile.TarFile, name: str, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.type = tarfile.DIRTYPE
+    info.mode = mode
+    info.uid = info.gid = 0
+    info.uname = info.gname = "root"
+    tar.addfile(info)
+
+
+def _add_generation(tar: tarfile.TarFile, prefix: str, gen: Generation, secrets: Mapping[str, bytes]) -> None:
+    _add_dir(tar, prefix, 0o700)
+    for name, data in gen.folder_files().items():
+        _add(tar, f"{prefix}/{name}", data, 0o700 if name == SCRIPT else 0o600)
+    _add_dir(tar, f"{prefix}/secrets", 0o700)
+    made: set[str] = set()
+    for rel, value in sorted(secrets.items()):
+        folder = rel.rsplit("/", 1)[0]
+        if folder not in made:
+            _add_dir(tar, f"{prefix}/secrets/{folder}", 0o700)
+            made.add(folder)
+        _add(tar, f"{prefix}/secrets/{rel}", value, 0o400)
+
+
+def payload(
+    gen: Generation, objects: list[str], secrets: Mapping[str, bytes], first: Generation | None = None
+) -> bytes:
+    """The tar `apply` unpacks: missing objects, the generation (+ generation 0 on a new host)."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        if objects:
+            _add_dir(tar, "objects", 0o700)
+        for key in objects:
+            _add(tar, f"objects/{key}", gen.objects[key], 0o600)
+        _add_generation(tar, "gen", gen, secrets)
+        if first is not None:
+            _add_generation(tar, "gen0", first, {})
+    return buf.getvalue()
+
+
+@dataclass
+class Activation:
+    """What `apply` reported: the generation number, its activation's result and output."""
+
+    generation: int | None = None
+    status: int = -1
+    log: str = ""
+    rollback_to: int | None = None
+    rollback_status: int | None = None
+    rollback_log: str = ""
+    problem: str | None = None  # apply itself failed (busy, missing objects, …)
+
+    @property
+    def ok(self) -> bool:
+        return self.problem is None and self.status == 0
+
+    @property
+    def failed_step(self) -> str | None:
+        for line in reversed(self.log.splitlines()):
+            if line.startswith("@@pyclan-failed "):
+                return line.split()[1]
+        return None
+
+    def step_output(self, step: str | None = None, limit: int = 40) -> str:
+        """The output the failing step (or `step`) printed, without the markers."""
+        want = step or self.failed_step
+        lines: list[str] = []
+        current: str | None = None
+        for line in self.log.splitlines():
+            if line.startswith("@@pyclan-step "):
+                current = line.split(" ", 1)[1]
+                lines = [] if current == want else lines
+                continue
+            if line.startswith("@@pyclan-"):
+                continue
+            if current == want:
+                lines.append(line)
+        return "\n".join(lines[-limit:])
+
+    def steps(self) -> list[str]:
+        return [line.split(" ", 1)[1] for line in self.log.splitlines() if line.startswith("@@pyclan-step ")]
+
+
+def parse_apply(text: str) -> Activation:
+    act = Activation()
+    section = "head"
+    head: list[str] = []
+    log: list[str] = []
+    rollback: list[str] = []
+    for line in text.splitlines():
+        if line == "@@pyclan-log":
+            section = "log"
+            continue
+        if line.startswith("@@pyclan-rollback "):
+            words = line.split()
+            act.rollback_to, act.rollback_status = int(words[1]), int(words[2])
+            section = "rollback"
+            continue
+        if line.startswith("@@pyclan-result "):
+            words = line.split()
+            act.generation, act.status = int(words[1]), int(words[2])
+            continue
+        if line == "@@pyclan-busy":
+            act.problem = "another pyclan deploy to this host is still running (waited 10 minutes)"
+        elif line.startswith("@@pyclan-nogen "):
+            act.problem = f"the host has no generation {line.split()[1]}"
+        elif line.startswith("@@pyclan-missing "):
+            act.problem = f"object {line.split()[1]} vanished from the host during the upload; run the update again"
+        {"head": head, "log": log, "rollback": rollback}[section].append(line)
+    act.log = "\n".join(log)
+    act.rollback_log = "\n".join(rollback)
+    if act.generation is None and act.problem is None:
+        act.problem = "\n".join(head[-20:]).strip() or "the host gave no answer"
+    return act
+
+
+async def apply(conn: Connection, data: bytes | None = None, existing: int | None = None) -> Activation:
+    """Unpack `data` as a new generation and activate it, or re-activate generation `existing`."""
+    args = ("upload",) if data is not None else ("existing", str(existing))
+    result = await conn.run(_script(APPLY), *args, input=data if data is not None else b"")
+    act = parse_apply(result.text)
+    if result.exit_status != 0 and act.problem is None and act.generation is None:
+        act.problem = result.error_text or result.text.strip() or f"exit status {result.exit_status}"
+    return act
+
+
+# --- generations, manifests, objects --------------------------------------------------------------
+@dataclass(frozen=True)
+class HostGeneration:
+    number: int
+    id: str
+    activated: str | None
+    current: bool
+
+    def to_json(self) -> dict[str, object]:
+        return {"generation": self.number, "id": self.id, "activated": self.activated, "current": self.current}
+
+
+@dataclass
+class HostGenerations:
+    items: list[HostGeneration] = field(default_factory=list)
+    journal: int | None = None
+
+    @property
+    def current(self) -> HostGeneration | None:
+        return next((g for g in self.items if g.current), None)
+
+
+async def generations(conn: Connection) -> HostGenerations:
+    result = await conn.run(_script(GENERATIONS))
+    if result.exit_status != 0:
+        raise _failure(conn, "listing generations", result)
+    out = HostGenerations()
+    for line in result.text.splitlines():
+        words = line.split()
+        if len(words) == 2 and words[0] == "journal" and words[1].isdigit():
+            out.journal = int(words[1])
+        elif len(words) == 4 and words[0].isdigit():
+            out.items.append(
+                HostGeneration(int(words[0]), words[1], None if words[2] == "-" else words[2], words[3] == "current")
+            )
+    return out
+
+
+async def read_manifest(conn: Connection, number: int) -> bytes:
+    result = await conn.run(_script(READ_MANIFEST), str(number))
+    if result.exit_status != 0:
+        raise _failure(conn, f"reading the manifest of generation {number}", result)
+    return result.stdout
+
+
+async def read_objects(conn: Connection, ids: list[str]) -> dict[str, bytes]:
+    """Objects the host has, by id (missing ones are left out)."""
+    if not ids:
+        return {}
+    result = await conn.run(_script(READ_OBJECTS), *ids)
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as tar:
+            for member in tar.getmembers():
+                fh = tar.extractfile(member)
+                if fh is not None:
+                    out[member.name] = fh.read()
+    except tarfile.TarError:
+        pass
+    return out

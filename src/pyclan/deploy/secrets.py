@@ -1,0 +1,45 @@
+"""Secrets for deploy: digests for the manifest, values for the upload (vars API).
+
+The manifest must change when a secret changes, yet say nothing about its value: its digest
+is the sha256 of the age-encrypted file in the clan (random per encryption). Values are
+decrypted on the controller only when a host actually receives a new generation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import TYPE_CHECKING
+
+from pyclan.config.machine_config import MachineConfig, SecretFileSpec
+from pyclan.vars.layout import SECRET, GenKey, gen_dir
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pyclan.clan import Clan
+
+
+def _key(machine: str, spec: SecretFileSpec) -> GenKey:
+    return GenKey(spec.generator, None if spec.shared else machine)
+
+
+def secret_digests(clan_dir: Path, machine: str, config: MachineConfig) -> dict[str, str]:
+    """Host path → sha256 of the encrypted var; secrets not generated yet are left out."""
+    out: dict[str, str] = {}
+    for path, spec in config.secrets.items():
+        file = gen_dir(clan_dir, _key(machine, spec)) / spec.file / SECRET
+        try:
+            out[path] = hashlib.sha256(file.read_bytes()).hexdigest()
+        except FileNotFoundError:
+            continue
+    return out
+
+
+def secret_values(clan: Clan, machine: str, config: MachineConfig) -> dict[str, bytes]:
+    """`<generator>/<file>` → decrypted value, for every secret the machine receives."""
+    from pyclan.vars.api import decrypt_secret
+
+    return {
+        f"{spec.generator}/{spec.file}": decrypt_secret(clan, machine, spec.generator, spec.file)
+        for spec in config.secrets.values()
+    }

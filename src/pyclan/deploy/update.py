@@ -1,0 +1,297 @@
+"""`machines update / install / rollback / generations` as library functions.
+
+Update: constraint checks (unless disabled) → missing vars generated → every machine built →
+every host in parallel: connect once, probe, and if the host is not already on the
+generation, upload what it lacks and activate (see remote.py). A host that is up to date
+costs one round trip and reports `changed: false`. A failed activation is rolled back on the
+host itself and reported with the failing step's output.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
+
+from pyclan.deploy import remote
+from pyclan.deploy.build import Generation, build, empty_generation
+from pyclan.deploy.diff import compare, needed_old_objects
+from pyclan.deploy.manifest import Manifest
+from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, run_hosts
+from pyclan.deploy.secrets import secret_values
+from pyclan.deploy.targets import clan_host_keys, resolve_target
+from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
+from pyclan.errors import ClanError, did_you_mean
+
+if TYPE_CHECKING:
+    from pyclan.clan import Clan
+
+DEFAULT_JOBS = 32
+
+
+@dataclass
+class UpdateOptions:
+    dry_run: bool = False
+    jobs: int = DEFAULT_JOBS
+    target_host: str | None = None
+    host_key_check: HostKeyCheck = HostKeyCheck.STRICT
+    check: bool = True  # enforce the inventory's constraint checks
+    generate_vars: bool = True
+    sandbox: bool = True  # run vars generator scripts in a sandbox
+    connect_timeout: float = CONNECT_TIMEOUT
+    debug: bool = False
+
+
+def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), all_: bool = False) -> list[str]:
+    """Named machines, or those carrying every tag, or (no names, no tags) all of them."""
+    known = clan.loaded.inventory.machines
+    for name in names:
+        if name not in known:
+            raise ClanError.single(
+                "unknown-machine", f"machines.{name}", f"no machine named '{name}' in the inventory",
+                hint=did_you_mean(name, known) or f"known machines: {', '.join(sorted(known)) or 'none'}",
+            )
+    if names and (tags or all_):
+        raise ClanError.single("usage-error", "machines", "give machine names, or --tags / --all, not both")
+    if names:
+        return list(dict.fromkeys(names))
+    selected = sorted(known)
+    if tags:
+        effective = clan.resolved.tags
+        selected = [m for m in selected if set(tags) <= set(effective.get(m, []))]
+        if not selected:
+            raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags)}")
+    return selected
+
+
+def prepare(clan: Clan, machines: Sequence[str], opts: UpdateOptions) -> None:
+    """What must hold before any host is touched: checks pass, vars exist."""
+    if opts.check:
+        from pyclan.evaluate.checks import enforce
+
+        enforce(clan.resolved.checks, "`pyclan machines update`")
+    if opts.generate_vars and not opts.dry_run:
+        from pyclan.vars.api import generate_missing
+
+        generate_missing(clan, machines, sandbox=opts.sandbox)
+
+
+def build_all(clan: Clan, machines: Iterable[str]) -> tuple[dict[str, Generation], dict[str, HostReport]]:
+    """Build every machine; a machine whose build fails gets a failed report instead."""
+    built: dict[str, Generation] = {}
+    failed: dict[str, HostReport] = {}
+    for m in machines:
+        try:
+            built[m] = build(clan, m)
+        except ClanError as exc:
+            failed[m] = error_report(m, exc)
+    return built, failed
+
+
+async def _changes(conn: Connection, gen: Generation, probe: remote.Probe) -> HostReport:
+    old: Manifest | None = None
+    if probe.current is not None:
+        old = Manifest.from_bytes(await remote.read_manifest(conn, probe.current))
+    old_objects = await remote.read_objects(conn, needed_old_objects(old, gen.manifest))
+    changes = compare(old, gen.manifest, old_objects, gen.objects)
+    return HostReport(gen.machine, str(conn.target), changed=not changes.empty(), generation=probe.current,
+                      id=gen.id, changes=changes)
+
+
+def activation_report(target: Target, gen_id: str | None, act: remote.Activation) -> HostReport:
+    report = HostReport(target.machine, str(target), changed=True, generation=act.generation, id=gen_id)
+    if act.problem is not None:
+        report.changed = False
+        report.error = act.problem
+        return report
+    if act.ok:
+        return report
+    step = act.failed_step or "start"
+    report.step = step
+    report.output = act.step_output(step)
+    report.error = f"activation of generation {act.generation} failed in step '{step}' (exit status {act.status})"
+    if act.rollback_to is not None:
+        report.rolled_back_to = act.rollback_to
+        if act.rollback_status == 0:
+            report.error += f"; the host was switched back to generation {act.rollback_to}"
+            report.generation = act.rollback_to
+            report.changed = False  # it is on the generation it was on before
+        else:
+            report.error += f"; switching back to generation {act.rollback_to} failed as well"
+            report.output = (report.output or "") + "\n--- rollback ---\n" + act.rollback_log[-4000:]
+    else:
+        report.error += "; there is no other generation to switch back to (the next update tries again)"
+    return report
+
+
+async def update_host(
+    clan: Clan, gen: Generation, target: Target, opts: UpdateOptions, progress: Progress = no_progress
+) -> HostReport:
+    """Bring one host to `gen` (or, with dry_run, say what that would change)."""
+    m = gen.machine
+    progress(m, f"connecting to {target}")
+    async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
+        progress(m, "comparing")
+        probe = await remote.probe(conn, gen.manifest.object_ids())
+        if probe.up_to_date(gen.id):
+            return HostReport(m, str(target), changed=False, generation=probe.current, id=gen.id)
+        if opts.dry_run:
+            return await _changes(conn, gen, probe)
+        if probe.journal is not None and probe.journal_id == gen.id:
+            progress(m, f"finishing the interrupted activation of generation {probe.journal}")
+            act = await remote.apply(conn, existing=probe.journal)
+        elif probe.current_id == gen.id and probe.current is not None:
+            progress(m, f"finishing the activation of generation {probe.current}")
+            act = await remote.apply(conn, existing=probe.current)
+        else:
+            secrets = secret_values(clan, m, gen.config) if gen.config is not None else {}
+            first = empty_generation(m) if probe.current is None else None
+            data = remote.payload(gen, list(probe.missing), secrets, first)
+            progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
+            act = await remote.apply(conn, data)
+        return activation_report(target, gen.id, act)
+
+
+def check_override(machines: Sequence[str], override: str | None) -> None:
+    """`--target-host` names one machine's host, and a typo in it is a usage error."""
+    if override and len(machines) != 1:
+        raise ClanError.single("usage-error", "--target-host", "--target-host can only be used with one machine")
+    if override:
+        parse_target(override, machines[0], "--target-host")
+
+
+def targets_for(
+    clan: Clan, machines: Sequence[str], override: str | None, earlier_keys: dict[str, tuple[str, ...]] | None = None
+) -> dict[str, Target | ClanError]:
+    """Each machine's target (or why it has none); `earlier_keys` are host keys the clan held before
+    this command regenerated vars — a host still presents those until it is updated."""
+    out: dict[str, Target | ClanError] = {}
+    for m in machines:
+        try:
+            target = resolve_target(clan, m, override)
+            extra = tuple(k for k in (earlier_keys or {}).get(m, ()) if k not in target.host_keys)
+            out[m] = replace(target, host_keys=target.host_keys + extra)
+        except ClanError as exc:
+            out[m] = exc
+    return out
+
+
+def update(
+    clan: Clan, machines: Sequence[str], opts: UpdateOptions | None = None, progress: Progress = no_progress
+) -> list[HostReport]:
+    """Update `machines` in parallel; one report per machine, in order (never raises per host)."""
+    opts = opts or UpdateOptions()
+    check_override(machines, opts.target_host)
+    earlier = {m: clan_host_keys(clan, m) for m in machines}
+    prepare(clan, machines, opts)  # first: exports and targets may read the vars it generates
+    targets = targets_for(clan, machines, opts.target_host, earlier)
+    built, failed = build_all(clan, machines)
+
+    async def work(m: str, report: Progress) -> HostReport:
+        if m in failed:
+            return failed[m]
+        target = targets[m]
+        if isinstance(target, ClanError):
+            raise target
+        try:
+            return await update_host(clan, built[m], target, opts, report)
+        except ClanError as exc:
+            failure = error_report(m, exc)
+            failure.target = str(target)
+            return failure
+
+    return asyncio.run(run_hosts(list(machines), work, opts.jobs, progress, opts.debug))
+
+
+# --- install ------------------------------------------------------------------------------------
+PREFLIGHT = r"""
+[ "$(id -u)" = 0 ] || { echo "not-root"; exit 0; }
+[ -f /etc/debian_version ] || { echo "not-debian $(. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME")"; exit 0; }
+command -v apt-get >/dev/null 2>&1 || { echo "no-apt"; exit 0; }
+[ -d /run/systemd/system ] || echo "no-systemd"
+mkdir -p /var/lib/pyclan/objects /var/lib/pyclan/generations /var/lib/pyclan/state
+chmod 755 /var/lib/pyclan /var/lib/pyclan/generations
+chmod 700 /var/lib/pyclan/objects /var/lib/pyclan/state
+echo "ok $(cat /etc/debian_version)"
+"""
+
+
+async def _preflight(target: Target, check: HostKeyCheck, timeout: float) -> str:
+    async with await connect(target, check, timeout) as conn:
+        result = await conn.run(PREFLIGHT)
+    words = result.text.split()
+    if not words or result.exit_status != 0:
+        raise ClanError.single("deploy-error", f"machines.{target.machine}",
+                               f"preparing {target} failed: {result.error_text or result.text}")
+    problems = {
+        "not-root": "commands do not run as root there",
+        "not-debian": "it is not a Debian system (no /etc/debian_version): " + " ".join(words[1:]),
+        "no-apt": "it has no apt-get",
+    }
+    if words[0] in problems:
+        raise ClanError.single("deploy-error", f"machines.{target.machine}",
+                               f"cannot install on {target}: {problems[words[0]]}",
+                               hint="pyclan installs onto Debian (or a derivative) hosts reachable as root")
+    return " ".join(words)
+
+
+def install(clan: Clan, machine: str, opts: UpdateOptions, progress: Progress = no_progress) -> HostReport:
+    """First set-up of a fresh Debian host: prepare pyclan's folders, then a first update."""
+    target = resolve_target(clan, machine, opts.target_host)
+    progress(machine, f"preparing {target}")
+    asyncio.run(_preflight(target, opts.host_key_check, opts.connect_timeout))
+    # the key is known now (tofu/ask remembered it); later connections check it strictly
+    later = opts.host_key_check if opts.host_key_check is HostKeyCheck.NONE else HostKeyCheck.STRICT
+    follow = replace(opts, host_key_check=later)
+    return update(clan, [machine], follow, progress)[0]
+
+
+# --- rollback and generations ---------------------------------------------------------------------
+async def _generations(target: Target, check: HostKeyCheck) -> remote.HostGenerations:
+    async with await connect(target, check) as conn:
+        return await remote.generations(conn)
+
+
+def generations(clan: Clan, machine: str, target_host: str | None = None,
+                check: HostKeyCheck = HostKeyCheck.STRICT) -> remote.HostGenerations:
+    target = resolve_target(clan, machine, target_host)
+    return asyncio.run(_generations(target, check))
+
+
+async def _rollback(target: Target, to: int | None, check: HostKeyCheck) -> HostReport:
+    async with await connect(target, check) as conn:
+        gens = await remote.generations(conn)
+        current = gens.current
+        numbers = [g.number for g in gens.items]
+        if to is None:
+            earlier = [n for n in numbers if current is not None and n < current.number]
+            if not earlier:
+                raise ClanError.single(
+                    "deploy-error", f"machines.{target.machine}",
+                    f"{target.machine} has no generation before {current.number if current else 'none'}",
+                    hint="`pyclan machines generations " + target.machine + "` lists them",
+                )
+            to = earlier[-1]
+        if to not in numbers:
+            raise ClanError.single(
+                "deploy-error", f"machines.{target.machine}", f"{target.machine} has no generation {to}",
+                hint=f"it has: {', '.join(map(str, numbers)) or 'none'}",
+            )
+        if current is not None and current.number == to and gens.journal is None:
+            return HostReport(target.machine, str(target), changed=False, generation=to, id=current.id)
+        act = await remote.apply(conn, existing=to)
+        ids = {g.number: g.id for g in gens.items}
+        return activation_report(target, ids.get(to), act)
+
+
+def rollback(clan: Clan, machine: str, to: int | None = None, target_host: str | None = None,
+             check: HostKeyCheck = HostKeyCheck.STRICT) -> HostReport:
+    """Switch `machine` back to generation `to` (default: the one before the current)."""
+    target = resolve_target(clan, machine, target_host)
+    try:
+        return asyncio.run(_rollback(target, to, check))
+    except ClanError as exc:
+        report = error_report(machine, exc)
+        report.target = str(target)
+        return report

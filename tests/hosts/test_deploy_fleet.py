@@ -1,0 +1,68 @@
+"""Many hosts at once: parallel updates, and one unreachable host among five."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from pyclan.deploy import hosts
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
+from deploy_support import (
+    DeployClan,
+    LocalHosts,
+    SshRun,
+    make_deploy_clan,
+    read_files,
+    started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
+)
+
+pytestmark = pytest.mark.hosts
+
+NAMES = [f"dp-f{i}" for i in range(1, 6)]
+
+
+def test_one_stopped_host_among_five_is_named_and_the_others_are_updated(
+    started_hosts: LocalHosts, ssh_run: SshRun, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
+    clan: DeployClan = make_deploy_clan(tmp_path / "clan")
+    infos = {h.name: h for h in started_hosts(NAMES)}
+    # targetHost is where a machine is reached when it is not up as a local host
+    targets = {name: f"root@{h.address}" for name, h in infos.items()}
+
+    def declare(version: int) -> None:
+        clan.set({n: {"files": {"/etc/fleet": f"{n} v{version}\n"}} for n in NAMES}, targets)
+
+    declare(1)
+    proc = clan.cli("machines", "update", "--all", "--json")
+    assert proc.returncode == 0, proc.stderr
+    first = json.loads(proc.stdout)
+    assert [(r["machine"], r["changed"], r["generation"], r["error"]) for r in first] == [
+        (n, True, 1, None) for n in NAMES
+    ]
+    assert {r["target"] for r in first} == {targets[n] for n in NAMES}
+
+    stopped = "dp-f3"
+    hosts.down([stopped])
+    declare(2)
+    proc = clan.cli("machines", "update", "--all", "--json", "--jobs", "5", "--connect-timeout", "2")
+    assert proc.returncode == 1
+    second = {r["machine"]: r for r in json.loads(proc.stdout)}
+    assert set(second) == set(NAMES)
+    failed = second.pop(stopped)
+    assert not failed["changed"] and failed["generation"] is None
+    assert f"cannot connect to {targets[stopped]}" in failed["error"], failed
+    assert failed["target"] == targets[stopped] and failed["seconds"] < 5
+    for name, report in second.items():
+        assert report["changed"] and report["generation"] == 2 and report["error"] is None, report
+        assert read_files(ssh_run, infos[name], ["/etc/fleet"]) == {"/etc/fleet": f"{name} v2\n"}
+
+    # the human-readable summary names the stopped host too
+    text = clan.cli("machines", "update", "--all", "--connect-timeout", "2")
+    assert text.returncode == 1
+    assert stopped in text.stdout and "cannot connect" in text.stdout and "unchanged" in text.stdout
