@@ -165,6 +165,7 @@ def up(
         cleanup_stale(cfg, _have_lock=True)
         if not wanted:
             return []
+        _raise_inotify_limits()
         ensure_bridge(cfg)
         ensure_proxy(cfg)
         _build_rootfs(config=cfg)
@@ -186,6 +187,20 @@ def up(
             write_known_hosts(cfg)
             raise
         return [states[n].info(running=True) for n in wanted]
+
+
+INOTIFY_LIMITS = {"max_user_instances": 8192, "max_user_watches": 524288}
+
+
+def _raise_inotify_limits() -> None:
+    """Every booted systemd holds inotify instances; the kernel's default per-user limit
+    (128 instances) caps the hosts that can run at once at about 12. Raise it, never lower it,
+    as container tools (LXD, Docker's docs) do."""
+    for name, wanted in INOTIFY_LIMITS.items():
+        path = Path("/proc/sys/fs/inotify") / name
+        with contextlib.suppress(OSError, ValueError):
+            if int(path.read_text()) < wanted:
+                path.write_text(f"{wanted}\n")
 
 
 def _ensure_client_key(cfg: HostsConfig) -> None:

@@ -9,7 +9,9 @@
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import replace
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyclan.deploy.transport import Target, parse_target
@@ -75,7 +77,37 @@ def clan_host_keys(clan: Clan, machine: str) -> tuple[str, ...]:
 def resolve_target(clan: Clan, machine: str, override: str | None = None, *, local: bool = True) -> Target:
     """The target of `machine`; a ClanError with a hint if none is known."""
     target = _find_target(clan, machine, override, local)
+    if not override:
+        _refuse_absent_local_host(target)
     return replace(target, host_keys=clan_host_keys(clan, machine))
+
+
+def _refuse_absent_local_host(target: Target) -> None:
+    """An inventory address inside the local hosts' network needs the hosts' bridge.
+
+    Without it (no local host up), the connection would leave this machine through its default
+    route towards a private address that is not ours; say what to do instead. With the bridge
+    up, a stopped host is simply unreachable on it.
+    """
+    if target.identity is not None:  # the running local host itself
+        return
+    from pyclan.deploy.hosts_config import HostsConfig
+
+    cfg = HostsConfig.from_env()
+    net = cfg.net
+    if Path("/sys/class/net", cfg.bridge).exists():
+        return
+    try:
+        address = ipaddress.ip_address(target.host)
+    except ValueError:
+        return
+    if address in ipaddress.ip_network(f"{net}.0/24"):
+        raise ClanError.single(
+            "deploy-error", f"machines.{target.machine}",
+            f"{target.host} ({target.source}) is an address of pyclan's local hosts, but no local host "
+            f"runs for machine '{target.machine}'",
+            hint=f"start it with `pyclan hosts up {target.machine}`, or pass --target-host",
+        )
 
 
 def _find_target(clan: Clan, machine: str, override: str | None, local: bool) -> Target:
