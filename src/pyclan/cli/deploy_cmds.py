@@ -23,15 +23,14 @@ TargetOpt = Annotated[
 ]
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
-TimeoutOpt = Annotated[
-    float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")
-]
+TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
 
 
 KeyCheckOpt = Annotated[
     HostKeyCheck,
     typer.Option(
-        "--host-key-check", case_sensitive=False,
+        "--host-key-check",
+        case_sensitive=False,
         help="strict: the host key must be in known_hosts; ask: prompt for an unknown key; "
         "tofu: trust and remember an unknown key; none: do not check.",
     ),
@@ -47,7 +46,8 @@ def register(app: typer.Typer) -> None:
     machines_app.command("rollback")(rollback_cmd)
     machines_app.command("generations")(generations_cmd)
     app.command(
-        "ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
+        "ssh",
+        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False},
     )(ssh_cmd)
 
 
@@ -74,15 +74,24 @@ def build_cmd(
         fail(err, json_out)
     m = gen.manifest
     if json_out:
-        print_json({
-            "machine": machine, "id": gen.id, "path": str(path), "files": len(m.managed_paths()),
-            "packages": len(m.packages), "users": len(m.users), "units": len(m.units), "secrets": len(m.secrets),
-        })
+        print_json(
+            {
+                "machine": machine,
+                "id": gen.id,
+                "path": str(path),
+                "files": len(m.managed_paths()),
+                "packages": len(m.packages),
+                "users": len(m.users),
+                "units": len(m.units),
+                "secrets": len(m.secrets),
+            }
+        )
         return
     console.print(f"{gen.id}  {path}", highlight=False)
     err_console.print(
         f"{machine}: {len(m.managed_paths())} paths, {len(m.packages)} packages, {len(m.users)} users, "
-        f"{len(m.units)} units, {len(m.hooks)} hooks, {len(m.secrets)} secrets (by reference)", highlight=False,
+        f"{len(m.units)} units, {len(m.hooks)} hooks, {len(m.secrets)} secrets (by reference)",
+        highlight=False,
     )
 
 
@@ -101,8 +110,14 @@ def update_cmd(
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     opts = deploy.UpdateOptions(
-        dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check,
-        check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, debug=OPTIONS.debug,
+        dry_run=dry_run,
+        jobs=jobs,
+        target_host=target_host,
+        host_key_check=host_key_check,
+        check=not no_check,
+        sandbox=not no_sandbox,
+        connect_timeout=connect_timeout,
+        debug=OPTIONS.debug,
     )
     try:
         clan = get_clan()
@@ -125,8 +140,12 @@ def install_cmd(
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
     opts = deploy.UpdateOptions(
-        target_host=target_host, host_key_check=host_key_check, check=not no_check, sandbox=not no_sandbox,
-        connect_timeout=connect_timeout, debug=OPTIONS.debug,
+        target_host=target_host,
+        host_key_check=host_key_check,
+        check=not no_check,
+        sandbox=not no_sandbox,
+        connect_timeout=connect_timeout,
+        debug=OPTIONS.debug,
     )
     try:
         clan = get_clan()
@@ -186,7 +205,8 @@ def generations_cmd(
     if gens.journal is not None:
         err_console.print(
             f"[yellow]note:[/] the activation of generation {gens.journal} did not finish; "
-            "the next `pyclan machines update` completes it", highlight=False,
+            "the next `pyclan machines update` completes it",
+            highlight=False,
         )
 
 
@@ -201,7 +221,37 @@ def ssh_cmd(
     from pyclan.deploy.shell import openssh_argv, run_command
     from pyclan.deploy.targets import resolve_target
 
+    # After MACHINE, pyclan's own options may still come; `-c` ends them: the rest is the command
+    # verbatim, options and all (`pyclan ssh m -c ping -c 3 host`).
     args = list(ctx.args)
+    while args and args[0] != "--" and args[0] not in ("-c", "--command"):
+        opt, _, inline = args.pop(0).partition("=")
+        if opt not in ("--target-host", "--host-key-check") or not (inline or args):
+            fail(
+                ClanError.single(
+                    "usage-error",
+                    opt,
+                    f"unexpected {opt!r} after the machine name",
+                    hint="pyclan ssh MACHINE [--target-host H] [--host-key-check MODE] [-c CMD…]",
+                )
+            )
+        value = inline or args.pop(0)
+        if opt == "--target-host":
+            target_host = value
+        else:
+            try:
+                host_key_check = HostKeyCheck(value)
+            except ValueError:
+                fail(
+                    ClanError.single(
+                        "usage-error",
+                        opt,
+                        f"invalid host key check {value!r}",
+                        hint="one of " + ", ".join(m.value for m in HostKeyCheck),
+                    )
+                )
+    if args:
+        command, args = True, args[1:]
     try:
         clan = get_clan()
         deploy.select_machines(clan, [machine])
