@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -95,6 +95,26 @@ def build_cmd(
     )
 
 
+def _options(
+    target_host: str | None,
+    host_key_check: HostKeyCheck,
+    no_check: bool,
+    no_sandbox: bool,
+    connect_timeout: float,
+    **extra: Any,
+) -> deploy.UpdateOptions:
+    """The UpdateOptions that `update` and `install` share, from their CLI flags."""
+    return deploy.UpdateOptions(
+        target_host=target_host,
+        host_key_check=host_key_check,
+        check=not no_check,
+        sandbox=not no_sandbox,
+        connect_timeout=connect_timeout,
+        debug=OPTIONS.debug,
+        **extra,
+    )
+
+
 def update_cmd(
     machines: Annotated[list[str] | None, typer.Argument(help="Machines to update (default: all).")] = None,
     tags: Annotated[list[str] | None, typer.Option("--tags", help="Only machines carrying all these tags.")] = None,
@@ -109,16 +129,7 @@ def update_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
-    opts = deploy.UpdateOptions(
-        dry_run=dry_run,
-        jobs=jobs,
-        target_host=target_host,
-        host_key_check=host_key_check,
-        check=not no_check,
-        sandbox=not no_sandbox,
-        connect_timeout=connect_timeout,
-        debug=OPTIONS.debug,
-    )
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs)
     try:
         clan = get_clan()
         selected = deploy.select_machines(clan, machines or [], tags or [], all_)
@@ -139,14 +150,7 @@ def install_cmd(
     json_out: JsonOpt = False,
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
-    opts = deploy.UpdateOptions(
-        target_host=target_host,
-        host_key_check=host_key_check,
-        check=not no_check,
-        sandbox=not no_sandbox,
-        connect_timeout=connect_timeout,
-        debug=OPTIONS.debug,
-    )
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout)
     try:
         clan = get_clan()
         deploy.select_machines(clan, [machine])

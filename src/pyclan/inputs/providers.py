@@ -199,9 +199,18 @@ class InputSet:
         return GitCache(source.fetch_url, self.cache_root)
 
     def path_folder(self, name: str) -> Path:
+        """The folder of path input `name`; a ClanError if it does not exist."""
         raw = self.specs[name].path
         assert raw is not None
-        return (self.clan_dir / Path(raw).expanduser()).resolve()
+        folder = (self.clan_dir / Path(raw).expanduser()).resolve()
+        if not folder.is_dir():
+            raise ClanError.single(
+                "input-error",
+                f"inputs.{name}.path",
+                f"input '{name}': the folder '{raw}' ({folder}) does not exist",
+                hint="a relative path is relative to the clan directory",
+            )
+        return folder
 
     def resolve(self, name: str) -> ResolvedInput:
         """Resolve input `name` (declared or overridden) once per run."""
@@ -316,13 +325,6 @@ class InputSet:
     def _path(self, name: str) -> ResolvedInput:
         folder = self.path_folder(name)
         raw = self.specs[name].path or ""
-        if not folder.is_dir():
-            raise ClanError.single(
-                "input-error",
-                f"inputs.{name}.path",
-                f"input '{name}': the folder '{raw}' ({folder}) does not exist",
-                hint="a relative path is relative to the clan directory",
-            )
         services = folder / SERVICES_DIR
         actual = tree_hash(services)
         entry = self.lock.entries.get(name)

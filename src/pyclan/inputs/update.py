@@ -152,13 +152,6 @@ def _old_source(entry: LockEntry) -> GitSource | None:
 def _update_path(inputs: InputSet, name: str, old: LockEntry | None) -> InputUpdate:
     folder = inputs.path_folder(name)
     raw = inputs.specs[name].path or ""
-    if not folder.is_dir():
-        raise ClanError.single(
-            "input-error",
-            f"inputs.{name}.path",
-            f"input '{name}': the folder '{raw}' ({folder}) does not exist",
-            hint="a relative path is relative to the clan directory",
-        )
     new = LockEntry("path", raw, hash=tree_hash(folder / SERVICES_DIR))
     update = InputUpdate(name=name, old=old, new=new)
     if update.changed and old is not None:
