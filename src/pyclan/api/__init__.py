@@ -149,6 +149,30 @@ def list_machines(tags: list[str] | None = None, flake: str | None = None) -> di
 
 
 @register
+def create_machine(
+    name: str,
+    tags: list[str] | None = None,
+    target_host: str | None = None,
+    description: str | None = None,
+    flake: str | None = None,
+) -> dict[str, Any]:
+    """Add a machine to the inventory (clan.toml, comments kept; else inventory.json)."""
+    from pyclan.inventory.write import create_machine as create
+
+    clan = _clan(flake)
+    return {"machine": name, "file": create(clan.dir, name, tags, target_host, description)}
+
+
+@register
+def delete_machine(name: str, flake: str | None = None) -> dict[str, Any]:
+    """Remove a machine, its vars and its machine key; refused while a role still names it."""
+    from pyclan.inventory.write import delete_machine as delete
+
+    clan = _clan(flake)
+    return {"machine": name, "removed": delete(clan.dir, name)}
+
+
+@register
 def get_machine_config(machine: str, flake: str | None = None) -> dict[str, Any]:
     clan = _clan(flake)
     return clan.evaluator.config(machine).model_dump(mode="json")

@@ -98,6 +98,41 @@ def machines_list(
     console.print(table)
 
 
+@machines_app.command("create")
+def machines_create(
+    name: Annotated[str, typer.Argument(help="The new machine's name.")],
+    tags: Annotated[list[str] | None, typer.Option("--tags", help="Its tags.")] = None,
+    target_host: Annotated[str | None, typer.Option("--target-host", help="deploy.targetHost")] = None,
+    description: Annotated[str | None, typer.Option("--description", help="A description.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Add a machine to the inventory (clan.toml keeps its comments and layout)."""
+    try:
+        result = api.create_machine(name, tags, target_host, description)
+    except ClanError as err:
+        fail(err, json_out)
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"added machine [bold]{name}[/] to {result['file']}")
+
+
+@machines_app.command("delete")
+def machines_delete(
+    name: Annotated[str, typer.Argument(help="The machine to remove.")],
+    json_out: JsonOpt = False,
+) -> None:
+    """Remove a machine, its vars and its machine key (refused while a role names it)."""
+    try:
+        result = api.delete_machine(name)
+    except ClanError as err:
+        fail(err, json_out)
+    if json_out:
+        print_json(result)
+    else:
+        console.print(f"removed machine [bold]{name}[/]: " + ", ".join(result["removed"]))
+
+
 @machines_app.command("config")
 def machines_config(
     machine: Annotated[str, typer.Argument(help="The machine.")],
