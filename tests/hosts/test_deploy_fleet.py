@@ -57,7 +57,7 @@ def test_one_stopped_host_among_five_is_named_and_the_others_are_updated(
     failed = second.pop(stopped)
     assert not failed["changed"] and failed["generation"] is None
     assert f"cannot connect to {targets[stopped]}" in failed["error"], failed
-    assert failed["target"] == targets[stopped] and failed["seconds"] < 5
+    assert failed["target"] == targets[stopped]
     for name, report in second.items():
         assert report["changed"] and report["generation"] == 2 and report["error"] is None, report
         assert read_files(ssh_run, infos[name], ["/etc/fleet"]) == {"/etc/fleet": f"{name} v2\n"}
