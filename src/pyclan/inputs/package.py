@@ -14,12 +14,11 @@ each other's services.
 from __future__ import annotations
 
 import importlib.metadata as md
-import traceback
 from types import ModuleType
 
 from pyclan.errors import ClanError
 from pyclan.services.api import Service
-from pyclan.services.registry import ServiceProvider
+from pyclan.services.registry import ServiceProvider, checked_service, load_error
 
 ENTRY_POINT_GROUP = "pyclan.services"
 
@@ -84,22 +83,12 @@ class PackageProvider(ServiceProvider):
         try:
             obj = ep.load()
         except Exception as exc:  # third-party code may raise anything while importing
-            frames = traceback.extract_tb(exc.__traceback__)
-            inside = [f for f in frames if "importlib" not in f.filename]
-            at = f" (at {inside[-1].filename}:{inside[-1].lineno})" if inside else ""
-            raise ClanError.single(
-                "service-error", where, f"loading the service module failed: {type(exc).__name__}: {exc}{at}"
-            ) from None
+            raise load_error(where, exc) from None
         if isinstance(obj, ModuleType):
             obj = getattr(obj, "service", None)
-        if not isinstance(obj, Service):
-            raise ClanError.single(
-                "service-error",
-                where,
-                "the entry point must name a `Service` object (`module:service`) or a module defining `service`",
-            )
-        if not obj.roles:
-            raise ClanError.single("service-error", where, f"Role behavior of service '{obj.name}' must be defined.")
+        obj = checked_service(
+            obj, where, "the entry point must name a `Service` object (`module:service`) or a module defining `service`"
+        )
         self._cache[name] = obj
         return obj
 

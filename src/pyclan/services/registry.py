@@ -29,21 +29,25 @@ def module_name_of(path: Path) -> str:
     return (path.stem if path.suffix == ".py" else path.name).replace("_", "-")
 
 
+def checked_service(obj: object, where: str, expected: str) -> Service:
+    """`obj` must be a `Service` with at least one role (R4.8); `expected` says what was wanted."""
+    if not isinstance(obj, Service):
+        raise ClanError.single("service-error", where, expected)
+    if not obj.roles:
+        raise ClanError.single("service-error", where, f"Role behavior of service '{obj.name}' must be defined.")
+    return obj
+
+
 def _service_of(module: ModuleType, where: str) -> Service:
-    service = getattr(module, "service", None)
-    if not isinstance(service, Service):
-        raise ClanError.single(
-            "service-error",
-            where,
-            "a service module must define `service = Service(...)` (pyclan.services.Service)",
-        )
-    if not service.roles:
-        # R4.8
-        raise ClanError.single("service-error", where, f"Role behavior of service '{service.name}' must be defined.")
-    return service
+    return checked_service(
+        getattr(module, "service", None),
+        where,
+        "a service module must define `service = Service(...)` (pyclan.services.Service)",
+    )
 
 
-def _load_error(where: str, exc: BaseException) -> ClanError:
+def load_error(where: str, exc: BaseException) -> ClanError:
+    """Loading user or third-party code failed: name the file and line, no traceback."""
     frames = traceback.extract_tb(exc.__traceback__)
     inside = [f for f in frames if f.filename.endswith(".py") and "importlib" not in f.filename]
     at = f" (at {inside[-1].filename}:{inside[-1].lineno})" if inside else ""
@@ -94,7 +98,7 @@ class FolderProvider:
         except ClanError:
             raise
         except Exception as exc:  # a user's module may raise anything while loading
-            raise _load_error(where, exc) from None
+            raise load_error(where, exc) from None
         service = _service_of(module, where)
         self._cache[name] = service
         return service
