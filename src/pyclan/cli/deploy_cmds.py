@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
+from pyclan.clan import Clan
 from pyclan.cli.common import OPTIONS, console, err_console, fail, get_clan, print_json
 from pyclan.deploy import update as deploy
 from pyclan.deploy.build import build, store
@@ -66,8 +67,7 @@ def build_cmd(
 ) -> None:
     """Build MACHINE's configuration into a generation (manifest, files, activation script); print its id."""
     try:
-        clan = get_clan()
-        deploy.select_machines(clan, [machine])
+        clan = _clan_with(machine)
         gen = build(clan, machine, write=False)
         path = store(gen)
     except ClanError as err:
@@ -93,6 +93,13 @@ def build_cmd(
         f"{len(m.units)} units, {len(m.hooks)} hooks, {len(m.secrets)} secrets (by reference)",
         highlight=False,
     )
+
+
+def _clan_with(machine: str) -> Clan:
+    """The clan, after checking that `machine` is one of its machines (with a did-you-mean)."""
+    clan = get_clan()
+    deploy.select_machines(clan, [machine])
+    return clan
 
 
 def _options(
@@ -152,8 +159,7 @@ def install_cmd(
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
     opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout)
     try:
-        clan = get_clan()
-        deploy.select_machines(clan, [machine])
+        clan = _clan_with(machine)
         with ProgressView([machine], err_console, "installing") as view:
             report = deploy.install(clan, machine, opts, view.update)
     except ClanError as err:
@@ -170,8 +176,7 @@ def rollback_cmd(
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
     try:
-        clan = get_clan()
-        deploy.select_machines(clan, [machine])
+        clan = _clan_with(machine)
         report = deploy.rollback(clan, machine, to, target_host, host_key_check)
     except ClanError as err:
         fail(err, json_out)
@@ -194,8 +199,7 @@ def generations_cmd(
 ) -> None:
     """List the generations recorded on MACHINE (the current one marked)."""
     try:
-        clan = get_clan()
-        deploy.select_machines(clan, [machine])
+        clan = _clan_with(machine)
         gens = deploy.generations(clan, machine, target_host, host_key_check)
     except ClanError as err:
         fail(err, json_out)
@@ -257,8 +261,7 @@ def ssh_cmd(
     if args:
         command, args = True, args[1:]
     try:
-        clan = get_clan()
-        deploy.select_machines(clan, [machine])
+        clan = _clan_with(machine)
         target = resolve_target(clan, machine, target_host)
         if command and not args:
             raise ClanError.single("usage-error", "-c", "-c needs a command", hint="pyclan ssh MACHINE -c uname -a")
