@@ -6,6 +6,7 @@ CI clones the repository next to a copy of `shared/`; a checkout elsewhere point
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import stat
@@ -59,3 +60,47 @@ def tree_digest(root: Path) -> dict[str, bytes | str]:
         elif path.is_file():
             out[rel] = path.read_bytes()
     return out
+
+
+# -- writing a clan in Clan's layout (from the reference's structure), for generators it lacks ----------
+
+
+def write_clan_keys(clan_dir: Path, machines: list[str], admin: str = "admin") -> dict[str, str]:
+    """sops/users/<admin>/key.json (the reference's admin) and a new age key pair per machine, as Clan keeps them."""
+    from pyclan.vars import age, sops
+
+    (clan_dir / "sops/users" / admin).mkdir(parents=True, exist_ok=True)
+    (clan_dir / "sops/users" / admin / "key.json").write_text(
+        json.dumps({"publickey": ADMIN_PUBLIC_KEY, "type": "age"}, indent=2) + "\n")
+    pubs: dict[str, str] = {}
+    for m in machines:
+        ident = age.generate_identity()
+        pubs[m] = age.public_key(ident)
+        (clan_dir / "sops/machines" / m).mkdir(parents=True, exist_ok=True)
+        (clan_dir / "sops/machines" / m / "key.json").write_text(
+            json.dumps([{"publickey": pubs[m], "type": "age"}], indent=2) + "\n")
+        secret = clan_dir / "sops/secrets" / f"{m}-age.key"
+        (secret / "users").mkdir(parents=True, exist_ok=True)
+        (secret / "secret").write_bytes(sops.encrypt_binary(age.secret_key(ident).encode(), [ADMIN_PUBLIC_KEY]))
+        (secret / "users" / admin).symlink_to(f"../../../users/{admin}")
+    return pubs
+
+
+def write_clan_var(clan_dir: Path, rel_dir: str, file: str, value: bytes, *, secret: bool,
+                   machines: dict[str, str] | None = None, admin: str = "admin") -> None:
+    """One var as Clan's sops backend writes it: `<file>/value`, or `<file>/secret` plus recipient symlinks."""
+    from pyclan.vars import sops
+
+    folder = clan_dir / "vars" / rel_dir / file
+    folder.mkdir(parents=True, exist_ok=True)
+    if not secret:
+        (folder / "value").write_bytes(value)
+        return
+    machines = machines or {}
+    (folder / "secret").write_bytes(sops.encrypt_binary(value, [ADMIN_PUBLIC_KEY, *machines.values()]))
+    up = "../" * (len(Path(rel_dir).parts) + 3)
+    (folder / "users").mkdir(exist_ok=True)
+    (folder / "users" / admin).symlink_to(f"{up}sops/users/{admin}")
+    (folder / "machines").mkdir(exist_ok=True)
+    for m in machines:
+        (folder / "machines" / m).symlink_to(f"{up}sops/machines/{m}")
