@@ -196,3 +196,45 @@ def test_pyclan_own_vars_are_never_foreign(vclan: VarsClan, answers: Path) -> No
     (vclan.dir / "vars/per-machine/a/token/.validation-hash").write_text("0" * 64)
     (vclan.dir / "vars/per-machine/b/wg/priv/secret").write_text("{}")
     assert sorted(f.key.label for f in scan(vclan.dir)) == ["a/token", "b/wg"]
+
+
+def test_a_failure_while_writing_restores_everything(clan_clan: ClanClan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fills up at the third folder: the two already replaced and the new keys are undone."""
+    import errno
+
+    from pyclan.vars.store import VarsStore
+
+    real_write = VarsStore.write
+    calls: list[str] = []
+
+    def failing_write(self: VarsStore, key: object, *args: object, **kwargs: object) -> None:
+        calls.append(str(key))
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(self, key, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(VarsStore, "write", failing_write)
+    before = tree_digest(clan_clan.dir)
+    with pytest.raises(OSError, match="No space left"):
+        import_from_clan(clan_clan.open())
+    assert len(calls) == 3
+    assert tree_digest(clan_clan.dir) == before
+    assert not list((clan_clan.dir / "keys").rglob("*.pub"))
+    assert not list((clan_clan.dir / "vars").glob(".import-backup-*"))
+
+
+def test_import_never_reads_through_a_symlink_out_of_the_clan(clan_clan: ClanClan, tmp_path: Path) -> None:
+    outside = tmp_path / "outside.json"
+    outside.write_text('{"publickey": "age1qm0p4vf9jvcnn43s6l4prk8zn6cx0ep9gzvevxecv729xz540v8qa742eg"}')
+    key_json = clan_clan.dir / "sops/users/admin/key.json"
+    key_json.unlink()
+    key_json.symlink_to(outside)
+    with pytest.raises(ClanError, match="a symlink leading out of the clan"):
+        import_from_clan(clan_clan.open())
+    key_json.unlink()
+    shutil.copy(outside, key_json)
+    folder = clan_clan.dir / "vars/per-machine/peer1/new-service"
+    shutil.move(folder, tmp_path / "moved")
+    folder.symlink_to(tmp_path / "moved")
+    with pytest.raises(ClanError, match="symlink; refusing to follow it"):
+        import_from_clan(clan_clan.open())

@@ -105,8 +105,16 @@ def clan_validation_hash(validation: Any) -> str | None:
 # -- Clan's keys ----------------------------------------------------------------------------------
 
 
-def _key_json(path: Path) -> list[str]:
+def _within(clan_dir: Path, path: Path) -> None:
+    """Never read through a symlink that leads out of the clan."""
+    if not path.resolve().is_relative_to(clan_dir.resolve()):
+        raise ClanError(_problem(path, "a symlink leading out of the clan; refusing to read it",
+                                 hint="replace it with the file it points to"))
+
+
+def _key_json(clan_dir: Path, path: Path) -> list[str]:
     """The age public keys of a `sops/{users,machines}/<name>/key.json` (an object or a list of them)."""
+    _within(clan_dir, path)
     try:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
@@ -120,10 +128,14 @@ def _key_json(path: Path) -> list[str]:
     return found
 
 
-def _named_keys(folder: Path) -> dict[str, list[str]]:
+def _named_keys(clan_dir: Path, kind: str) -> dict[str, list[str]]:
+    """Name → age public keys of Clan's `sops/<kind>/<name>/key.json` files (kind: users, machines)."""
+    folder = clan_dir / SOPS_DIR / kind
     if not folder.is_dir():
         return {}
-    return {p.name: _key_json(p / "key.json") for p in sorted(folder.iterdir()) if (p / "key.json").is_file()}
+    _within(clan_dir, folder)
+    return {p.name: _key_json(clan_dir, p / "key.json")
+            for p in sorted(folder.iterdir()) if (p / "key.json").is_file()}
 
 
 # -- the plan (everything in memory) --------------------------------------------------------------
@@ -198,7 +210,7 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
     if folder.is_dir():
         existing = {p.stem: age.parse_recipient(p.read_text(), str(p.relative_to(clan_dir)))
                     for p in sorted(folder.glob("*.pub"))}
-    for user, pubs in _named_keys(clan_dir / SOPS_DIR / "users").items():
+    for user, pubs in _named_keys(clan_dir, "users").items():
         if user in existing:
             if existing[user] not in pubs:
                 plan.report.notes.append(
@@ -214,14 +226,16 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
     if not admins:
         problems.append(_problem("keys/admins", "no admin keys: neither pyclan's keys/admins/ nor Clan's sops/users/",
                                  hint=keys.KEYGEN_HINT))
-    clan_machines = _named_keys(clan_dir / SOPS_DIR / "machines")
+    clan_machines = _named_keys(clan_dir, "machines")
     for m, pubs in clan_machines.items():
         if keys.machine_public_key(clan_dir, m) is not None:
             if keys.machine_public_key(clan_dir, m) not in pubs:
                 plan.report.notes.append(f"machine '{m}' already has a pyclan age key; Clan's was not taken over")
             continue
         secret_path = clan_dir / SOPS_DIR / "secrets" / f"{m}-age.key" / CLAN_SECRET
-        if not secret_path.is_file():
+        if secret_path.is_file():
+            _within(clan_dir, secret_path)
+        else:
             plan.report.notes.append(f"machine '{m}': Clan's private age key ({secret_path.relative_to(clan_dir)}) "
                                      "is missing; pyclan makes a new key pair when it first needs one")
             continue
@@ -249,6 +263,7 @@ def _machine_pub(ctx: VarsContext, plan: _Plan, machine: str) -> str:
         return existing
     ident = age.generate_identity()
     plan.machine_keys[machine] = (age.public_key(ident), (age.secret_key(ident) + "\n").encode())
+    plan.report.notes.append(f"machine '{machine}' has no age key (neither pyclan's nor Clan's): a new pair is made")
     return plan.machine_keys[machine][0]
 
 
@@ -270,6 +285,10 @@ def plan_import(ctx: VarsContext) -> _Plan:
     for foreign in found:
         key = foreign.key
         folder = gen_dir(ctx.clan_dir, key)
+        if folder.is_symlink():
+            problems.append(_problem(folder, "a generator folder that is a symlink; refusing to follow it",
+                                     hint="replace it with the folder it points to"))
+            continue
         public, secret, linked, clan_hash = _read_folder(folder, ids, problems)
         node = ctx.graph.nodes.get(key)
         entries: dict[str, bytes | tuple[bytes, tuple[str, ...]]] = dict(public)
