@@ -19,6 +19,7 @@ folder is neither (nothing to lose). A foreign folder is reported by `vars check
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,18 +51,24 @@ def _own_hidden(name: str) -> bool:
     return name in (VALIDATION_HASH, SET_BY_HAND) or bool(_LEFTOVER.match(name))
 
 
+def _entries(folder: Path) -> list[os.DirEntry[str]]:
+    """A folder's entries, sorted; `os.scandir` knows links and folders without a stat per entry."""
+    with os.scandir(folder) as it:
+        return sorted(it, key=lambda e: e.name)
+
+
 def _file_folder_reasons(folder: Path) -> list[str]:
     reasons: list[str] = []
     names: set[str] = set()
-    for entry in sorted(folder.iterdir()):
+    for entry in _entries(folder):
         rel = f"{folder.name}/{entry.name}"
         if entry.is_symlink():
             reasons.append(f"{rel}: a symlink")
         elif entry.name == CLAN_SECRET:
             reasons.append(f"{rel}: a sops-encrypted secret (Clan's sops backend)")
-        elif entry.name in CLAN_LINK_DIRS and entry.is_dir():
+        elif entry.name in CLAN_LINK_DIRS and entry.is_dir(follow_symlinks=False):
             reasons.append(f"{rel}/: Clan's sops recipient links")
-        elif entry.name in (VALUE, SECRET, RECIPIENTS) and entry.is_file():
+        elif entry.name in (VALUE, SECRET, RECIPIENTS) and entry.is_file(follow_symlinks=False):
             names.add(entry.name)
         elif not _LEFTOVER.match(entry.name):
             reasons.append(f"{rel}: not a pyclan vars file")
@@ -78,23 +85,25 @@ def folder_reasons(folder: Path) -> list[str]:
     """What in one generator folder pyclan did not write; [] for pyclan's own (or an empty) folder."""
     if folder.is_symlink():
         return ["the folder is a symlink"]
-    entries = sorted(folder.iterdir())
+    entries = _entries(folder)
     if not entries:
         return []
     reasons: list[str] = []
+    hash_entry: os.DirEntry[str] | None = None
     for entry in entries:
         if entry.name.startswith("."):
             if entry.is_symlink() or not _own_hidden(entry.name):
                 reasons.append(f"{entry.name}: not a pyclan vars file")
+            elif entry.name == VALIDATION_HASH and entry.is_file(follow_symlinks=False):
+                hash_entry = entry
         elif entry.is_symlink():
             reasons.append(f"{entry.name}: a symlink")
-        elif entry.is_dir():
-            reasons.extend(_file_folder_reasons(entry))
+        elif entry.is_dir(follow_symlinks=False):
+            reasons.extend(_file_folder_reasons(Path(entry.path)))
         else:
             reasons.append(f"{entry.name}: a plain file where pyclan keeps one folder per var")
-    hash_file = folder / VALIDATION_HASH
-    if hash_file.is_file() and not hash_file.is_symlink():
-        if not _HASH_LINE.match(hash_file.read_text(errors="replace")):
+    if hash_entry is not None:
+        if not _HASH_LINE.match(Path(hash_entry.path).read_text(errors="replace")):
             reasons.append(f"{VALIDATION_HASH}: not written by pyclan (Clan writes it without a newline)")
     elif any(not e.name.startswith(".") for e in entries):
         reasons.append(f"no {VALIDATION_HASH} (pyclan writes one with every generator's vars)")
