@@ -238,3 +238,14 @@ def test_import_never_reads_through_a_symlink_out_of_the_clan(clan_clan: ClanCla
     folder.symlink_to(tmp_path / "moved")
     with pytest.raises(ClanError, match="symlink; refusing to follow it"):
         import_from_clan(clan_clan.open())
+
+
+def test_get_of_a_clan_secret_points_at_the_import(clan_clan: ClanClan) -> None:
+    from pyclan.vars.api import get
+
+    with pytest.raises(ClanError) as err:
+        get(clan_clan.open(), "peer1", "new-service/a-secret")
+    assert "pyclan did not write" in str(err.value) and "pyclan vars import --from-clan" in str(err.value)
+    # public values Clan wrote read as they are
+    _, value = get(clan_clan.open(), "peer1", "new-service/not-a-secret")
+    assert value == b"not-a-secret"

@@ -18,7 +18,7 @@ from typing import Any
 
 from pyclan.errors import did_you_mean
 from pyclan.vars.context import VarsContext
-from pyclan.vars.foreign import SET_BY_HAND, refuse_if_foreign, set_by_hand
+from pyclan.vars.foreign import IMPORT_COMMAND, SET_BY_HAND, folder_reasons, refuse_if_foreign, set_by_hand
 from pyclan.vars.layout import GenKey, generate_hint, vars_error
 from pyclan.vars.store import Entry, atomic_write
 
@@ -88,6 +88,10 @@ def find_var(ctx: VarsContext, machine: str, var_id: str, exact: bool = False) -
 
 def get_var(ctx: VarsContext, machine: str, var_id: str) -> tuple[VarEntry, bytes]:
     entry = find_var(ctx, machine, var_id)
+    folder = ctx.store.dir(entry.key)
+    if not entry.is_set and folder.is_dir() and folder_reasons(folder):
+        raise vars_error(f"{machine}/{entry.id}", f"Var {entry.id} is stored in a form pyclan did not write "
+                         f"(e.g. by Clan's sops backend)", hint=f"run `{IMPORT_COMMAND}` to take it over")
     if not entry.is_set:
         raise vars_error(f"{machine}/{entry.id}", f"Var {entry.id} has not been generated yet",
                          hint=generate_hint(machine))
