@@ -194,10 +194,11 @@ def import_cmd(
         print_json(report.to_json())
         return
     verb = "would import" if dry_run else "imported"
+    would = "would " if dry_run else ""
     for user in report.admins:
-        _say(f"{verb} Clan user {user} as admin (keys/admins/{user}.pub)")
+        _say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin (keys/admins/{user}.pub)")
     for m in report.machine_keys:
-        _say(f"{verb} the age key of machine {m} (keys/machines/{m}.pub)")
+        _say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} (keys/machines/{m}.pub)")
     for g in report.generators:
         files = ", ".join([*g.public, *(f"{f} (secret)" for f in g.secret)])
         _say(f"{verb} {g.label}: {files} [{g.status}]" + (f"\n  note: {g.note}" if g.note else ""))
