@@ -249,3 +249,33 @@ def test_get_of_a_clan_secret_points_at_the_import(clan_clan: ClanClan) -> None:
     # public values Clan wrote read as they are
     _, value = get(clan_clan.open(), "peer1", "new-service/not-a-secret")
     assert value == b"not-a-secret"
+
+
+def test_shared_generator_and_clan_validation_hashes(vclan: VarsClan, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Clan's hash (sha256 of the JSON of `validation`, no newline) decides: current, or made anew."""
+    import hashlib
+
+    from .clan_reference import write_clan_keys, write_clan_var
+
+    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_dir() / "admin-age-key.txt"))
+    machine_keys = write_clan_keys(vclan.dir, ["a", "b"])
+    write_clan_var(vclan.dir, "shared/ca", "key", b"clan ca key", secret=True, machines=machine_keys)
+    write_clan_var(vclan.dir, "shared/ca", "cert", b"CERT-clan", secret=False)
+    (vclan.dir / "vars/shared/ca/.validation-hash").write_text(hashlib.sha256(b'{"version":1}').hexdigest())
+    write_clan_var(vclan.dir, "per-machine/a/token", "token", b"old token", secret=True,
+                   machines={"a": machine_keys["a"]})
+    (vclan.dir / "vars/per-machine/a/token/.validation-hash").write_text("0" * 64)  # another definition
+    report = import_from_clan(vclan.open())
+    assert {g.label: g.status for g in report.generators} == {"shared/ca": "current", "a/token": "outdated"}
+    assert report.admins == ["admin"] and report.machine_keys == ["a", "b"]
+    clan = vclan.open()
+    for m in ("a", "b"):  # both machines deploy the shared secret: both can read it
+        assert decrypt_with_machine_key(clan, m, vclan.dir / "vars/shared/ca/key/secret.age") == b"clan ca key"
+    report_check = check(clan)
+    assert not [i for i in report_check.issues if i.var.startswith("shared/ca")]
+    assert ("outdated", "a/token") in {(i.kind, i.var) for i in report_check.issues}
+    answers = {"pw": {"password": "pw"}}
+    done = generate(vclan.open(), prompt_values=answers)
+    assert "shared/ca" not in done.generated and "a/token" in done.generated
+    assert decrypt_secret(vclan.open(), "a", "ca", "key") == b"clan ca key"
+    assert check(vclan.open()).ok

@@ -195,8 +195,10 @@ def _read_folder(
             machines = entry / "machines"
             linked[entry.name] = {p.name for p in machines.iterdir()} if machines.is_dir() else set()
         else:
-            problems.append(_problem(entry, f"a var folder of pyclan's kind inside a folder of Clan's; "
-                                     f"expected {CLAN_SECRET} or {VALUE}"))
+            problems.append(_problem(
+                entry, f"a pyclan secret ({SECRET}) in a folder pyclan does not recognise as its own",
+                hint=f"if {folder.name}/{VALIDATION_HASH} was edited, end it with a newline again; "
+                     f"or remove {folder.name}/ to have it generated anew"))
     hash_file = folder / VALIDATION_HASH
     clan_hash = hash_file.read_text().strip() or None if hash_file.is_file() else None
     return public, secret, linked, clan_hash
