@@ -144,6 +144,7 @@ def _named_keys(clan_dir: Path, kind: str) -> dict[str, list[str]]:
 @dataclass
 class _Plan:
     report: ImportReport
+    admins: list[str] = field(default_factory=list)  # every admin's public key after the import
     admin_files: dict[str, str] = field(default_factory=dict)  # new keys/admins/<u>.pub → public key
     machine_keys: dict[str, tuple[str, bytes]] = field(default_factory=dict)  # m → (public, private text)
     folders: dict[GenKey, tuple[dict[str, bytes | tuple[bytes, tuple[str, ...]]], str]] = field(default_factory=dict)
@@ -193,7 +194,8 @@ def _read_folder(
                 problems.extend(err.problems)
                 continue
             machines = entry / "machines"
-            linked[entry.name] = {p.name for p in machines.iterdir()} if machines.is_dir() else set()
+            readable = machines.is_dir() and not machines.is_symlink()
+            linked[entry.name] = {p.name for p in machines.iterdir()} if readable else set()
         else:
             problems.append(_problem(
                 entry, f"a pyclan secret ({SECRET}) in a folder pyclan does not recognise as its own",
@@ -280,7 +282,7 @@ def plan_import(ctx: VarsContext) -> _Plan:
                                  "and there is no sops/ folder")
         return plan
     ids = _identities(ctx)
-    admins = _plan_keys(ctx, ids, plan, problems)
+    admins = plan.admins = _plan_keys(ctx, ids, plan, problems)
     if admins and not {age.public_key(i) for i in ids} & set(admins):
         plan.report.notes.append("none of your age keys is a pyclan admin after the import: you will not be able "
                                  "to read the secrets; register yours with `pyclan vars keygen`")
@@ -339,8 +341,7 @@ def _cleanup_backups(clan_dir: Path) -> None:
 
 
 def _apply(ctx: VarsContext, plan: _Plan) -> None:
-    clan_dir = ctx.clan_dir
-    admins = sorted({*ctx_admins(clan_dir), *plan.admin_files.values()})
+    clan_dir, admins = ctx.clan_dir, plan.admins
     entries_by_key: dict[GenKey, dict[str, Entry]] = {}
     for key, (files, _hash) in plan.folders.items():
         out: dict[str, Entry] = {}
@@ -386,13 +387,6 @@ def _apply(ctx: VarsContext, plan: _Plan) -> None:
         raise
     finally:
         shutil.rmtree(backup, ignore_errors=True)
-
-
-def ctx_admins(clan_dir: Path) -> list[str]:
-    folder = admins_dir(clan_dir)
-    if not folder.is_dir():
-        return []
-    return [age.parse_recipient(p.read_text(), str(p)) for p in sorted(folder.glob("*.pub"))]
 
 
 def import_from_clan(clan: Clan, dry_run: bool = False) -> ImportReport:
