@@ -103,7 +103,7 @@ def test_key_sources_are_found_as_sops_finds_them(tmp_path: Path, monkeypatch: p
     a, b, c = (age.generate_identity() for _ in range(3))
     default = tmp_path / ".config/sops/age/keys.txt"
     default.parent.mkdir(parents=True)
-    default.write_text(f"# created by age-keygen\n{age.secret_key(a)}\n")
+    default.write_text(f"# created by age-keygen\nAGE-PLUGIN-YUBIKEY-1QQQQQQ\n{age.secret_key(a)}\n")  # plugin: skipped
     assert [s.where for s in sops.key_sources()] == [str(default)]
     named = tmp_path / "named.txt"
     named.write_text(age.secret_key(b) + "\n")

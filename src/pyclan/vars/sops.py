@@ -70,23 +70,30 @@ class KeySource:
 def key_sources() -> list[KeySource]:
     """Every age identity sops would use: `$SOPS_AGE_KEY`, `$SOPS_AGE_KEY_FILE` and the default file.
 
-    sops combines all of them; so does this. (`SOPS_AGE_KEY_CMD` and SSH keys are not read.)
+    sops combines all of them; so does this. (`SOPS_AGE_KEY_CMD`, SSH keys and plugin identities
+    such as `AGE-PLUGIN-YUBIKEY-…` lines are not used; such lines are skipped.)
     """
     found: list[KeySource] = []
     text = os.environ.get(KEY_ENV)
     if text:
         lines = "\n".join(part for line in text.splitlines() for part in line.split(","))
-        found.append(KeySource(f"${KEY_ENV}", tuple(age.parse_identities(lines, f"${KEY_ENV}"))))
+        found.append(KeySource(f"${KEY_ENV}", _parse(lines, f"${KEY_ENV}")))
     named = os.environ.get(KEY_FILE_ENV)
     if named:
         path = Path(named).expanduser()
         if not path.is_file():
             raise sops_error(path, f"${KEY_FILE_ENV} names a file that does not exist", hint=no_key_hint())
-        found.append(KeySource(str(path), tuple(age.parse_identities(path.read_text(), str(path)))))
+        found.append(KeySource(str(path), _parse(path.read_text(), str(path))))
     default = default_key_file()
     if default.is_file() and str(default) not in {s.where for s in found}:
-        found.append(KeySource(str(default), tuple(age.parse_identities(default.read_text(), str(default)))))
+        found.append(KeySource(str(default), _parse(default.read_text(), str(default))))
     return found
+
+
+def _parse(text: str, where: str) -> tuple[age.Identity, ...]:
+    """X25519 identities of an identity file; plugin identities (hardware keys) are left out."""
+    kept = "\n".join("" if line.strip().startswith("AGE-PLUGIN-") else line for line in text.splitlines())
+    return tuple(age.parse_identities(kept, where))
 
 
 def no_key_hint() -> str:
