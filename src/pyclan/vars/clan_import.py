@@ -3,7 +3,8 @@
 Clan's sops backend keeps a var as `vars/<rel_dir>/<file>/secret` (a sops document, readable by the
 users and machines linked beside it in `users/`, `machines/`, `groups/`) or `…/<file>/value` (public,
 in clear), and its keys in `sops/`: `sops/users/<u>/key.json` (admins' public keys),
-`sops/machines/<m>/key.json` and `sops/secrets/<m>-age.key/secret` (each machine's age key pair).
+`sops/machines/<m>/key.json` and `sops/secrets/<m>-age.key/secret` (each machine's age key pair);
+`clan_layout.py` reads that layout.
 
 The import decrypts every foreign generator folder with the user's age key (found as sops finds it,
 see `pyclan.vars.sops.key_sources`) and stores it the pyclan way, in three steps:
@@ -20,13 +21,11 @@ see `pyclan.vars.sops.key_sources`) and stores it the pyclan way, in three steps
    the generator is complete, not regenerated), else `clan:<hash>` (outdated: `vars generate`
    makes it anew). A failure while writing restores the folders and keys already replaced.
 
-`sops/` itself is left as it is: pyclan never deletes files it did not write outside `vars/`.
+`sops/` itself is left as it is (it is not pyclan's; the user deletes it once done with Clan).
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 import secrets
 import shutil
 from dataclasses import dataclass, field
@@ -35,13 +34,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pyclan.errors import ClanError, Problem
 from pyclan.vars import age, keys, sops
+from pyclan.vars.clan_layout import SOPS_DIR, clan_validation_hash, named_keys, problem, read_folder, within
 from pyclan.vars.context import VarsContext
-from pyclan.vars.foreign import CLAN_LINK_DIRS, CLAN_SECRET, scan
+from pyclan.vars.foreign import CLAN_SECRET, scan
 from pyclan.vars.layout import (
     MACHINE_KEY_DIR,
-    SECRET,
-    VALIDATION_HASH,
-    VALUE,
     VARS_DIR,
     GenKey,
     admins_dir,
@@ -54,7 +51,6 @@ from pyclan.vars.store import Entry, StoredSecret, atomic_write
 if TYPE_CHECKING:
     from pyclan.clan import Clan
 
-SOPS_DIR = "sops"
 BACKUP_PREFIX = ".import-backup-"
 Status = Literal["current", "outdated", "undeclared", "incomplete"]
 
@@ -90,54 +86,6 @@ class ImportReport:
         }
 
 
-def _problem(path: Path | str, message: str, hint: str | None = None) -> Problem:
-    return Problem("vars-error", str(path), message, hint=hint)
-
-
-def clan_validation_hash(validation: Any) -> str | None:
-    """What Clan records for a generator's `validation`: sha256 of Nix's toJSON, none for null."""
-    if validation is None:
-        return None
-    text = json.dumps(validation, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(text.encode()).hexdigest()
-
-
-# -- Clan's keys ----------------------------------------------------------------------------------
-
-
-def _within(clan_dir: Path, path: Path) -> None:
-    """Never read through a symlink that leads out of the clan."""
-    if not path.resolve().is_relative_to(clan_dir.resolve()):
-        raise ClanError(_problem(path, "a symlink leading out of the clan; refusing to read it",
-                                 hint="replace it with the file it points to"))
-
-
-def _key_json(clan_dir: Path, path: Path) -> list[str]:
-    """The age public keys of a `sops/{users,machines}/<name>/key.json` (an object or a list of them)."""
-    _within(clan_dir, path)
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ClanError(_problem(path, f"cannot read Clan's key file: {exc}")) from None
-    items = data if isinstance(data, list) else [data]
-    found = [str(i["publickey"]) for i in items
-             if isinstance(i, dict) and i.get("type", "age") == "age" and isinstance(i.get("publickey"), str)]
-    if not found:
-        raise ClanError(_problem(path, "Clan's key file names no age public key",
-                                 hint='expected {"publickey": "age1…", "type": "age"}'))
-    return found
-
-
-def _named_keys(clan_dir: Path, kind: str) -> dict[str, list[str]]:
-    """Name → age public keys of Clan's `sops/<kind>/<name>/key.json` files (kind: users, machines)."""
-    folder = clan_dir / SOPS_DIR / kind
-    if not folder.is_dir():
-        return {}
-    _within(clan_dir, folder)
-    return {p.name: _key_json(clan_dir, p / "key.json")
-            for p in sorted(folder.iterdir()) if (p / "key.json").is_file()}
-
-
 # -- the plan (everything in memory) --------------------------------------------------------------
 
 
@@ -155,55 +103,8 @@ def _identities(ctx: VarsContext) -> list[age.Identity]:
     if ctx.has_identities():
         ids += ctx.identities()
     if not ids:
-        raise ClanError(_problem("keys", "no age key found to decrypt Clan's secrets", hint=sops.no_key_hint()))
+        raise ClanError(problem("keys", "no age key found to decrypt Clan's secrets", hint=sops.no_key_hint()))
     return ids
-
-
-def _read_folder(
-    folder: Path, ids: list[age.Identity], problems: list[Problem]
-) -> tuple[dict[str, bytes], dict[str, bytes], dict[str, set[str]], str | None]:
-    """A Clan generator folder: public values, decrypted secrets, machines linked per secret, Clan's hash."""
-    public: dict[str, bytes] = {}
-    secret: dict[str, bytes] = {}
-    linked: dict[str, set[str]] = {}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith("."):
-            continue
-        names = {p.name for p in entry.iterdir()} if entry.is_dir() and not entry.is_symlink() else set()
-        if not names or names - {VALUE, CLAN_SECRET, SECRET, *CLAN_LINK_DIRS, "secret.age.recipients"}:
-            problems.append(_problem(entry, "not a var folder Clan's sops or in-repo store would write",
-                                     hint="move it out of vars/ (or fix it) and import again"))
-            continue
-        if VALUE in names and (CLAN_SECRET in names or SECRET in names):
-            problems.append(_problem(entry, "holds both a public value and a secret"))
-            continue
-        if VALUE in names:
-            value = entry / VALUE
-            if value.is_symlink() or not value.is_file():
-                problems.append(_problem(value, "a public value must be a plain file (not a symlink)"))
-                continue
-            public[entry.name] = value.read_bytes()
-        elif CLAN_SECRET in names:
-            path = entry / CLAN_SECRET
-            if path.is_symlink():
-                problems.append(_problem(path, "a secret must be a plain file (not a symlink)"))
-                continue
-            try:
-                secret[entry.name] = sops.decrypt_binary(path, ids)
-            except ClanError as err:
-                problems.extend(err.problems)
-                continue
-            machines = entry / "machines"
-            readable = machines.is_dir() and not machines.is_symlink()
-            linked[entry.name] = {p.name for p in machines.iterdir()} if readable else set()
-        else:
-            problems.append(_problem(
-                entry, f"a pyclan secret ({SECRET}) in a folder pyclan does not recognise as its own",
-                hint=f"if {folder.name}/{VALIDATION_HASH} was edited, end it with a newline again; "
-                     f"or remove {folder.name}/ to have it generated anew"))
-    hash_file = folder / VALIDATION_HASH
-    clan_hash = hash_file.read_text().strip() or None if hash_file.is_file() else None
-    return public, secret, linked, clan_hash
 
 
 def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems: list[Problem]) -> list[str]:
@@ -214,7 +115,7 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
     if folder.is_dir():
         existing = {p.stem: age.parse_recipient(p.read_text(), str(p.relative_to(clan_dir)))
                     for p in sorted(folder.glob("*.pub"))}
-    for user, pubs in _named_keys(clan_dir, "users").items():
+    for user, pubs in named_keys(clan_dir, "users").items():
         if user in existing:
             if existing[user] not in pubs:
                 plan.report.notes.append(
@@ -228,9 +129,9 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
             plan.report.notes.append(f"Clan user '{user}' has {len(pubs)} keys; registered the first")
     admins = sorted(set(existing.values()) | set(plan.admin_files.values()))
     if not admins:
-        problems.append(_problem("keys/admins", "no admin keys: neither pyclan's keys/admins/ nor Clan's sops/users/",
-                                 hint=keys.KEYGEN_HINT))
-    clan_machines = _named_keys(clan_dir, "machines")
+        problems.append(problem("keys/admins", "no admin keys: neither pyclan's keys/admins/ nor Clan's sops/users/",
+                                hint=keys.KEYGEN_HINT))
+    clan_machines = named_keys(clan_dir, "machines")
     for m, pubs in clan_machines.items():
         if keys.machine_public_key(clan_dir, m) is not None:
             if keys.machine_public_key(clan_dir, m) not in pubs:
@@ -238,7 +139,7 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
             continue
         secret_path = clan_dir / SOPS_DIR / "secrets" / f"{m}-age.key" / CLAN_SECRET
         if secret_path.is_file():
-            _within(clan_dir, secret_path)
+            within(clan_dir, secret_path)
         else:
             plan.report.notes.append(f"machine '{m}': Clan's private age key ({secret_path.relative_to(clan_dir)}) "
                                      "is missing; pyclan makes a new key pair when it first needs one")
@@ -250,8 +151,8 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
             continue
         parsed = age.parse_identities(text, str(secret_path))
         if len(parsed) != 1 or age.public_key(parsed[0]) not in pubs:
-            problems.append(_problem(secret_path, f"machine '{m}''s private age key does not belong to the public "
-                                     f"key in sops/machines/{m}/key.json"))
+            problems.append(problem(secret_path, f"machine '{m}''s private age key does not belong to the public "
+                                    f"key in sops/machines/{m}/key.json"))
             continue
         plan.machine_keys[m] = (age.public_key(parsed[0]), (age.secret_key(parsed[0]) + "\n").encode())
         plan.report.machine_keys.append(m)
@@ -290,10 +191,10 @@ def plan_import(ctx: VarsContext) -> _Plan:
         key = foreign.key
         folder = gen_dir(ctx.clan_dir, key)
         if folder.is_symlink():
-            problems.append(_problem(folder, "a generator folder that is a symlink; refusing to follow it",
-                                     hint="replace it with the folder it points to"))
+            problems.append(problem(folder, "a generator folder that is a symlink; refusing to follow it",
+                                    hint="replace it with the folder it points to"))
             continue
-        public, secret, linked, clan_hash = _read_folder(folder, ids, problems)
+        public, secret, linked, clan_hash = read_folder(folder, ids, problems)
         node = ctx.graph.nodes.get(key)
         entries: dict[str, bytes | tuple[bytes, tuple[str, ...]]] = dict(public)
         for f, value in secret.items():
