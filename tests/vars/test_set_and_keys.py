@@ -18,6 +18,7 @@ def test_set_of_a_prompted_value_reruns_its_generator(vclan: VarsClan, answers: 
     hash_of_b = (vclan.dir / "vars/per-machine/b/pw/hash/value").read_bytes()
     r = vclan.run("vars", "set", "a", "pw/password", input=b"a new password")
     assert r.returncode == 0, r.stderr
+    assert r.stdout == b"set a pw/password (encrypted)\ngenerated a/pw\n"
     clan = vclan.open()
     assert decrypt_secret(clan, "a", "pw", "password") == b"a new password"
     new_hash = (vclan.dir / "vars/per-machine/a/pw/hash/value").read_text().strip()

@@ -149,6 +149,8 @@ def set_cmd(
         print_json({"id": entry.id, "secret": entry.secret, "set": True})
         return
     _say(f"set {machine} {entry.id}" + (" (encrypted)" if entry.secret else ""))
+    for label in entry.regenerated:
+        _say(f"generated {label}")
 
 
 @vars_app.command("check")

@@ -13,7 +13,7 @@ generator runs again (which replaces the folder, list included).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pyclan.errors import did_you_mean
@@ -34,6 +34,7 @@ class VarEntry:
     secret: bool
     is_set: bool
     value: bytes | None  # public values only
+    regenerated: tuple[str, ...] = ()  # `set` of a prompt's answer: the generators that ran again
 
     def shown(self) -> str:
         """What `vars list` prints for the value."""
@@ -112,8 +113,9 @@ def set_var(ctx: VarsContext, machine: str, var_id: str, value: bytes, sandbox: 
             answer = value.decode()
         except UnicodeDecodeError:
             raise vars_error(f"{machine}/{entry.id}", "a prompt's answer must be UTF-8 text") from None
-        generate_in(ctx, [machine], [key.name], prompt_values={key.label: {entry.file: answer}}, sandbox=sandbox)
-        return done
+        report = generate_in(ctx, [machine], [key.name], prompt_values={key.label: {entry.file: answer}},
+                             sandbox=sandbox)
+        return replace(done, regenerated=tuple(report.generated))
     data: Entry = ctx.encrypt_for(key, entry.file, value) if entry.secret else value
     folder = ctx.store.dir(key)
     others = [f for f, vf in gen.files.items() if f != entry.file and ctx.store.has(key, f, vf.secret)]
