@@ -280,6 +280,14 @@ def list_vars(machine: str, flake: str | None = None) -> dict[str, str]:
 
 
 @register
+def import_clan_vars(dry_run: bool = False, flake: str | None = None) -> dict[str, Any]:
+    """`pyclan vars import --from-clan`: take over Clan's sops-encrypted vars (all or nothing)."""
+    from pyclan.vars.api import import_from_clan
+
+    return import_from_clan(_clan(flake), dry_run=dry_run).to_json()
+
+
+@register
 def list_inputs(flake: str | None = None) -> dict[str, Any]:
     """`pyclan inputs list`: declared inputs, their locked revisions and services."""
     from pyclan.inputs import InputSet

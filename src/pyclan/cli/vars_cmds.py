@@ -1,4 +1,4 @@
-"""`pyclan vars …` (alias `va`): keygen, generate, list, get, set, check — thin over `pyclan.vars.api`."""
+"""`pyclan vars …` (alias `va`): keygen, generate, list, get, set, check, import — thin over `pyclan.vars.api`."""
 
 from __future__ import annotations
 
@@ -129,21 +129,28 @@ def get_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False) ->
 
 
 @vars_app.command("set")
-def set_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False) -> None:
-    """Set a var from stdin (asked for, hidden, when stdin is a terminal)."""
+def set_cmd(
+    machine: MachineArg, var_id: VarIdArg,
+    no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Re-run a prompt's generator without bubblewrap.")]
+    = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Set a var from stdin (asked for, hidden, when stdin is a terminal); a prompt's answer re-runs its generator."""
     try:
         clan = get_clan()
         if sys.stdin.isatty():
             value = getpass.getpass(f"value for {machine} {var_id}: ").encode()
         else:
             value = sys.stdin.buffer.read()
-        entry = api.set_value(clan, machine, var_id, value)
+        entry = api.set_value(clan, machine, var_id, value, sandbox=not no_sandbox)
     except ClanError as err:
         fail(err, json_out)
     if json_out:
         print_json({"id": entry.id, "secret": entry.secret, "set": True})
         return
     _say(f"set {machine} {entry.id}" + (" (encrypted)" if entry.secret else ""))
+    for label in entry.regenerated:
+        _say(f"generated {label}")
 
 
 @vars_app.command("check")
@@ -169,3 +176,35 @@ def check_cmd(
             sys.stderr.write(f"{len(report.issues)} problem(s) found\n")
     if not report.ok:
         raise typer.Exit(1)
+
+
+@vars_app.command("import")
+def import_cmd(
+    from_clan: Annotated[bool, typer.Option("--from-clan", help="Import the vars Clan's sops backend wrote.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be imported; change nothing.")] = False,
+    json_out: JsonOpt = False,
+) -> None:
+    """Take over vars written by Clan (sops): decrypt with your sops age key, store them pyclan's way."""
+    if not from_clan:
+        fail(ClanError.single("usage-error", "vars import", "say where to import from: --from-clan",
+                         hint="pyclan vars import --from-clan --dry-run"), json_out)
+    try:
+        report = api.import_from_clan(get_clan(), dry_run=dry_run)
+    except ClanError as err:
+        fail(err, json_out)
+    if json_out:
+        print_json(report.to_json())
+        return
+    verb = "would import" if dry_run else "imported"
+    would = "would " if dry_run else ""
+    for user in report.admins:
+        _say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin (keys/admins/{user}.pub)")
+    for m in report.machine_keys:
+        _say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} (keys/machines/{m}.pub)")
+    for g in report.generators:
+        files = ", ".join([*g.public, *(f"{f} (secret)" for f in g.secret)])
+        _say(f"{verb} {g.label}: {files} [{g.status}]" + (f"\n  note: {g.note}" if g.note else ""))
+    for note in report.notes:
+        _say(f"note: {note}")
+    if dry_run and (report.generators or report.admins or report.machine_keys):
+        _say("dry run: nothing was changed")

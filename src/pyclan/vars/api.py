@@ -14,6 +14,7 @@ from pyclan.config.machine_config import SecretFileSpec
 from pyclan.evaluate.vars_view import secret_host_path
 from pyclan.vars import age, keys
 from pyclan.vars.access import VarEntry, get_var, list_vars, set_var
+from pyclan.vars.clan_import import ImportReport, import_from_clan
 from pyclan.vars.context import VarsContext
 from pyclan.vars.generate import GenerateReport, generate, generate_missing
 from pyclan.vars.layout import GenKey, vars_error
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CheckReport",
     "GenerateReport",
+    "ImportReport",
     "VarEntry",
     "check",
     "decrypt_secret",
@@ -32,6 +34,7 @@ __all__ = [
     "generate",
     "generate_missing",
     "get",
+    "import_from_clan",
     "keygen",
     "list_machine_vars",
     "machine_private_key",
@@ -112,6 +115,6 @@ def get(clan: Clan, machine: str, var_id: str) -> tuple[VarEntry, bytes]:
     return get_var(VarsContext.of(clan), machine, var_id)
 
 
-def set_value(clan: Clan, machine: str, var_id: str, value: bytes) -> VarEntry:
-    return set_var(VarsContext.of(clan), machine, var_id, value)
+def set_value(clan: Clan, machine: str, var_id: str, value: bytes, sandbox: bool = True) -> VarEntry:
+    return set_var(VarsContext.of(clan), machine, var_id, value, sandbox=sandbox)
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from pyclan.errors import did_you_mean
 from pyclan.vars.context import VarsContext
+from pyclan.vars.foreign import refuse_if_foreign
 from pyclan.vars.layout import GenKey, vars_error
 from pyclan.vars.prompts import PromptAsker, PromptValues, load_prompt_values, validate_prompt_values
 from pyclan.vars.recipients import raise_problems, reencrypt
@@ -68,6 +69,7 @@ def generate_in(
 ) -> GenerateReport:
     graph = ctx.graph
     chosen = ctx.machines(machines)
+    refuse_if_foreign(ctx.clan_dir, "pyclan vars generate")  # never replace vars another tool wrote
     values: PromptValues = {}
     if isinstance(prompt_values, Path):
         values = load_prompt_values(prompt_values)

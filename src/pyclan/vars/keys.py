@@ -1,7 +1,8 @@
 """Who can read secrets: the admins' keys and one age key pair per machine.
 
 - The admin's own private key: `$PYCLAN_AGE_KEY_FILE`, else `~/.config/pyclan/age.key`
-  (an age identity file, created by `pyclan vars keygen`).
+  (an age identity file, created by `pyclan vars keygen`); when neither exists, the key sops
+  uses (`$SOPS_AGE_KEY_FILE`, else `~/.config/sops/age/keys.txt`), so a Clan user's key works as is.
 - Admin public keys: every `keys/admins/<user>.pub` of the clan (committed).
 - Machine keys, created on demand: the public half in `keys/machines/<m>.pub`, the private
   half at `vars/per-machine/<m>/.machine-key/key.age`, encrypted to the admins (so deploy or an
@@ -38,10 +39,21 @@ NOT_RECIPIENT_HINT = (
 
 
 def admin_key_file() -> Path:
+    """pyclan's key file if set or present, else an existing sops key file, else pyclan's default (to create)."""
     env = os.environ.get(KEY_FILE_ENV)
     if env:
         return Path(env).expanduser()
-    return Path.home() / ".config" / "pyclan" / "age.key"
+    own = Path.home() / ".config" / "pyclan" / "age.key"
+    if own.exists():
+        return own
+    from pyclan.vars.sops import KEY_FILE_ENV as SOPS_KEY_FILE_ENV
+    from pyclan.vars.sops import default_key_file
+
+    sops_env = os.environ.get(SOPS_KEY_FILE_ENV)
+    for candidate in (Path(sops_env).expanduser() if sops_env else None, default_key_file()):
+        if candidate is not None and candidate.is_file():
+            return candidate
+    return own
 
 
 def load_admin_identities() -> list[age.Identity]:

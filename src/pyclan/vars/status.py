@@ -3,7 +3,10 @@
 Reported per generator file: `missing` (never generated, or lost), `outdated` (the
 definition changed since it was generated), `recipients` (encrypted to a different set of keys
 than wanted: an admin or machine was added or removed — `vars generate` re-encrypts) and
-`undecryptable` (the admin key cannot open it although the recipient list says it should).
+`undecryptable` (the admin key cannot open it although the recipient list says it should), and
+`vars-foreign` (a generator folder pyclan did not write, e.g. Clan's sops layout: see `foreign.py`;
+its other issues are not reported, `pyclan vars import --from-clan` takes it over). A file is also
+`outdated` when another file of its generator was set by hand (`vars set`) after it was made.
 Decryption is only verified when the admin key is available; otherwise a note says so.
 """
 
@@ -15,12 +18,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pyclan.vars import age, keys
 from pyclan.vars.context import VarsContext
+from pyclan.vars.foreign import IMPORT_COMMAND, scan, set_by_hand
 from pyclan.vars.layout import generate_hint
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
 
-IssueKind = Literal["missing", "outdated", "recipients", "undecryptable"]
+IssueKind = Literal["missing", "outdated", "recipients", "undecryptable", "vars-foreign"]
 
 
 @dataclass(frozen=True)
@@ -63,11 +67,29 @@ def check_in(ctx: VarsContext, machines: Iterable[str] | None = None) -> CheckRe
     if not can_decrypt:
         report.notes.append(f"decryption not verified: no admin age key at {keys.admin_key_file()}")
     regen = f"run `pyclan vars generate {' '.join(chosen)}`"
+    foreign = {f.key: f for f in scan(ctx.clan_dir, chosen if machines else None)}
+    for folder in foreign.values():
+        report.issues.append(Issue(
+            "vars-foreign", folder.key.label, folder.describe(),
+            f"run `{IMPORT_COMMAND}` to take it over (`--dry-run` first shows what it would do)",
+        ))
     for key in ctx.graph.keys_of(chosen):
         report.checked += 1
+        if key in foreign:
+            continue
         gen = ctx.node(key).generator
         status = ctx.status(key)
         hint = generate_hint(key.machine) if key.machine else regen
+        by_hand = set_by_hand(ctx.store.dir(key))
+        for f in sorted(gen.files) if by_hand else []:
+            if f not in by_hand and f not in status.missing:
+                where = f" {key.machine}" if key.machine else ""
+                report.issues.append(Issue(
+                    "outdated", f"{key.label}/{f}",
+                    f"var {key.name}/{f} may no longer match {', '.join(by_hand)}, set by hand with `vars set`",
+                    f"run `pyclan vars generate -g {key.name}{where}` to make all of its files anew, "
+                    f"or set this one too with `pyclan vars set`",
+                ))
         for f in status.missing:
             report.issues.append(
                 Issue("missing", f"{key.label}/{f}", f"var {key.name}/{f} has not been generated", hint)
