@@ -386,3 +386,12 @@ def test_rendered_configs_carry_traffic(
     assert _ping(namespaces["alice"], str(v4["bob"]))  # peer to peer, forwarded by the controller
     assert _ping(namespaces["bob"], str(wg.peer_address("vpn", "hub", "alice")))  # and over IPv6
     assert _ping(namespaces["hub"], str(v4["bob"]))
+
+
+def test_mtu_is_set_on_the_interface(keyed: Callable[[str], Clan]) -> None:
+    """Clan's `mtu` (null by default: no MTU line, wg-quick picks one)."""
+    clan = keyed(CLAN + "roles.peer.machines.peer1.settings.mtu = 1380\n")
+    peer1 = clan.evaluator.config("peer1").files["/etc/wireguard/vpn.conf"].content
+    assert "MTU = 1380" in peer1.splitlines()
+    assert not any(line.startswith("MTU") for line in clan.evaluator.config("peer2").files[
+        "/etc/wireguard/vpn.conf"].content.splitlines())

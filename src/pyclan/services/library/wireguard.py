@@ -52,12 +52,12 @@ _IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")  # what wg-quick accepts as an
 
 service = Service(
     SERVICE_NAME,
-    description="Wireguard-based VPN mesh network with automatic IPv6 address allocation",
+    description="WireGuard-based VPN mesh network with automatic IPv6 address allocation",
     readme=(
         "Controllers (reachable at an endpoint) route between peers; every member gets deterministic "
         "IPv6 (Clan's layout) and IPv4 addresses. Renders wg-quick configs for Debian."
     ),
-    categories=["System", "Network"],
+    categories=["Network"],
     constraints=Constraints(roles={"controller": RoleConstraint(min_machines=1)}),
     exports_out=("networking", "peer"),
 )
@@ -78,6 +78,10 @@ class _Shared(BaseModel):
     domain: str | None = Field(
         default=None,
         description="Domain for the /etc/hosts names `<machine>.<domain>`; default: the instance name",
+    )
+    mtu: int | None = Field(
+        default=None, ge=68, le=65535,
+        description="MTU (maximum transmission unit) of the WireGuard interface; null: wg-quick's choice",
     )
 
 
@@ -302,6 +306,8 @@ def _interface(ctx: InstanceContext[Any], addresses: Sequence[str], port: int | 
     ]
     if port is not None:
         lines.append(f"ListenPort = {port}")
+    if ctx.settings.mtu is not None:
+        lines.append(f"MTU = {ctx.settings.mtu}")
     lines.append(f"PostUp = wg set %i private-key {secret}")
     if forward:  # route between peers; /proc, because minimal Debian has no sysctl binary
         lines.append("PostUp = echo 1 > /proc/sys/net/ipv4/ip_forward")
