@@ -101,15 +101,15 @@ class ClientSettings(BaseModel):
         default="*-*-* 01:00:00", description="When to back up: a systemd calendar event (OnCalendar=)"
     )
     directories: list[str] = Field(  # pyclan: Clan backs up the folders its services declare as state
-        default_factory=list,
+        default=[],
         description="Absolute paths to back up; with none, the job only initialises the repository",
         examples=[["/etc", "/home", "/var/lib/important"]],
     )
     exclude: list[str] = Field(
-        default_factory=list, description="Directories/Files to exclude from the backup (borg patterns, * wildcards)"
+        default=[], description="Directories/Files to exclude from the backup (borg patterns, * wildcards)"
     )
     destinations: dict[str, Destination] = Field(
-        default_factory=dict, description="External destinations where the machine should be backed up to"
+        default={}, description="External destinations where the machine should be backed up to"
     )
 
     @field_validator("directories")

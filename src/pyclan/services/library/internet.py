@@ -49,7 +49,7 @@ class Internet(BaseModel):
     user: str | None = Field(default=None, description="SSH user for deploy; null: root")
     port: int = Field(default=22, ge=0, le=65535, description="SSH port")
     jumphosts: list[Host] = Field(
-        default_factory=list, description="Jump hosts to connect through, in order (ssh -J)"
+        default=[], description="Jump hosts to connect through, in order (ssh -J)"
     )
 
 

@@ -103,7 +103,7 @@ _SEARCH_DOMAINS_DOC = (
 class ClientCertificate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    searchDomains: list[str] = Field(default_factory=list, description=_SEARCH_DOMAINS_DOC,
+    searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
                                      examples=[["mydomain.com"]])
 
 
@@ -111,7 +111,7 @@ class ServerCertificate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     enable: bool = Field(default=True, description="Create and enable CA-signed host certificates")
-    searchDomains: list[str] = Field(default_factory=list, description=_SEARCH_DOMAINS_DOC,
+    searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
                                      examples=[["mydomain.com"]])
 
 
@@ -124,7 +124,7 @@ class RsaHostKey(BaseModel):
 class HostKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rsa: RsaHostKey = Field(default_factory=RsaHostKey, description="The RSA host key")
+    rsa: RsaHostKey = Field(default=RsaHostKey(), description="The RSA host key")
 
 
 SshdOption = bool | int | str | list[str]
@@ -136,7 +136,7 @@ class Server(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     authorizedKeys: dict[str, str] = Field(
-        default_factory=dict,
+        default={},
         description=(
             "SSH public keys authorized for root, by a name of your choice. WARNING: removing them can lock "
             "you out of SSH access to the machine"
@@ -146,15 +146,15 @@ class Server(BaseModel):
     generateRootKey: bool = Field(
         default=False, description="Generate an SSH key pair for root access (generator `sshd-root-key`)"
     )
-    hostKeys: HostKeys = Field(default_factory=HostKeys, description="Extra host key types")
-    certificate: ServerCertificate = Field(default_factory=ServerCertificate, description="CA-signed host certificates")
+    hostKeys: HostKeys = Field(default=HostKeys(), description="Extra host key types")
+    certificate: ServerCertificate = Field(default=ServerCertificate(), description="CA-signed host certificates")
     # pyclan additions (Clan sets these through NixOS options instead):
     port: int = Field(default=22, ge=1, le=65535, description="Port sshd listens on (pyclan addition)")
     passwordAuthentication: bool = Field(
         default=False, description="Allow password logins (default: public keys only, as in Clan)"
     )
     settings: dict[str, SshdOption] = Field(
-        default_factory=dict,
+        default={},
         description=(
             "More sshd_config options, written as `Name value` (booleans as yes/no, lists space-separated), "
             "e.g. {\"PermitRootLogin\" = \"prohibit-password\", \"AllowUsers\" = [\"root\", \"alice\"]} "
@@ -169,7 +169,7 @@ class Client(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     certificate: ClientCertificate = Field(
-        default_factory=ClientCertificate, description="Which servers' host certificates to trust"
+        default=ClientCertificate(), description="Which servers' host certificates to trust"
     )
 
 

@@ -62,12 +62,12 @@ class AuthorizedKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     keys: list[SingleLine] = Field(
-        default_factory=list,
+        default=[],
         description="Verbatim OpenSSH public keys allowed to log in as the user (read besides ~/.ssh/authorized_keys)",
         examples=[["ssh-ed25519 AAAAC3NzaCetcetera/etceteraJZMfk3QPfQ foo@bar"]],
     )
     keyFiles: list[str] = Field(
-        default_factory=list,
+        default=[],
         description=(
             "Files each holding one OpenSSH public key, read when the configuration is built; paths are "
             "relative to the clan directory and must stay inside it"
@@ -79,7 +79,7 @@ class AuthorizedKeys(BaseModel):
 class OpenSSH(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    authorizedKeys: AuthorizedKeys = Field(default_factory=AuthorizedKeys, description="The user's SSH keys")
+    authorizedKeys: AuthorizedKeys = Field(default=AuthorizedKeys(), description="The user's SSH keys")
 
 
 class Identity(BaseModel):
@@ -88,7 +88,7 @@ class Identity(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     email: str = Field(default="", description="Email for this IdP account; default: <user>@mail.<meta.domain>")
-    groups: list[str] = Field(default_factory=list, description="IdP-level groups (OIDC access policies)")
+    groups: list[str] = Field(default=[], description="IdP-level groups (OIDC access policies)")
     displayname: str | None = Field(default=None, description="Display name; default: the user name")
 
 
@@ -117,7 +117,7 @@ class User(BaseModel):
         ),
     )
     groups: list[GroupName] = Field(
-        default_factory=list,
+        default=[],
         description=(
             "Additional groups; they must exist on the machine. NixOS names are translated: "
             "wheel → sudo, networkmanager → netdev"
@@ -126,11 +126,11 @@ class User(BaseModel):
     )
     share: bool = Field(default=False, description="Use the same password on every machine (a shared generator)")
     identity: dict[str, Identity] = Field(
-        default_factory=dict,
+        default={},
         description="IdP accounts by IdP instance name, exported as `auth.users` for identity provider services",
         examples=[{"main": {"email": "alice@example.com", "groups": ["admins", "users"]}}],
     )
-    openssh: OpenSSH = Field(default_factory=OpenSSH, description="OpenSSH settings of the user")
+    openssh: OpenSSH = Field(default=OpenSSH(), description="OpenSSH settings of the user")
     # pyclan additions
     regularUser: bool | None = Field(
         default=None,
@@ -141,7 +141,7 @@ class User(BaseModel):
         description=f"Login shell; default: {DEFAULT_SHELL} for regular users, unchanged for others (pyclan)",
     )
     authorizedKeys: list[SingleLine] = Field(
-        default_factory=list,
+        default=[],
         description="More OpenSSH public keys (pyclan shorthand; adds to openssh.authorizedKeys.keys)",
     )
 

@@ -294,7 +294,7 @@ class PeerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     orbitMoons: list[str] = Field(  # Clan's option
-        default_factory=list,
+        default=[],
         description=(
             "External moon ids to orbit (moons outside the inventory); moons of the instance's `moon` role are "
             "orbited automatically"
@@ -302,7 +302,7 @@ class PeerSettings(BaseModel):
         examples=[["deadbeef00"]],
     )
     ipRanges: list[str] = Field(  # pyclan addition (the seed's example)
-        default_factory=list,
+        default=[],
         description=(
             "IP ranges (CIDR, e.g. 10.147.17.0/24) this peer wants in the network: the controller adds each as a "
             'managed route and an address pool. "all" stands for the instance\'s default IPv4 range '
@@ -340,19 +340,19 @@ class ControllerSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     allowedIps: list[str] = Field(  # Clan's option
-        default_factory=list,
+        default=[],
         description="Extra machines (e.g. outside the clan) to accept, by their ZeroTier IPv6 (RFC4193) address",
         examples=[["fd5d:bbe3:cbc5:fe6b:f699:935d:bbe3:cbc5"]],
     )
     allowedIds: list[str] = Field(  # Clan's option
-        default_factory=list,
+        default=[],
         description="Extra machines to accept by their ZeroTier node id (10 hex digits, `zerotier-cli info`)",
         examples=[["deadbeef00", "abc1234567"]],
     )
     public: bool = Field(  # Clan's option
         default=False, description="A public network: everyone may join without being accepted by the controller"
     )
-    dynamicIp: DynamicIp = Field(default_factory=DynamicIp, description="IPv4 assignment (pyclan addition)")
+    dynamicIp: DynamicIp = Field(default=DynamicIp(), description="IPv4 assignment (pyclan addition)")
 
     @field_validator("allowedIps")
     @classmethod
@@ -373,7 +373,7 @@ class MoonSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     stableEndpoints: list[str] = Field(  # Clan's option (no default there: its empty value [] applies, R5.3.9)
-        default_factory=list,
+        default=[],
         description=(
             "Make this machine a moon, reachable at these stable endpoints (IP or IP/port); peers of the "
             "instance orbit it"
