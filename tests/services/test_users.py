@@ -167,3 +167,21 @@ roles.default.settings = { systemUser = false, identity.main = { groups = ["admi
     assert exports["users:carol:default:server"]["auth"]["users"] == {
         "main": {"username": "carol", "email": "carol@mail.clan", "groups": ["admins"], "displayname": "carol"}
     }
+
+
+def test_keys_of_users_and_sshd_for_root_go_to_two_files_without_conflict(
+    make_clan: MakeClan, isolated: Isolated
+) -> None:
+    """users and sshd both give root keys: each its own file, one shared sshd drop-in (defined identically)."""
+    other = KEY.replace("alice@laptop", "ops@desk")
+    clan = make_clan(CLAN.replace("{ user = \"root\", prompt = false }",
+                                  f'{{ user = "root", prompt = false, openssh.authorizedKeys.keys = ["{KEY}"] }}')
+                     + f'[instances.sshd]\nroles.server.machines.server.settings.authorizedKeys.ops = "{other}"\n')
+    cfg = clan.evaluator.config("server")
+    assert cfg.files["/etc/ssh/authorized_keys.d/root"].content.splitlines()[1:] == [KEY]
+    assert cfg.files["/etc/ssh/authorized_keys.sshd.d/root"].content.splitlines()[1:] == [other]
+    hook = cfg.hooks["sshd-authorized-keys"].script
+    files = {"/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf":
+             cfg.files["/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf"].content.encode()}
+    done = isolated(f"{hook}\n{hook}\ncat /var/lib/pyclan/hook-state/sshd-authorized-keys\n", files=files)
+    assert len(done.stdout.split()) == 1 and len(done.stdout.strip()) == 64  # idempotent, no systemd needed
