@@ -263,6 +263,54 @@ def keys_generator(instance: str) -> Generator:
     )
 
 
+def network_generator_name(instance: str) -> str:
+    return f"wireguard-network-{instance}"
+
+
+def clan_prefix(instance: str, controller: str) -> str:
+    """A controller's /56 as Clan's allocator writes it (`fd51:19c1:3b:f700`): the address without `::`."""
+    return str(controller_subnet(instance, controller).network_address).rstrip(":")
+
+
+def clan_suffix(peer: str) -> str:
+    """A peer's suffix as Clan's allocator writes it: four groups of four hex digits (`8750:a09b:0001:…`)."""
+    h = _sha256_hex(peer)[:16]
+    return f"{h[0:4]}:{h[4:8]}:{h[8:12]}:{h[12:16]}"
+
+
+@dataclass(frozen=True)
+class PrefixRun:
+    """Generator run: the controller's subnet prefix (Clan's `wireguard-network-<instance>/prefix`)."""
+
+    instance: str
+    controller: str
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        return {"prefix": clan_prefix(self.instance, self.controller)}
+
+
+@dataclass(frozen=True)
+class SuffixRun:
+    """Generator run: the peer's host suffix (Clan's `wireguard-network-<instance>/suffix`)."""
+
+    peer: str
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        return {"suffix": clan_suffix(self.peer)}
+
+
+def network_generator(instance: str, machine: str, role: str) -> Generator:
+    """Clan's per-machine address var. Its value is a function of the names, so pyclan renders from the
+    names directly; the generator keeps the vars of a Clan clan recognised and complete."""
+    file, run = ("prefix", PrefixRun(instance, machine)) if role == "controller" else ("suffix", SuffixRun(machine))
+    return Generator(
+        name=network_generator_name(instance),
+        files={file: VarFile(secret=False)},
+        validation={"hostname": machine},
+        run=run,
+    )
+
+
 # -- rendering -------------------------------------------------------------------------------------------
 
 
@@ -464,12 +512,16 @@ def peer(ctx: InstanceContext[PeerSettings]) -> MachineConfig:
 
 @controller.generators
 def controller_keys(ctx: InstanceContext[ControllerSettings]) -> list[Generator]:
-    return [keys_generator(ctx.instance_name)]
+    return [keys_generator(ctx.instance_name), network_generator(ctx.instance_name, ctx.machine.name, "controller")]
 
 
 @peer.generators
 def peer_keys(ctx: InstanceContext[PeerSettings]) -> list[Generator]:
-    return [keys_generator(ctx.instance_name)]
+    gens = [keys_generator(ctx.instance_name)]
+    controllers = ctx.roles.get("controller")
+    if controllers is None or ctx.machine.name not in controllers.machines:  # both roles: the role says why not
+        gens.append(network_generator(ctx.instance_name, ctx.machine.name, "peer"))
+    return gens
 
 
 @controller.exports
