@@ -274,3 +274,21 @@ def test_unsafe_extra_options_are_refused(make_clan: MakeClan, extra: str, path_
     problem = err.value.problems[0]
     assert problem.path.endswith(path_end)
     assert text in problem.message + (problem.hint or "")
+
+
+@pytest.mark.parametrize(
+    ("setting", "path_end", "text"),
+    [
+        ('roles.server.settings.authorizedKeys.admin = "ssh-ed25519 AAAA\\nssh-rsa BBBB"',
+         "settings.authorizedKeys.admin", "pattern"),
+        ('roles.client.settings.certificate.searchDomains = ["bad domain"]',
+         "settings.certificate.searchDomains", "not a domain name"),
+    ],
+)
+def test_bad_keys_and_domains_are_settings_errors(make_clan: MakeClan, setting: str, path_end: str, text: str) -> None:
+    """Checked by the interface itself, so the engine reports them for every member with the exact path."""
+    with pytest.raises(ClanError) as err:
+        _ = make_clan(CLAN + setting + "\n").resolved
+    problem = err.value.problems[0]
+    assert problem.kind == "settings-type" and problem.path.endswith(path_end), problem
+    assert text in problem.message

@@ -27,9 +27,9 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
@@ -94,6 +94,13 @@ service = Service(
     categories=["Network"],
 )
 
+def _domain_names(value: list[str]) -> list[str]:
+    for d in value:
+        if not _DOMAIN.match(d):
+            raise ValueError(f'{d!r} is not a domain name; use a plain domain such as "mydomain.com"')
+    return value
+
+
 _SEARCH_DOMAINS_DOC = (
     "Extra domains for the host certificate besides `meta.domain`; the machine name is prepended to each "
     "(`<machine>.<domain>`)"
@@ -106,6 +113,8 @@ class ClientCertificate(BaseModel):
     searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
                                      examples=[["mydomain.com"]])
 
+    _domains = field_validator("searchDomains")(_domain_names)
+
 
 class ServerCertificate(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -113,6 +122,8 @@ class ServerCertificate(BaseModel):
     enable: bool = Field(default=True, description="Create and enable CA-signed host certificates")
     searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
                                      examples=[["mydomain.com"]])
+
+    _domains = field_validator("searchDomains")(_domain_names)
 
 
 class RsaHostKey(BaseModel):
@@ -128,6 +139,7 @@ class HostKeys(BaseModel):
 
 
 SshdOption = bool | int | str | list[str]
+SingleLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r]*$")]  # one authorized_keys line
 
 
 class Server(BaseModel):
@@ -135,7 +147,7 @@ class Server(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    authorizedKeys: dict[str, str] = Field(
+    authorizedKeys: dict[str, SingleLine] = Field(
         default={},
         description=(
             "SSH public keys authorized for root, by a name of your choice. WARNING: removing them can lock "
@@ -215,15 +227,6 @@ def ca_generator() -> Generator:
     )
 
 
-def _check_domains(domains: list[str], path: str) -> None:
-    for d in domains:
-        if not _DOMAIN.match(d):
-            raise ClanError.single(
-                "settings-type", f"{path}.certificate.searchDomains",
-                f"{d!r} is not a domain name", hint="use a plain domain such as \"mydomain.com\"",
-            )
-
-
 def _unique(items: list[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(items))
 
@@ -232,15 +235,13 @@ def _domain(meta: Mapping[str, Any]) -> str:
     return str(meta.get("domain") or "clan")
 
 
-def server_domains(settings: Server, meta: Mapping[str, Any], path: str) -> tuple[str, ...]:
+def server_domains(settings: Server, meta: Mapping[str, Any]) -> tuple[str, ...]:
     """The certificate's domains: `meta.domain` first, then `searchDomains` (Clan's order)."""
-    _check_domains(settings.certificate.searchDomains, path)
     return _unique([_domain(meta), *settings.certificate.searchDomains])
 
 
-def client_domains(settings: Client, servers: RoleView | None, meta: Mapping[str, Any], path: str) -> tuple[str, ...]:
+def client_domains(settings: Client, servers: RoleView | None, meta: Mapping[str, Any]) -> tuple[str, ...]:
     """What a client trusts the CA for: `meta.domain`, its own and every server's `searchDomains` (Clan)."""
-    _check_domains(settings.certificate.searchDomains, path)
     extra = list(settings.certificate.searchDomains)
     for _m, member in sorted((servers.machines if servers else {}).items()):
         extra.extend(member.settings.certificate.searchDomains)
@@ -352,9 +353,7 @@ def reload_hook(key_paths: list[str]) -> str:
 ))
 def server(ctx: InstanceContext[Server]) -> MachineConfig:
     path = _settings_path(ctx)
-    for name, key in ctx.settings.authorizedKeys.items():
-        single_line(key, f"authorized key {name!r}", f"{path}.authorizedKeys.{name}")
-    domains = server_domains(ctx.settings, ctx.meta, path)
+    domains = server_domains(ctx.settings, ctx.meta)
     cfg = MachineConfig().package("openssh-server")
     # The certificate is public; before `vars generate` has made it, the server runs without it.
     certificate = ctx.settings.certificate.enable and bool(domains) and ctx.vars.has(OPENSSH_CERT, CERT)
@@ -390,7 +389,7 @@ def server_generators(ctx: InstanceContext[Server]) -> list[Generator]:
             )
         )
     if ctx.settings.certificate.enable:
-        domains = server_domains(ctx.settings, ctx.meta, _settings_path(ctx))
+        domains = server_domains(ctx.settings, ctx.meta)
         gens.append(ca_generator())
         gens.append(
             Generator(
@@ -413,7 +412,6 @@ def server_generators(ctx: InstanceContext[Server]) -> list[Generator]:
     "host certificates without trust-on-first-use"
 ))
 def client(ctx: InstanceContext[Client]) -> MachineConfig:
-    client_domains(ctx.settings, ctx.roles.get("server"), ctx.meta, _settings_path(ctx))
     return MachineConfig().package("openssh-client")
 
 
@@ -460,16 +458,15 @@ def trusted_domains(ctx: MachineContext) -> list[str]:
     """The domains this machine trusts the clan CA for, over all its sshd instances (as Clan's roles do)."""
     found: list[str] = []
     me = ctx.machine.name
-    for iname, view in sorted(ctx.instances.items()):
+    for _iname, view in sorted(ctx.instances.items()):
         servers = view.roles.get("server")
         if servers is not None and me in servers.machines:
             mine: Server = servers.machines[me].settings
             if mine.certificate.enable:
-                found.extend(server_domains(mine, ctx.meta, f"instances.{iname}.roles.server.machines.{me}.settings"))
+                found.extend(server_domains(mine, ctx.meta))
         clients = view.roles.get("client")
         if clients is not None and me in clients.machines and any_certificate(servers):
-            path = f"instances.{iname}.roles.client.machines.{me}.settings"
-            found.extend(client_domains(clients.machines[me].settings, servers, ctx.meta, path))
+            found.extend(client_domains(clients.machines[me].settings, servers, ctx.meta))
     return list(dict.fromkeys(found))
 
 
