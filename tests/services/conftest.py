@@ -42,18 +42,19 @@ GenerateVars = Callable[..., GeneratedVars]
 
 
 def _order(declared: Mapping[str, DeclaredGenerator]) -> list[Generator]:
-    done: list[str] = []
+    """`declared` in dependency order (dependencies outside `declared` are already satisfied)."""
+    order: list[str] = []
 
     def visit(name: str) -> None:
-        if name in done or name not in declared:
+        if name in order or name not in declared:
             return
         for dep in declared[name].generator.dependencies:
             visit(dep)
-        done.append(name)
+        order.append(name)
 
     for name in sorted(declared):
         visit(name)
-    return [declared[n].generator for n in done]
+    return [declared[n].generator for n in order]
 
 
 def _bytes(value: bytes | str) -> bytes:
@@ -62,27 +63,32 @@ def _bytes(value: bytes | str) -> bytes:
 
 @pytest.fixture
 def generate_vars() -> GenerateVars:
-    """Run the clan's generators (Python `run`s) for every machine; store public values."""
+    """Run the clan's generators (Python `run`s): shared ones once, then each machine's; store public values."""
 
     def generate(clan: Clan, prompts: Prompts | None = None) -> GeneratedVars:
         out = GeneratedVars()
+        declared_by_machine = clan.evaluator.generators()
         shared_values: dict[str, dict[str, bytes]] = {}
-        for machine, declared in sorted(clan.evaluator.generators().items()):
+
+        def run(gen: Generator, machine: str, deps: Mapping[str, Mapping[str, bytes]]) -> dict[str, bytes]:
+            assert gen.run is not None, f"generator {gen.name} has no Python run"
+            answers = dict((prompts or {}).get(gen.name, {}))
+            result = gen.run(GeneratorInput(machine=None if gen.share else machine, dependencies=deps,
+                                            prompts=answers))
+            assert set(result) == set(gen.files), (gen.name, sorted(result), sorted(gen.files))
+            return {f: _bytes(v) for f, v in result.items()}
+
+        # shared generators first (they depend only on shared ones, possibly declared by another machine)
+        shared = {n: d for decl in declared_by_machine.values() for n, d in decl.items() if d.generator.share}
+        for gen in _order(shared):
+            shared_values[gen.name] = run(gen, "", {d: shared_values[d] for d in gen.dependencies})
+        for machine, declared in sorted(declared_by_machine.items()):
             values: dict[str, dict[str, bytes]] = {}
-            for gen in _order(declared):
-                if gen.share and gen.name in shared_values:
-                    files = shared_values[gen.name]
-                else:
-                    assert gen.run is not None, f"generator {gen.name} has no Python run"
-                    deps = {d: values.get(d) or shared_values[d] for d in gen.dependencies}
-                    answers = dict((prompts or {}).get(gen.name, {}))
-                    result = gen.run(GeneratorInput(machine=None if gen.share else machine,
-                                                    dependencies=deps, prompts=answers))
-                    assert set(result) == set(gen.files), (gen.name, sorted(result), sorted(gen.files))
-                    files = {f: _bytes(v) for f, v in result.items()}
-                    if gen.share:
-                        shared_values[gen.name] = files
-                values[gen.name] = files
+            for gen in _order({n: d for n, d in declared.items() if not d.generator.share}):
+                values[gen.name] = run(gen, machine, {d: values.get(d) or shared_values[d] for d in gen.dependencies})
+            for name, decl in declared.items():
+                gen = decl.generator
+                files = shared_values[name] if gen.share else values[name]
                 for fname, value in files.items():
                     if gen.files[fname].secret:
                         out.secrets[(machine, gen.name, fname)] = value

@@ -62,13 +62,15 @@ roles.default.machines.server1.settings.host = "10.0.0.1"
     assert machine_host(exports, "server1") == "server1.example.com"
 
 
-def test_host_is_required(make_clan: MakeClan) -> None:
+def test_host_defaults_to_empty_which_gives_no_address(make_clan: MakeClan) -> None:
+    """Clan: `host` defaults to "" — the member is valid, but exports no address to connect to."""
     clan = make_clan(CLAN + "[instances.internet.roles.default.machines.laptop]\n")
+    assert clan.evaluator.exports()["internet:internet:default:laptop"]["peer"]["host"] == {"plain": ""}
+    assert machine_host(clan.evaluator.exports(), "laptop") is None
     with pytest.raises(ClanError) as err:
-        _ = clan.resolved
-    problem = err.value.problems[0]
-    assert problem.kind == "missing-setting"
-    assert problem.path == "instances.internet.roles.default.machines.laptop.settings.host"
+        _ = make_clan(CLAN + '[instances.internet.roles.default.machines.laptop.settings]\nhost = "two words"\n',
+                      name="bad").resolved
+    assert err.value.problems[0].path == "instances.internet.roles.default.machines.laptop.settings.host"
 
 
 def test_nothing_is_installed(make_clan: MakeClan) -> None:

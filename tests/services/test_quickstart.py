@@ -93,8 +93,10 @@ def test_every_machine_knows_every_host_key(quickstart: Clan, configs: dict[str,
         m: (quickstart.dir / f"vars/per-machine/{m}/openssh/ssh.id_ed25519.pub/value").read_text().split()[:2]
         for m in MACHINES
     }
+    ca = (quickstart.dir / "vars/shared/openssh-ca/id_ed25519.pub/value").read_text().split()[:2]
     for cfg in configs.values():
-        known = cfg.files["/etc/ssh/ssh_known_hosts"].content.splitlines()[1:]
+        *known, authority = cfg.files["/etc/ssh/ssh_known_hosts"].content.splitlines()[1:]
+        assert authority.split() == ["@cert-authority", "*.clan", *ca]  # Clan's default: the clan SSH CA
         assert len(known) == 3
         for line, other in zip(known, MACHINES, strict=True):
             names, *key = line.split()

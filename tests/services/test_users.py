@@ -29,7 +29,7 @@ tags = ["desk"]
 [instances.alice]
 module.name = "users"
 roles.default.machines.laptop = {}
-roles.default.settings = { groups = ["wheel", "video"], authorizedKeys = ["KEY"] }
+roles.default.settings = { groups = ["wheel", "video"], openssh.authorizedKeys.keys = ["KEY"] }
 [instances.users-root]
 module.name = "users"
 roles.default.tags = ["all"]
@@ -42,7 +42,10 @@ def test_user_defaults_to_the_instance_name(make_clan: MakeClan) -> None:
     cfg = clan.evaluator.config("laptop")
     alice = cfg.users["alice"]
     assert alice.groups == ("sudo", "video")  # NixOS's wheel is Debian's sudo
-    assert alice.authorized_keys == (KEY,)
+    # like NixOS: a file sshd reads besides ~/.ssh/authorized_keys (which stays the user's own)
+    assert alice.authorized_keys == ()
+    assert cfg.files["/etc/ssh/authorized_keys.d/alice"].content.splitlines()[1:] == [KEY]
+    assert "/etc/ssh/authorized_keys.d/%u" in cfg.files["/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf"].content
     assert alice.create_home and alice.shell == "/bin/bash"
     assert alice.hashed_password_file == "/var/lib/pyclan/secrets/user-password-alice/user-password-hash"
     root = cfg.users["root"]
@@ -124,9 +127,61 @@ def test_bad_names_and_keys_are_reported(make_clan: MakeClan) -> None:
     assert err.value.problems[0].kind == "settings-type"
     assert "user" in err.value.problems[0].path
 
-    clan = make_clan(CLAN.replace(KEY, "not a key"), name="badkey")
+    clan = make_clan(CLAN.replace(KEY, "ssh-ed25519 AAAA\\nssh-rsa BBBB"), name="badkey")
     with pytest.raises(ClanError) as err:
         clan.evaluator.config("laptop")
     problem = err.value.problems[0]
-    assert problem.path == "instances.alice.roles.default.machines.laptop.settings.authorizedKeys"
-    assert "not an OpenSSH public key" in problem.message
+    assert problem.path.startswith("instances.alice.roles.default.machines.laptop.settings.openssh.authorizedKeys.keys")
+    assert problem.kind == "settings-type"
+
+
+def test_key_files_are_read_from_inside_the_clan_only(make_clan: MakeClan, tmp_path: Path) -> None:
+    clan = make_clan(CLAN.replace('openssh.authorizedKeys.keys = ["KEY"]'.replace("KEY", KEY),
+                                  'openssh.authorizedKeys.keyFiles = ["keys/alice.pub"]'))
+    (clan.dir / "keys").mkdir()
+    (clan.dir / "keys/alice.pub").write_text(f"# alice's laptop\n{KEY}\n")
+    cfg = clan.evaluator.config("laptop")
+    assert cfg.files["/etc/ssh/authorized_keys.d/alice"].content.splitlines()[1:] == [KEY]
+
+    (tmp_path / "outside.pub").write_text(KEY + "\n")
+    (clan.dir / "keys/alice.pub").unlink()
+    (clan.dir / "keys/alice.pub").symlink_to(tmp_path / "outside.pub")
+    with pytest.raises(ClanError) as err:
+        make_clan(clan.dir.joinpath("clan.toml").read_text()).evaluator.config("laptop")
+    problem = err.value.problems[0]
+    assert problem.path.endswith("settings.openssh.authorizedKeys.keyFiles")
+    assert "outside the clan directory" in problem.message
+
+
+def test_identity_only_users_get_no_account_but_are_exported(make_clan: MakeClan) -> None:
+    """Clan's `systemUser = false` + `identity`: no account or password anywhere; `auth.users` for the IdP."""
+    clan = make_clan(CLAN + """
+[instances.carol]
+module.name = "users"
+roles.default.machines.server = {}
+roles.default.settings = { systemUser = false, identity.main = { groups = ["admins"] } }
+""")
+    assert "carol" not in clan.evaluator.config("server").users
+    assert "user-password-carol" not in clan.evaluator.generators().get("server", {})
+    exports = clan.evaluator.exports()
+    assert exports["users:carol:default:server"]["auth"]["users"] == {
+        "main": {"username": "carol", "email": "carol@mail.clan", "groups": ["admins"], "displayname": "carol"}
+    }
+
+
+def test_keys_of_users_and_sshd_for_root_go_to_two_files_without_conflict(
+    make_clan: MakeClan, isolated: Isolated
+) -> None:
+    """users and sshd both give root keys: each its own file, one shared sshd drop-in (defined identically)."""
+    other = KEY.replace("alice@laptop", "ops@desk")
+    clan = make_clan(CLAN.replace("{ user = \"root\", prompt = false }",
+                                  f'{{ user = "root", prompt = false, openssh.authorizedKeys.keys = ["{KEY}"] }}')
+                     + f'[instances.sshd]\nroles.server.machines.server.settings.authorizedKeys.ops = "{other}"\n')
+    cfg = clan.evaluator.config("server")
+    assert cfg.files["/etc/ssh/authorized_keys.d/root"].content.splitlines()[1:] == [KEY]
+    assert cfg.files["/etc/ssh/authorized_keys.sshd.d/root"].content.splitlines()[1:] == [other]
+    hook = cfg.hooks["sshd-authorized-keys"].script
+    files = {"/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf":
+             cfg.files["/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf"].content.encode()}
+    done = isolated(f"{hook}\n{hook}\ncat /var/lib/pyclan/hook-state/sshd-authorized-keys\n", files=files)
+    assert len(done.stdout.split()) == 1 and len(done.stdout.strip()) == 64  # idempotent, no systemd needed

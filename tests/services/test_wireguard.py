@@ -386,3 +386,27 @@ def test_rendered_configs_carry_traffic(
     assert _ping(namespaces["alice"], str(v4["bob"]))  # peer to peer, forwarded by the controller
     assert _ping(namespaces["bob"], str(wg.peer_address("vpn", "hub", "alice")))  # and over IPv6
     assert _ping(namespaces["hub"], str(v4["bob"]))
+
+
+def test_mtu_is_set_on_the_interface(keyed: Callable[[str], Clan]) -> None:
+    """Clan's `mtu` (null by default: no MTU line, wg-quick picks one)."""
+    clan = keyed(CLAN + "roles.peer.machines.peer1.settings.mtu = 1380\n")
+    peer1 = clan.evaluator.config("peer1").files["/etc/wireguard/vpn.conf"].content
+    assert "MTU = 1380" in peer1.splitlines()
+    assert not any(line.startswith("MTU") for line in clan.evaluator.config("peer2").files[
+        "/etc/wireguard/vpn.conf"].content.splitlines())
+
+
+def test_clans_network_vars_hold_the_addresses_pyclan_renders(keyed: Callable[[str], Clan]) -> None:
+    """Clan's `wireguard-network-<instance>`: `prefix` on controllers, `suffix` on peers, in Clan's format;
+    `<prefix>::1` and `<prefix>:<suffix>` are the addresses in the rendered configs."""
+    clan = keyed(CLAN)
+    gens = clan.evaluator.generators()
+    assert gens["ctrl1"]["wireguard-network-vpn"].generator.validation == {"hostname": "ctrl1"}
+    prefix = (clan.dir / "vars/per-machine/ctrl1/wireguard-network-vpn/prefix/value").read_text()
+    suffix = (clan.dir / "vars/per-machine/peer1/wireguard-network-vpn/suffix/value").read_text()
+    assert len(suffix.split(":")) == 4 and all(len(g) == 4 for g in suffix.split(":"))
+    ctrl = clan.evaluator.config("ctrl1").files["/etc/wireguard/vpn.conf"].content
+    peer = clan.evaluator.config("peer1").files["/etc/wireguard/vpn.conf"].content
+    assert f"{ipaddress.IPv6Address(prefix + '::1')}/40" in ctrl
+    assert f"{ipaddress.IPv6Address(prefix + ':' + suffix)}/56" in peer

@@ -87,12 +87,12 @@ def test_seed_example_resolves_exactly_as_written(make_clan: MakeClan) -> None:
     resolved = make_clan(SEED).resolved.to_json()
     assert resolved["members"] == {"my-vpn": {"controller": ["some-server-name"], "peer": ["my-machine-name"]}}
     assert resolved["checks"] == []
-    assert resolved["machines"]["my-machine-name"]["instances"] == {
-        "my-vpn": {"service": "zerotier", "input": None, "roles": {"peer": {"settings": {"ipRanges": ["all"]}}}}
-    }
-    assert resolved["machines"]["some-server-name"]["instances"]["my-vpn"]["roles"] == {
-        "controller": {"settings": {"dynamicIp": {"enable": True}, "allowedIps": []}}
-    }
+    peer = resolved["machines"]["my-machine-name"]["instances"]["my-vpn"]
+    assert (peer["service"], peer["input"], list(peer["roles"])) == ("zerotier", None, ["peer"])
+    assert peer["roles"]["peer"]["settings"]["ipRanges"] == ["all"]
+    # which defaults the resolved settings list is the engine's business (R5.3.9); the defined ones are there
+    controller = resolved["machines"]["some-server-name"]["instances"]["my-vpn"]["roles"]
+    assert list(controller) == ["controller"] and controller["controller"]["settings"]["dynamicIp"] == {"enable": True}
 
 
 @pytest.mark.parametrize(
@@ -151,8 +151,25 @@ def test_bad_settings_are_reported_with_their_path(make_clan: MakeClan) -> None:
     assert problem.path.startswith("instances.my-vpn.roles.peer")
     assert "'everything' is neither \"all\" nor an IP range" in problem.message
     with pytest.raises(ClanError) as err:
-        make_clan(SEED + "roles.moon.machines.my-machine-name = {}\n").resolved  # noqa: B018
-    assert any("stableEndpoints" in p.path for p in err.value.problems)
+        make_clan(SEED + 'roles.controller.settings.allowedIds = ["not-a-node"]\n').resolved  # noqa: B018
+    assert any(p.path.endswith("settings.allowedIds") and "not a ZeroTier node id" in p.message
+               for p in err.value.problems)
+
+
+def test_clans_options_have_clans_defaults(make_clan: MakeClan) -> None:
+    """A moon without `stableEndpoints` is valid (Clan's empty value), peers/controllers take Clan's options."""
+    clan = make_clan(SEED + "roles.moon.machines.my-machine-name = {}\n"
+                     'roles.peer.settings.orbitMoons = ["deadbeef00"]\n'
+                     'roles.controller.settings = { public = true, allowedIds = ["abc1234567"] }\n')
+    resolved = clan.resolved.to_json()["machines"]
+    assert resolved["my-machine-name"]["instances"]["my-vpn"]["roles"]["peer"]["settings"]["orbitMoons"] == [
+        "deadbeef00"]
+    gens = clan.evaluator.generators()
+    assert set(gens["my-machine-name"]) == {
+        "zerotier-identity-my-machine-name", "zerotier-network-my-vpn", "zerotier-ip-my-machine-name-my-vpn"}
+    network = gens["some-server-name"]["zerotier-network-my-vpn"].generator
+    assert network.share and network.dependencies == ("zerotier-identity-some-server-name",)
+    assert gens["my-machine-name"]["zerotier-network-my-vpn"].generator == network  # declared by every member
 
 
 # -- one clan with real vars for the rest (identities take seconds each: made once) -------------------------
@@ -168,12 +185,16 @@ def clan_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
         mp.setenv(KEY_FILE_ENV, str(root / "admin.key"))
         keygen(clan, "tester")
         report = generate(open_clan(clan, {}))
-        assert sorted(report.generated) == [
-            "my-machine-name/zerotier",
-            "my-machine-name/zerotier-network-lab",
-            "some-server-name/zerotier",
-            "some-server-name/zerotier-network-my-vpn",
-        ]
+        assert sorted(report.generated) == sorted([
+            "shared/zerotier-identity-my-machine-name",
+            "shared/zerotier-identity-some-server-name",
+            "shared/zerotier-network-lab",
+            "shared/zerotier-network-my-vpn",
+            "shared/zerotier-ip-my-machine-name-lab",
+            "shared/zerotier-ip-my-machine-name-my-vpn",
+            "shared/zerotier-ip-some-server-name-lab",
+            "shared/zerotier-ip-some-server-name-my-vpn",
+        ])
         yield clan
 
 
@@ -183,37 +204,44 @@ def clan(clan_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Clan:
     return open_clan(clan_dir, {})
 
 
-def _public(clan: Clan, machine: str, generator: str, file: str) -> str:
-    return (clan.dir / f"vars/per-machine/{machine}/{generator}/{file}/value").read_text().strip()
+def _shared(clan: Clan, generator: str, file: str) -> str:
+    return (clan.dir / f"vars/shared/{generator}/{file}/value").read_text().strip()
+
+
+def _nwid(clan: Clan, instance: str) -> str:
+    return _shared(clan, f"zerotier-network-{instance}", "network-id")
+
+
+def _secret(clan: Clan, machine: str) -> bytes:
+    return decrypt_secret(clan, machine, f"zerotier-identity-{machine}", "identity-secret")
 
 
 def _node(clan: Clan, machine: str) -> str:
-    return zt.ZeroTierIdentity.parse(_public(clan, machine, "zerotier", "zerotier-identity-public")).address
+    return zt.ZeroTierIdentity.parse(_secret(clan, machine).decode()).address
 
 
 def test_generated_identities_are_valid_zerotier_identities(clan: Clan) -> None:
     for machine in ("my-machine-name", "some-server-name"):
-        secret = decrypt_secret(clan, machine, "zerotier", "zerotier-identity-secret").decode()
-        identity = zt.ZeroTierIdentity.parse(secret)
-        assert identity.public_string() == _public(clan, machine, "zerotier", "zerotier-identity-public")
+        identity = zt.ZeroTierIdentity.parse(_secret(clan, machine).decode())
         assert identity.keys_match() and identity.locally_validate()
 
 
-def test_network_ids_belong_to_their_controllers(clan: Clan) -> None:
+def test_network_ids_belong_to_their_controllers_and_ips_to_their_members(clan: Clan) -> None:
     for instance, controller in (("my-vpn", "some-server-name"), ("lab", "my-machine-name")):
-        nwid = _public(clan, controller, f"zerotier-network-{instance}", "zerotier-network-id")
-        assert len(nwid) == 16 and nwid.startswith(_node(clan, controller))
-        ip = _public(clan, controller, f"zerotier-network-{instance}", "zerotier-ip")
-        assert ip == zt.rfc4193_address(nwid, _node(clan, controller)).compressed
+        nwid = _nwid(clan, instance)
+        assert len(nwid) == 16 and nwid.startswith(_node(clan, controller)) and not nwid.endswith("000000")
+        for machine in ("my-machine-name", "some-server-name"):
+            ip = _shared(clan, f"zerotier-ip-{machine}-{instance}", "ip")
+            assert ip == zt.rfc4193_address(nwid, _node(clan, machine)).compressed
 
 
 def test_controller_renders_network_and_authorises_every_member(clan: Clan) -> None:
-    nwid = _public(clan, "some-server-name", "zerotier-network-my-vpn", "zerotier-network-id")
+    nwid = _nwid(clan, "my-vpn")
     files = clan.evaluator.config("some-server-name").files
     network = json.loads(files[f"/etc/zerotier/pyclan/controller/{nwid}.json"].content)
     default_range = zt.default_ipv4_range("my-vpn")
     assert default_range.subnet_of(ipaddress.IPv4Network("172.16.0.0/12")) and default_range.prefixlen == 24
-    assert network["id"] == network["nwid"] == nwid and network["name"] == "ztclan" and network["private"] is True
+    assert network["id"] == network["nwid"] == nwid and network["name"] == "my-vpn" and network["private"] is True
     assert network["v4AssignMode"] == {"zt": True}  # dynamicIp.enable
     assert network["v6AssignMode"] == {"6plane": False, "rfc4193": True, "zt": False}
     assert network["routes"] == [{"target": str(default_range), "via": None}]  # ipRanges = ["all"]
@@ -228,7 +256,7 @@ def test_controller_renders_network_and_authorises_every_member(clan: Clan) -> N
 
 
 def test_second_instance_ranges_moon_and_outside_member(clan: Clan) -> None:
-    nwid = _public(clan, "my-machine-name", "zerotier-network-lab", "zerotier-network-id")
+    nwid = _nwid(clan, "lab")
     cfg = clan.evaluator.config("my-machine-name")
     network = json.loads(cfg.files[f"/etc/zerotier/pyclan/controller/{nwid}.json"].content)
     assert network["v4AssignMode"] == {"zt": False}
@@ -242,23 +270,21 @@ def test_second_instance_ranges_moon_and_outside_member(clan: Clan) -> None:
 
 
 def test_members_join_their_networks_with_their_addresses(clan: Clan) -> None:
-    vpn = _public(clan, "some-server-name", "zerotier-network-my-vpn", "zerotier-network-id")
-    lab = _public(clan, "my-machine-name", "zerotier-network-lab", "zerotier-network-id")
+    vpn, lab = _nwid(clan, "my-vpn"), _nwid(clan, "lab")
     for machine in ("my-machine-name", "some-server-name"):
         cfg = clan.evaluator.config(machine)
         joined = {p.rsplit("/", 1)[1]: f.content for p, f in cfg.files.items() if "/join/" in p}
         assert set(joined) == {vpn, lab}
         node = _node(clan, machine)
         assert f"ip={zt.rfc4193_address(vpn, node).compressed}" in joined[vpn]
-        assert cfg.files["/etc/zerotier/pyclan/identity.public"].content.startswith(f"{node}:0:")
         assert cfg.hooks["zerotier"].script == "sh /etc/zerotier/pyclan/apply.sh"
-        assert set(cfg.secrets) == {"/var/lib/pyclan/secrets/zerotier/zerotier-identity-secret"}
+        assert set(cfg.secrets) == {f"/var/lib/pyclan/secrets/zerotier-identity-{machine}/identity-secret"}
         assert cfg.packages == []  # Debian has no zerotier-one package
 
 
 def test_exports_give_each_members_zerotier_address(clan: Clan) -> None:
     exports = clan.evaluator.exports()
-    nwid = _public(clan, "some-server-name", "zerotier-network-my-vpn", "zerotier-network-id")
+    nwid = _nwid(clan, "my-vpn")
     assert exports["zerotier:my-vpn::"]["networking"]["priority"] == 900
     peer = exports["zerotier:my-vpn:peer:my-machine-name"]["peer"]
     assert peer == {"host": {"plain": zt.rfc4193_address(nwid, _node(clan, "my-machine-name")).compressed}}
@@ -270,17 +296,17 @@ def _files(cfg: Any) -> dict[str, bytes]:
 
 def test_activation_hook_installs_into_zerotier_home_idempotently(clan: Clan, isolated: Isolated) -> None:
     cfg = clan.evaluator.config("my-machine-name")
-    secret = decrypt_secret(clan, "my-machine-name", "zerotier", "zerotier-identity-secret")
-    host = _files(cfg) | {"/var/lib/pyclan/secrets/zerotier/zerotier-identity-secret": secret}
-    lab = _public(clan, "my-machine-name", "zerotier-network-lab", "zerotier-network-id")
-    vpn = _public(clan, "some-server-name", "zerotier-network-my-vpn", "zerotier-network-id")
+    secret_path = "/var/lib/pyclan/secrets/zerotier-identity-my-machine-name/identity-secret"
+    host = _files(cfg) | {secret_path: _secret(clan, "my-machine-name")}
+    lab, vpn = _nwid(clan, "lab"), _nwid(clan, "my-vpn")
     stale = "/var/lib/zerotier-one/controller.d/network"
     script = f"""
 {cfg.hooks["zerotier"].script}
 find /var/lib/zerotier-one -type f | sort
 echo ---
 stat -c '%a %n' /var/lib/zerotier-one/identity.secret
-cmp /var/lib/zerotier-one/identity.secret /var/lib/pyclan/secrets/zerotier/zerotier-identity-secret
+cmp /var/lib/zerotier-one/identity.secret {secret_path}
+cut -d: -f1-3 {secret_path} | cmp - /var/lib/zerotier-one/identity.public
 echo '{{"changed": "by zerotier-one"}}' > {stale}/{lab}.json
 : > /var/lib/zerotier-one/networks.d/0000000000000001.conf
 {cfg.hooks["zerotier"].script}

@@ -12,13 +12,17 @@ import hashlib
 import re
 import secrets
 import shlex
+import subprocess
+import tempfile
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
+from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.vars.model import GeneratorInput
 
@@ -243,3 +247,79 @@ class PromptCopyRun:
                 raise ClanError.single("vars-error", name, f"prompt '{name}' was not answered")
             out[name] = value.removesuffix("\n")
         return out
+
+
+def ssh_keygen(args: Sequence[str], generator: str) -> None:
+    """Run the real `ssh-keygen` (key material as Clan makes it); a clear error when it is missing."""
+    try:
+        done = subprocess.run(["ssh-keygen", *args], capture_output=True, text=True, check=False)
+    except FileNotFoundError:
+        raise ClanError.single(
+            "vars-error", generator, "this generator needs `ssh-keygen`, which is not installed",
+            hint="install OpenSSH's client tools (Debian: apt install openssh-client) and generate again",
+        ) from None
+    if done.returncode != 0:
+        raise ClanError.single("vars-error", generator, f"ssh-keygen failed: {done.stderr.strip()}")
+
+
+@dataclass(frozen=True)
+class SshKeygenRun:
+    """Generator run: `ssh-keygen -t <type> -N "" -C <comment> -f $out/<private>`, as Clan's sshd does.
+
+    Files: `private` (the OpenSSH private key) and `private + ".pub"` (its public line).
+    """
+
+    generator: str
+    private: str
+    key_type: str = "ed25519"
+    bits: int | None = None
+    comment: str = ""
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        with tempfile.TemporaryDirectory(prefix="pyclan-ssh-keygen-") as tmp:
+            path = Path(tmp) / self.private
+            bits = ["-b", str(self.bits)] if self.bits else []
+            ssh_keygen(["-q", "-t", self.key_type, *bits, "-N", "", "-C", self.comment, "-f", str(path)],
+                       self.generator)
+            public = path.with_name(f"{self.private}.pub")
+            return {self.private: path.read_text(), public.name: public.read_text()}
+
+
+# -- authorized keys (Clan: `users.users.<u>.openssh.authorizedKeys`) -------------------------------
+
+# Like NixOS, keys given in the inventory go to files sshd reads *in addition to* ~/.ssh/authorized_keys,
+# so keys placed on the host by other means (the admin's, pyclan's own deploy key) are never replaced.
+# The users service writes one file per user; the sshd service writes root's keys to a directory of its
+# own, so both can give keys to root without defining the same file twice.
+USER_AUTHORIZED_KEYS_DIR = "/etc/ssh/authorized_keys.d"
+SSHD_AUTHORIZED_KEYS_DIR = "/etc/ssh/authorized_keys.sshd.d"
+AUTHORIZED_KEYS_CONF = "/etc/ssh/sshd_config.d/00-clan-authorized-keys.conf"
+_AUTHORIZED_KEYS_CONF_TEXT = (
+    "# Managed by pyclan (users and sshd services): keys from the inventory, besides the user's own file\n"
+    "AuthorizedKeysFile .ssh/authorized_keys .ssh/authorized_keys2 "
+    f"{USER_AUTHORIZED_KEYS_DIR}/%u {SSHD_AUTHORIZED_KEYS_DIR}/%u\n"
+)
+_AUTHORIZED_KEYS_HOOK = f"""set -eu
+# sshd reads AuthorizedKeysFile at start: reload it once when pyclan's drop-in changed
+stamp={sh_quote(HOOK_STATE_DIR + "/sshd-authorized-keys")}
+new=$(sha256sum {AUTHORIZED_KEYS_CONF} | cut -d' ' -f1)
+if [ "$new" != "$(cat "$stamp" 2>/dev/null || true)" ]; then
+  if {SYSTEMD_BOOTED} && systemctl is-active --quiet ssh.service; then
+    systemctl reload ssh.service || true
+  fi
+  mkdir -p "${{stamp%/*}}"
+  printf '%s\\n' "$new" > "$stamp"
+fi
+"""
+
+
+def authorized_keys_config(path: str, keys: Sequence[str]) -> MachineConfig:
+    """`keys` as the authorized-keys file `path`, plus the sshd drop-in that makes sshd read it.
+
+    Services emit the drop-in and its hook identically, so several of them merge without conflict.
+    """
+    cfg = MachineConfig().file(AUTHORIZED_KEYS_CONF, _AUTHORIZED_KEYS_CONF_TEXT)
+    cfg.hook("sshd-authorized-keys", _AUTHORIZED_KEYS_HOOK)
+    if keys:
+        cfg.file(path, "# Managed by pyclan\n" + "".join(f"{k.strip()}\n" for k in keys))
+    return cfg

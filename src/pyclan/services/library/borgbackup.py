@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services.api import InstanceContext, Service
-from pyclan.services.library._common import openssh_ed25519_keypair, random_password, sh_quote, systemd_unit
+from pyclan.services.library._common import SshKeygenRun, random_password, sh_quote, systemd_unit
 from pyclan.services.library.internet import machine_target
 from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
@@ -101,15 +101,15 @@ class ClientSettings(BaseModel):
         default="*-*-* 01:00:00", description="When to back up: a systemd calendar event (OnCalendar=)"
     )
     directories: list[str] = Field(  # pyclan: Clan backs up the folders its services declare as state
-        default_factory=list,
+        default=[],
         description="Absolute paths to back up; with none, the job only initialises the repository",
         examples=[["/etc", "/home", "/var/lib/important"]],
     )
     exclude: list[str] = Field(
-        default_factory=list, description="Directories/Files to exclude from the backup (borg patterns, * wildcards)"
+        default=[], description="Directories/Files to exclude from the backup (borg patterns, * wildcards)"
     )
     destinations: dict[str, Destination] = Field(
-        default_factory=dict, description="External destinations where the machine should be backed up to"
+        default={}, description="External destinations where the machine should be backed up to"
     )
 
     @field_validator("directories")
@@ -133,11 +133,11 @@ class ClientSettings(BaseModel):
 
 @dataclass(frozen=True)
 class ClientKeyRun:
-    """Generator run: the client's SSH key pair and repository passphrase."""
+    """Generator run: the client's SSH key pair (`ssh-keygen`, as Clan) and repository passphrase."""
 
     def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
-        private, public = openssh_ed25519_keypair()
-        return {"borgbackup.ssh": private, "borgbackup.ssh.pub": public, "borgbackup.repokey": random_password(6, 5)}
+        keys = SshKeygenRun(GENERATOR, "borgbackup.ssh")(inp)
+        return {**keys, "borgbackup.repokey": random_password(6, 5)}
 
 
 CLIENT_GENERATOR = Generator(

@@ -22,6 +22,7 @@ PRIORITY = 2000
 DEFAULT_PRIORITY = 1000  # the built-in `networking.priority` default
 
 Host = Annotated[str, StringConstraints(pattern=r"^[^\s]+$", min_length=1)]
+HostOrEmpty = Annotated[str, StringConstraints(pattern=r"^[^\s]*$")]
 
 service = Service(
     SERVICE_NAME,
@@ -30,7 +31,7 @@ service = Service(
         "clan network over the internet, if defined has the highest priority"
     ),
     readme="Declares each member's address (and SSH user/port/jump hosts) for deploy and other services.",
-    categories=["System", "Network"],
+    categories=["Network"],
     exports_out=("peer", "networking"),
 )
 
@@ -40,11 +41,15 @@ class Internet(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    host: Host = Field(description="IP address or host name (domain) of the machine", examples=["server1.example.com"])
+    host: HostOrEmpty = Field(
+        default="",
+        description="IP address or host name (domain) of the machine; empty (Clan's default): no address",
+        examples=["server1.example.com"],
+    )
     user: str | None = Field(default=None, description="SSH user for deploy; null: root")
-    port: int = Field(default=22, ge=1, le=65535, description="SSH port")
+    port: int = Field(default=22, ge=0, le=65535, description="SSH port")
     jumphosts: list[Host] = Field(
-        default_factory=list, description="Jump hosts to connect through, in order (ssh -J)"
+        default=[], description="Jump hosts to connect through, in order (ssh -J)"
     )
 
 

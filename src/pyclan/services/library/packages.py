@@ -31,7 +31,7 @@ class Packages(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     packages: list[DebianPackage] = Field(
-        default_factory=list,
+        default=[],
         description="Debian (apt) package names to install, e.g. [\"htop\", \"ripgrep\"]",
         examples=[["htop", "ripgrep"]],
     )

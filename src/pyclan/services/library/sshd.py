@@ -1,40 +1,49 @@
-"""sshd: the OpenSSH server with clan-managed host keys (Clan's `sshd`), for Debian.
+"""sshd: the OpenSSH server with clan-managed host keys and a clan SSH CA (Clan's `sshd`), for Debian.
 
-Servers get the host key from the per-machine generator `openssh` (`ssh.id_ed25519` secret,
+Servers get their host key from the per-machine generator `openssh` (`ssh.id_ed25519` secret,
 `ssh.id_ed25519.pub` public): `/etc/ssh/sshd_config.d/00-clan-sshd.conf` points `HostKey` at the
-secret's path on the host, so the key survives reinstalls and is known before the first
-connection. Every member of an instance (servers and clients) gets every server's public key in
-`/etc/ssh/ssh_known_hosts` under its machine name, `<machine>.<meta.domain>` and any address the
-`internet` service exports for it: no trust-on-first-use inside the clan.
+secret's path on the host, so the key survives reinstalls and is known before the first connection.
+The generator and file names are Clan's, so the vars of an existing Clan clan map onto them.
 
-`certificate.searchDomains` adds Clan's SSH certificate authority: a shared `openssh-ca` key
-signs each server's host key for `<machine>.<domain>` (generator `openssh-cert`, which needs
-`ssh-keygen` on the machine running `pyclan vars generate`), and members trust the CA for
-`*.<domain>`.
+Certificates (`certificate.enable`, on by default as in Clan): the shared generator `openssh-ca` is the
+clan's SSH certificate authority (its private key never leaves the admin's vars); the per-machine
+generator `openssh-cert` signs each server's host key for `<machine>.<domain>` with every domain of
+`meta.domain` and `certificate.searchDomains`. Servers and clients trust the CA for `*.<domain>` in
+`/etc/ssh/ssh_known_hosts` (`@cert-authority`), so a host that joins later is trusted without
+trust-on-first-use. Key material is made by the real `ssh-keygen`, as in Clan.
+
+pyclan also lists every server's host key under its machine name, `<machine>.<meta.domain>` and any
+address the `internet` service exports for it, in the known hosts of every member (servers and
+clients), which covers names outside the CA's domains.
+
+`authorizedKeys` (and, with `generateRootKey`, the generated `sshd-root-key`) are root's keys: they go
+to `/etc/ssh/authorized_keys.sshd.d/root`, which sshd reads besides `/root/.ssh/authorized_keys`.
 """
 
 from __future__ import annotations
 
 import re
-import subprocess
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, MachineContext, Service, VarsReader
+from pyclan.services.api import InstanceContext, MachineContext, RoleView, Service, VarsReader
 from pyclan.services.library._common import (
+    AUTHORIZED_KEYS_CONF,
     HOOK_STATE_DIR,
+    SSHD_AUTHORIZED_KEYS_DIR,
     SYSTEMD_BOOTED,
-    Ed25519KeyRun,
-    RsaKeyRun,
+    SshKeygenRun,
+    authorized_keys_config,
     sh_quote,
     single_line,
+    ssh_keygen,
 )
 from pyclan.services.library.internet import machine_targets
 from pyclan.vars.model import Generator, GeneratorInput, VarFile
@@ -44,8 +53,10 @@ from pyclan.vars.model import Generator, GeneratorInput, VarFile
 CONF = "/etc/ssh/sshd_config.d/00-clan-sshd.conf"
 KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 CERT_FILE = "/etc/ssh/ssh_host_ed25519_key-cert.pub"
+ROOT_KEYS = f"{SSHD_AUTHORIZED_KEYS_DIR}/root"
 SSHD = "/usr/sbin/sshd"
 
+# Clan's generator and file names (clan-core clanServices/sshd).
 OPENSSH = "openssh"
 ED25519 = "ssh.id_ed25519"
 ED25519_PUB = "ssh.id_ed25519.pub"
@@ -57,35 +68,62 @@ CA = "id_ed25519"
 CA_PUB = "id_ed25519.pub"
 OPENSSH_CERT = "openssh-cert"
 CERT = "ssh.id_ed25519-cert.pub"
+ROOT_KEY = "sshd-root-key"
+ROOT_PRIVATE = "id_ed25519"
+ROOT_PUB = "id_ed25519.pub"
 
 # sshd options this service writes itself; `settings` may not repeat them (sshd keeps the first).
 _MANAGED = {"port": "port", "passwordauthentication": "passwordAuthentication",
-            "hostkey": "hostKeys", "hostcertificate": "certificate.searchDomains"}  # fmt: skip
+            "hostkey": "hostKeys", "hostcertificate": "certificate",
+            "authorizedkeysfile": "authorizedKeys"}  # fmt: skip
 _OPTION_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9]*$")
 _DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
 service = Service(
     "sshd",
-    description="Enables secure remote access to the machine over SSH",
-    readme=(
-        "OpenSSH server with a clan-generated ed25519 host key (generator `openssh`), key-only login by "
-        "default, and every server's host key in /etc/ssh/ssh_known_hosts of every member."
+    description=(
+        "Enables secure remote access to the machine over SSH with automatic host key management and "
+        "CA-signed host certificates"
     ),
-    categories=["System", "Network"],
+    readme=(
+        "OpenSSH server with a clan-generated ed25519 host key (generator `openssh`), key-only login, root's "
+        "`authorizedKeys`, and a clan SSH certificate authority (`openssh-ca`) that signs each server's host key "
+        "for `<machine>.<domain>` (`openssh-cert`). Clients (and servers) trust the CA in ssh_known_hosts, and "
+        "every member knows every server's host key: no trust-on-first-use inside the clan."
+    ),
+    categories=["Network"],
+)
+
+def _domain_names(value: list[str]) -> list[str]:
+    for d in value:
+        if not _DOMAIN.match(d):
+            raise ValueError(f'{d!r} is not a domain name; use a plain domain such as "mydomain.com"')
+    return value
+
+
+_SEARCH_DOMAINS_DOC = (
+    "Extra domains for the host certificate besides `meta.domain`; the machine name is prepended to each "
+    "(`<machine>.<domain>`)"
 )
 
 
-class Certificate(BaseModel):
+class ClientCertificate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    searchDomains: list[str] = Field(
-        default_factory=list,
-        description=(
-            "Domains to include in the host certificate; the machine name is prepended to each "
-            "(`<machine>.<domain>`). Non-empty enables the clan SSH certificate authority."
-        ),
-        examples=[["mydomain.com"]],
-    )
+    searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
+                                     examples=[["mydomain.com"]])
+
+    _domains = field_validator("searchDomains")(_domain_names)
+
+
+class ServerCertificate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enable: bool = Field(default=True, description="Create and enable CA-signed host certificates")
+    searchDomains: list[str] = Field(default=[], description=_SEARCH_DOMAINS_DOC,
+                                     examples=[["mydomain.com"]])
+
+    _domains = field_validator("searchDomains")(_domain_names)
 
 
 class RsaHostKey(BaseModel):
@@ -97,10 +135,11 @@ class RsaHostKey(BaseModel):
 class HostKeys(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    rsa: RsaHostKey = Field(default_factory=RsaHostKey)
+    rsa: RsaHostKey = Field(default=RsaHostKey(), description="The RSA host key")
 
 
 SshdOption = bool | int | str | list[str]
+SingleLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r]*$")]  # one authorized_keys line
 
 
 class Server(BaseModel):
@@ -108,17 +147,30 @@ class Server(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    port: int = Field(default=22, ge=1, le=65535, description="Port sshd listens on")
-    passwordAuthentication: bool = Field(
-        default=False, description="Allow password logins (default: public keys only)"
+    authorizedKeys: dict[str, SingleLine] = Field(
+        default={},
+        description=(
+            "SSH public keys authorized for root, by a name of your choice. WARNING: removing them can lock "
+            "you out of SSH access to the machine"
+        ),
+        examples=[{"admin-key": "ssh-ed25519 AAAA..."}],
     )
-    hostKeys: HostKeys = Field(default_factory=HostKeys, description="Extra host key types")
-    certificate: Certificate = Field(default_factory=Certificate)
+    generateRootKey: bool = Field(
+        default=False, description="Generate an SSH key pair for root access (generator `sshd-root-key`)"
+    )
+    hostKeys: HostKeys = Field(default=HostKeys(), description="Extra host key types")
+    certificate: ServerCertificate = Field(default=ServerCertificate(), description="CA-signed host certificates")
+    # pyclan additions (Clan sets these through NixOS options instead):
+    port: int = Field(default=22, ge=1, le=65535, description="Port sshd listens on (pyclan addition)")
+    passwordAuthentication: bool = Field(
+        default=False, description="Allow password logins (default: public keys only, as in Clan)"
+    )
     settings: dict[str, SshdOption] = Field(
-        default_factory=dict,
+        default={},
         description=(
             "More sshd_config options, written as `Name value` (booleans as yes/no, lists space-separated), "
-            "e.g. {\"PermitRootLogin\" = \"prohibit-password\", \"AllowUsers\" = [\"root\", \"alice\"]}"
+            "e.g. {\"PermitRootLogin\" = \"prohibit-password\", \"AllowUsers\" = [\"root\", \"alice\"]} "
+            "(pyclan addition)"
         ),
     )
 
@@ -128,7 +180,9 @@ class Client(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    certificate: Certificate = Field(default_factory=Certificate)
+    certificate: ClientCertificate = Field(
+        default=ClientCertificate(), description="Which servers' host certificates to trust"
+    )
 
 
 # -- generators ------------------------------------------------------------------------------------
@@ -136,7 +190,7 @@ class Client(BaseModel):
 
 @dataclass(frozen=True)
 class SignHostCertRun:
-    """Sign the machine's ed25519 host key with the clan CA for `<machine>.<domain>` names."""
+    """`ssh-keygen -s <ca> -I <machine> -h -n <machine>.<domain>,…` over the machine's host key."""
 
     machine: str
     domains: tuple[str, ...]
@@ -146,49 +200,57 @@ class SignHostCertRun:
         pub = inp.dependencies[OPENSSH][ED25519_PUB]
         names = ",".join(f"{self.machine}.{d}" for d in self.domains)
         with tempfile.TemporaryDirectory(prefix="pyclan-sshd-cert-") as tmp:
-            ca_path, pub_path = Path(tmp) / "ca", Path(tmp) / "ssh.id_ed25519.pub"
+            ca_path, pub_path = Path(tmp) / "ca", Path(tmp) / ED25519_PUB
             ca_path.write_bytes(ca if ca.endswith(b"\n") else ca + b"\n")
             ca_path.chmod(0o600)
             pub_path.write_bytes(pub)
-            cmd = ["ssh-keygen", "-q", "-s", str(ca_path), "-I", self.machine, "-h", "-n", names, str(pub_path)]
-            try:
-                done = subprocess.run(cmd, capture_output=True, text=True, check=False)
-            except FileNotFoundError:
-                raise ClanError.single(
-                    "vars-error", OPENSSH_CERT,
-                    "signing the host certificate needs `ssh-keygen`, which is not installed",
-                    hint="install OpenSSH's client tools (Debian: apt install openssh-client) and generate again",
-                ) from None
-            if done.returncode != 0:
-                raise ClanError.single("vars-error", OPENSSH_CERT, f"ssh-keygen failed: {done.stderr.strip()}")
-            return {CERT: (Path(tmp) / "ssh.id_ed25519-cert.pub").read_text()}
+            ssh_keygen(["-q", "-s", str(ca_path), "-I", self.machine, "-h", "-n", names, str(pub_path)], OPENSSH_CERT)
+            return {CERT: (Path(tmp) / CERT).read_text()}
 
 
 def openssh_generator() -> Generator:
     return Generator(
         name=OPENSSH,
         files={ED25519: VarFile(secret=True), ED25519_PUB: VarFile(secret=False)},
-        run=Ed25519KeyRun(private=ED25519, public=ED25519_PUB),
+        run=SshKeygenRun(OPENSSH, ED25519),
+        runtime_inputs=("ssh-keygen",),
     )
 
 
-def _ca_generator() -> Generator:
+def ca_generator() -> Generator:
     return Generator(
         name=OPENSSH_CA,
         share=True,
         files={CA: VarFile(secret=True, deploy=False), CA_PUB: VarFile(secret=False, deploy=False)},
-        run=Ed25519KeyRun(private=CA, public=CA_PUB),
+        run=SshKeygenRun(OPENSSH_CA, CA),
+        runtime_inputs=("ssh-keygen",),
     )
 
 
-def _domains(cert: Certificate, path: str) -> tuple[str, ...]:
-    for d in cert.searchDomains:
-        if not _DOMAIN.match(d):
-            raise ClanError.single(
-                "settings-type", f"{path}.certificate.searchDomains",
-                f"{d!r} is not a domain name", hint="use a plain domain such as \"mydomain.com\"",
-            )
-    return tuple(sorted(set(cert.searchDomains)))
+def _unique(items: list[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(items))
+
+
+def _domain(meta: Mapping[str, Any]) -> str:
+    return str(meta.get("domain") or "clan")
+
+
+def server_domains(settings: Server, meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """The certificate's domains: `meta.domain` first, then `searchDomains` (Clan's order)."""
+    return _unique([_domain(meta), *settings.certificate.searchDomains])
+
+
+def client_domains(settings: Client, servers: RoleView | None, meta: Mapping[str, Any]) -> tuple[str, ...]:
+    """What a client trusts the CA for: `meta.domain`, its own and every server's `searchDomains` (Clan)."""
+    extra = list(settings.certificate.searchDomains)
+    for _m, member in sorted((servers.machines if servers else {}).items()):
+        extra.extend(member.settings.certificate.searchDomains)
+    return _unique([_domain(meta), *extra])
+
+
+def any_certificate(servers: RoleView | None) -> bool:
+    """Clan's client trusts the CA when any server of the instance has certificates enabled."""
+    return any(member.settings.certificate.enable for member in (servers.machines if servers else {}).values())
 
 
 def _settings_path(ctx: InstanceContext[Any]) -> str:
@@ -285,20 +347,23 @@ def reload_hook(key_paths: list[str]) -> str:
     )
 
 
-@service.role("server", interface=Server, description="Machines running the OpenSSH server")
+@service.role("server", interface=Server, description=(
+    "Runs sshd with persistent host keys and (unless certificate.enable is false) a CA-signed host certificate "
+    "for <machine>.<domain>, so clients that trust the CA need no trust-on-first-use"
+))
 def server(ctx: InstanceContext[Server]) -> MachineConfig:
     path = _settings_path(ctx)
-    domains = _domains(ctx.settings.certificate, path)
+    domains = server_domains(ctx.settings, ctx.meta)
     cfg = MachineConfig().package("openssh-server")
     # The certificate is public; before `vars generate` has made it, the server runs without it.
-    certificate = bool(domains) and ctx.vars.has(OPENSSH_CERT, CERT)
+    certificate = ctx.settings.certificate.enable and bool(domains) and ctx.vars.has(OPENSSH_CERT, CERT)
     if certificate:
         cfg.file(CERT_FILE, ctx.vars.public(OPENSSH_CERT, CERT))
     host_keys = [ctx.vars.secret_path(OPENSSH, ED25519)]
     if ctx.settings.hostKeys.rsa.enable:
         host_keys.append(ctx.vars.secret_path(OPENSSH_RSA, RSA))
     cfg.file(CONF, render_config(ctx.settings, path, host_keys, certificate))
-    cfg.hook("sshd-reload", reload_hook(host_keys + ([CERT_FILE] if certificate else [])))
+    cfg.hook("sshd-reload", reload_hook([*host_keys, AUTHORIZED_KEYS_CONF, *([CERT_FILE] if certificate else [])]))
     return cfg
 
 
@@ -310,12 +375,22 @@ def server_generators(ctx: InstanceContext[Server]) -> list[Generator]:
             Generator(
                 name=OPENSSH_RSA,
                 files={RSA: VarFile(secret=True), RSA_PUB: VarFile(secret=False)},
-                run=RsaKeyRun(private=RSA, public=RSA_PUB),
+                run=SshKeygenRun(OPENSSH_RSA, RSA, key_type="rsa", bits=4096),
+                runtime_inputs=("ssh-keygen",),
             )
         )
-    domains = _domains(ctx.settings.certificate, _settings_path(ctx))
-    if domains:
-        gens.append(_ca_generator())
+    if ctx.settings.generateRootKey:
+        gens.append(
+            Generator(
+                name=ROOT_KEY,
+                files={ROOT_PRIVATE: VarFile(secret=True), ROOT_PUB: VarFile(secret=False)},
+                run=SshKeygenRun(ROOT_KEY, ROOT_PRIVATE, comment=f"root@{ctx.machine.name}"),
+                runtime_inputs=("ssh-keygen",),
+            )
+        )
+    if ctx.settings.certificate.enable:
+        domains = server_domains(ctx.settings, ctx.meta)
+        gens.append(ca_generator())
         gens.append(
             Generator(
                 name=OPENSSH_CERT,
@@ -332,18 +407,20 @@ def server_generators(ctx: InstanceContext[Server]) -> list[Generator]:
 # -- client ------------------------------------------------------------------------------------------
 
 
-@service.role("client", interface=Client, description="Machines that trust the clan's SSH servers")
+@service.role("client", interface=Client, description=(
+    "Trusts the clan's SSH CA in known_hosts for the configured domains, so this machine verifies servers' "
+    "host certificates without trust-on-first-use"
+))
 def client(ctx: InstanceContext[Client]) -> MachineConfig:
-    _domains(ctx.settings.certificate, _settings_path(ctx))
     return MachineConfig().package("openssh-client")
 
 
 @client.generators
 def client_generators(ctx: InstanceContext[Client]) -> list[Generator]:
-    return [_ca_generator()] if _domains(ctx.settings.certificate, _settings_path(ctx)) else []
+    return [ca_generator()] if any_certificate(ctx.roles.get("server")) else []
 
 
-# -- every member: known hosts -------------------------------------------------------------------------
+# -- every member: known hosts, root's keys -----------------------------------------------------------
 
 
 def _key_of(value: str) -> str:
@@ -377,24 +454,53 @@ def _server_lines(ctx: MachineContext, vars_: VarsReader, domain: str) -> list[s
     return lines
 
 
+def trusted_domains(ctx: MachineContext) -> list[str]:
+    """The domains this machine trusts the clan CA for, over all its sshd instances (as Clan's roles do)."""
+    found: list[str] = []
+    me = ctx.machine.name
+    for _iname, view in sorted(ctx.instances.items()):
+        servers = view.roles.get("server")
+        if servers is not None and me in servers.machines:
+            mine: Server = servers.machines[me].settings
+            if mine.certificate.enable:
+                found.extend(server_domains(mine, ctx.meta))
+        clients = view.roles.get("client")
+        if clients is not None and me in clients.machines and any_certificate(servers):
+            found.extend(client_domains(clients.machines[me].settings, servers, ctx.meta))
+    return list(dict.fromkeys(found))
+
+
 def _ca_lines(ctx: MachineContext) -> list[str]:
-    domains: set[str] = set()
-    for view in ctx.instances.values():
-        for role in ("server", "client"):
-            member = view.roles[role].machines.get(ctx.machine.name) if role in view.roles else None
-            if member is not None:
-                domains.update(member.settings.certificate.searchDomains)
+    domains = trusted_domains(ctx)
     if not domains or not ctx.vars.has(OPENSSH_CA, CA_PUB):
         return []
-    patterns = ",".join(f"*.{d}" for d in sorted(domains))
+    patterns = ",".join(f"*.{d}" for d in domains)
     return [f"@cert-authority {patterns} {_key_of(ctx.vars.public(OPENSSH_CA, CA_PUB))}"]
+
+
+def root_keys(ctx: MachineContext) -> list[str]:
+    """root's keys from every instance where this machine is a server: `authorizedKeys` (by name), root key."""
+    keys: list[str] = []
+    me = ctx.machine.name
+    for _iname, view in sorted(ctx.instances.items()):
+        servers = view.roles.get("server")
+        if servers is None or me not in servers.machines:
+            continue
+        settings: Server = servers.machines[me].settings
+        keys.extend(v for _k, v in sorted(settings.authorizedKeys.items()))
+        if settings.generateRootKey and ctx.vars.has(ROOT_KEY, ROOT_PUB):
+            keys.append(ctx.vars.public(ROOT_KEY, ROOT_PUB))
+    return list(dict.fromkeys(k.strip() for k in keys if k.strip()))
 
 
 @service.per_machine
 def known_hosts(ctx: MachineContext) -> MachineConfig | None:
-    domain = str(ctx.meta.get("domain") or "clan")
+    domain = _domain(ctx.meta)
+    is_server = any(ctx.machine.name in v.roles["server"].machines for v in ctx.instances.values()
+                    if "server" in v.roles)
+    cfg = authorized_keys_config(ROOT_KEYS, root_keys(ctx)) if is_server else MachineConfig()
     lines = list(dict.fromkeys([*_server_lines(ctx, ctx.vars, domain), *_ca_lines(ctx)]))
-    if not lines:
-        return None  # no host key generated yet
-    text = "# Managed by pyclan (sshd service): host keys of the clan's SSH servers\n" + "\n".join(lines) + "\n"
-    return MachineConfig().file(KNOWN_HOSTS, text)
+    if lines:  # none before any host key is generated
+        text = "# Managed by pyclan (sshd service): host keys and CA of the clan's SSH servers\n" + "\n".join(lines)
+        cfg.file(KNOWN_HOSTS, text + "\n")
+    return cfg

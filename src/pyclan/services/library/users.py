@@ -5,11 +5,16 @@ instanceName; }`). Its password lives in the generator `user-password-<user>`: e
 to a hidden, persisted prompt (empty → generated) or, with `prompt = false`, a random one. The
 host gets only the SHA-512 crypt hash (`user-password-hash`, needed for `users`); the clear
 password is never deployed (`pyclan vars get <machine> user-password-<user>/user-password`).
+
+`openssh.authorizedKeys.keys` / `.keyFiles` go to `/etc/ssh/authorized_keys.d/<user>`, which sshd
+reads besides the user's own `~/.ssh/authorized_keys` (as on NixOS). `identity` exports the user to
+identity providers (`auth` export), also for `systemUser = false` users that get no account.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -18,13 +23,19 @@ from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.evaluate.overrides import mk_default
 from pyclan.services.api import InstanceContext, Service
-from pyclan.services.library._common import is_openssh_public_key, random_password, sha512_crypt
+from pyclan.services.exports import ExportMap
+from pyclan.services.library._common import (
+    USER_AUTHORIZED_KEYS_DIR,
+    authorized_keys_config,
+    random_password,
+    sha512_crypt,
+)
 from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
 
 # useradd's rule on Debian (NAME_REGEX without the trailing `$` for Samba machine accounts).
 UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]*$", max_length=32)]
 GroupName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]*$", max_length=32)]
-PublicKey = Annotated[str, StringConstraints(pattern=r"^[^\n\r]+$")]
+SingleLine = Annotated[str, StringConstraints(pattern=r"^[^\n\r]*$")]  # Clan's singleLineStr
 
 # NixOS group names that Clan inventories use, and their Debian equivalents.
 DEBIAN_GROUPS = {"wheel": "sudo", "networkmanager": "netdev"}
@@ -39,18 +50,46 @@ service = Service(
     ),
     readme=(
         "Creates the user on every member. The password comes from the vars generator "
-        "`user-password-<user>` (prompted, or random with `prompt = false`); hosts get only its hash."
+        "`user-password-<user>` (prompted, or random with `prompt = false`); hosts get only its hash. "
+        "`identity` exports the user to identity providers (`auth`)."
     ),
     categories=["System"],
+    exports_out=["auth"],
 )
+
+
+class AuthorizedKeys(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    keys: list[SingleLine] = Field(
+        default=[],
+        description="Verbatim OpenSSH public keys allowed to log in as the user (read besides ~/.ssh/authorized_keys)",
+        examples=[["ssh-ed25519 AAAAC3NzaCetcetera/etceteraJZMfk3QPfQ foo@bar"]],
+    )
+    keyFiles: list[str] = Field(
+        default=[],
+        description=(
+            "Files each holding one OpenSSH public key, read when the configuration is built; paths are "
+            "relative to the clan directory and must stay inside it"
+        ),
+        examples=[["keys/alice.pub"]],
+    )
 
 
 class OpenSSH(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    authorizedKeys: list[PublicKey] = Field(
-        default_factory=list, description="Verbatim OpenSSH public keys allowed to log in as the user"
-    )
+    authorizedKeys: AuthorizedKeys = Field(default=AuthorizedKeys(), description="The user's SSH keys")
+
+
+class Identity(BaseModel):
+    """One account in an identity provider (IdP) instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: str = Field(default="", description="Email for this IdP account; default: <user>@mail.<meta.domain>")
+    groups: list[str] = Field(default=[], description="IdP-level groups (OIDC access policies)")
+    displayname: str | None = Field(default=None, description="Display name; default: the user name")
 
 
 class User(BaseModel):
@@ -60,8 +99,15 @@ class User(BaseModel):
 
     user: UserName | None = Field(
         default=None,
-        description="The user to create and generate the password for; defaults to the instance name",
+        description="The username for this account; defaults to the instance name",
         examples=["alice"],
+    )
+    systemUser: bool = Field(
+        default=True,
+        description=(
+            "Whether to create a Unix account; false: an identity-only user (exported through `identity`) "
+            "with no account and no password on any machine"
+        ),
     )
     prompt: bool = Field(
         default=True,
@@ -71,25 +117,32 @@ class User(BaseModel):
         ),
     )
     groups: list[GroupName] = Field(
-        default_factory=list,
+        default=[],
         description=(
-            "Supplementary groups; they must exist on the machine. NixOS names are translated: "
+            "Additional groups; they must exist on the machine. NixOS names are translated: "
             "wheel → sudo, networkmanager → netdev"
         ),
-        examples=[["sudo", "video", "input"]],
+        examples=[["wheel", "networkmanager", "video", "input"]],
     )
     share: bool = Field(default=False, description="Use the same password on every machine (a shared generator)")
+    identity: dict[str, Identity] = Field(
+        default={},
+        description="IdP accounts by IdP instance name, exported as `auth.users` for identity provider services",
+        examples=[{"main": {"email": "alice@example.com", "groups": ["admins", "users"]}}],
+    )
+    openssh: OpenSSH = Field(default=OpenSSH(), description="OpenSSH settings of the user")
+    # pyclan additions
     regularUser: bool | None = Field(
         default=None,
-        description="A normal login user with a home directory; default: true unless the user is root",
+        description="A normal login user with a home directory; default: true unless the user is root (pyclan)",
     )
     shell: str | None = Field(
-        default=None, description=f"Login shell; default: {DEFAULT_SHELL} for regular users, unchanged for others"
+        default=None,
+        description=f"Login shell; default: {DEFAULT_SHELL} for regular users, unchanged for others (pyclan)",
     )
-    openssh: OpenSSH = Field(default_factory=OpenSSH, description="OpenSSH settings of the user (Clan's option)")
-    authorizedKeys: list[PublicKey] = Field(
-        default_factory=list,
-        description="OpenSSH public keys allowed to log in (pyclan shorthand; adds to openssh.authorizedKeys)",
+    authorizedKeys: list[SingleLine] = Field(
+        default=[],
+        description="More OpenSSH public keys (pyclan shorthand; adds to openssh.authorizedKeys.keys)",
     )
 
 
@@ -137,36 +190,92 @@ def _user_of(settings: User, ctx: InstanceContext[Any]) -> str:
     return settings.user
 
 
+def _settings_path(ctx: InstanceContext[Any]) -> str:
+    return f"instances.{ctx.instance_name}.roles.{ctx.role_name}.machines.{ctx.machine.name}.settings"
+
+
+def _key_file(clan_dir: Path | None, name: str, where: str) -> str:
+    """The key in `name`, a file inside the clan (never a symlink that leads out of it)."""
+    if clan_dir is None:
+        raise ClanError.single("settings-type", where, "key files cannot be read here (no clan directory)")
+    root = clan_dir.resolve()
+    path = (root / name).resolve()
+    if not path.is_relative_to(root):
+        raise ClanError.single(
+            "settings-type", where, f"key file {name!r} lies outside the clan directory",
+            hint="copy the .pub file into the clan (e.g. keys/alice.pub) and give its relative path",
+        )
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as err:
+        raise ClanError.single(
+            "settings-type", where, f"cannot read key file {name!r}: {err.__class__.__name__}",
+            hint="give the path of a public key file relative to the clan directory",
+        ) from None
+    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    if len(lines) != 1:
+        raise ClanError.single(
+            "settings-type", where, f"key file {name!r} holds {len(lines)} keys, expected one",
+            hint="put each key in its own file, or list keys verbatim in openssh.authorizedKeys.keys",
+        )
+    return lines[0]
+
+
+def authorized_keys(ctx: InstanceContext[User], settings: User) -> list[str]:
+    """`keys`, then the contents of `keyFiles`, then the pyclan shorthand; without duplicates."""
+    where = f"{_settings_path(ctx)}.openssh.authorizedKeys.keyFiles"
+    clan_dir = getattr(ctx.vars, "clan_dir", None)  # the evaluator's vars view knows the clan
+    from_files = [_key_file(clan_dir, name, where) for name in settings.openssh.authorizedKeys.keyFiles]
+    keys = [*settings.openssh.authorizedKeys.keys, *from_files, *settings.authorizedKeys]
+    return list(dict.fromkeys(k.strip() for k in keys if k.strip()))
+
+
 @service.role("default", interface=User, description="Machines that get the user account")
-def default(ctx: InstanceContext[User]) -> MachineConfig:
+def default(ctx: InstanceContext[User]) -> MachineConfig | None:
     settings = effective(ctx)
     user = _user_of(settings, ctx)
+    if not settings.systemUser:
+        return None
     regular = settings.regularUser if settings.regularUser is not None else user != "root"
-    keys = list(dict.fromkeys([*settings.openssh.authorizedKeys, *settings.authorizedKeys]))
-    base = f"instances.{ctx.instance_name}.roles.{ctx.role_name}.machines.{ctx.machine.name}.settings"
-    for key in keys:
-        if not is_openssh_public_key(key):
-            raise ClanError.single(
-                "settings-type", f"{base}.authorizedKeys",
-                f"not an OpenSSH public key: {key[:60]!r}",
-                hint="use the single line from a .pub file, e.g. 'ssh-ed25519 AAAA… user@host'",
-            )
+    keys = authorized_keys(ctx, settings)
     fields: dict[str, Any] = {
         "groups": [DEBIAN_GROUPS.get(g, g) for g in settings.groups],
-        "authorized_keys": keys,
         "hashed_password_file": ctx.vars.secret_path(generator_name(user), "user-password-hash"),
         "create_home": regular,
     }
     shell = settings.shell or (DEFAULT_SHELL if regular else None)
     if shell is not None:
         fields["shell"] = shell
-    return MachineConfig().user(user, **fields)
+    cfg = authorized_keys_config(f"{USER_AUTHORIZED_KEYS_DIR}/{user}", keys) if keys else MachineConfig()
+    return cfg.user(user, **fields)
+
+
+@default.exports
+def identity_exports(ctx: InstanceContext[User]) -> ExportMap:
+    """Clan's `auth.users`: one account per IdP instance named in `identity`."""
+    settings = effective(ctx)
+    if not settings.identity:
+        return {}
+    user = _user_of(settings, ctx)
+    domain = str(ctx.meta.get("domain") or "clan")
+    users = {
+        idp: {
+            "username": user,
+            "email": ident.email or f"{user}@mail.{domain}",
+            "groups": list(ident.groups),
+            "displayname": ident.displayname if ident.displayname is not None else user,
+        }
+        for idp, ident in sorted(settings.identity.items())
+    }
+    return ctx.mk_exports({"auth": {"users": users}})
 
 
 @default.generators
 def password_generator(ctx: InstanceContext[User]) -> list[Generator]:
     settings = effective(ctx)
     user = _user_of(settings, ctx)
+    if not settings.systemUser:
+        return []
     prompts = (
         {"user-password": Prompt(description="Leave empty to generate automatically", type="hidden", persist=True)}
         if settings.prompt

@@ -62,7 +62,7 @@ class Wifi(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     networks: dict[str, Network] = Field(
-        default_factory=dict,
+        default={},
         description=(
             "Wi-Fi networks to configure. Each attribute name is an internal identifier (not the SSID); "
             "SSID and password are asked for as secrets."

@@ -52,12 +52,12 @@ _IFNAME = re.compile(r"^[a-zA-Z0-9_=+.-]{1,15}$")  # what wg-quick accepts as an
 
 service = Service(
     SERVICE_NAME,
-    description="Wireguard-based VPN mesh network with automatic IPv6 address allocation",
+    description="WireGuard-based VPN mesh network with automatic IPv6 address allocation",
     readme=(
         "Controllers (reachable at an endpoint) route between peers; every member gets deterministic "
         "IPv6 (Clan's layout) and IPv4 addresses. Renders wg-quick configs for Debian."
     ),
-    categories=["System", "Network"],
+    categories=["Network"],
     constraints=Constraints(roles={"controller": RoleConstraint(min_machines=1)}),
     exports_out=("networking", "peer"),
 )
@@ -78,6 +78,10 @@ class _Shared(BaseModel):
     domain: str | None = Field(
         default=None,
         description="Domain for the /etc/hosts names `<machine>.<domain>`; default: the instance name",
+    )
+    mtu: int | None = Field(
+        default=None, ge=68, le=65535,
+        description="MTU (maximum transmission unit) of the WireGuard interface; null: wg-quick's choice",
     )
 
 
@@ -259,6 +263,54 @@ def keys_generator(instance: str) -> Generator:
     )
 
 
+def network_generator_name(instance: str) -> str:
+    return f"wireguard-network-{instance}"
+
+
+def clan_prefix(instance: str, controller: str) -> str:
+    """A controller's /56 as Clan's allocator writes it (`fd51:19c1:3b:f700`): the address without `::`."""
+    return str(controller_subnet(instance, controller).network_address).rstrip(":")
+
+
+def clan_suffix(peer: str) -> str:
+    """A peer's suffix as Clan's allocator writes it: four groups of four hex digits (`8750:a09b:0001:…`)."""
+    h = _sha256_hex(peer)[:16]
+    return f"{h[0:4]}:{h[4:8]}:{h[8:12]}:{h[12:16]}"
+
+
+@dataclass(frozen=True)
+class PrefixRun:
+    """Generator run: the controller's subnet prefix (Clan's `wireguard-network-<instance>/prefix`)."""
+
+    instance: str
+    controller: str
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        return {"prefix": clan_prefix(self.instance, self.controller)}
+
+
+@dataclass(frozen=True)
+class SuffixRun:
+    """Generator run: the peer's host suffix (Clan's `wireguard-network-<instance>/suffix`)."""
+
+    peer: str
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        return {"suffix": clan_suffix(self.peer)}
+
+
+def network_generator(instance: str, machine: str, role: str) -> Generator:
+    """Clan's per-machine address var. Its value is a function of the names, so pyclan renders from the
+    names directly; the generator keeps the vars of a Clan clan recognised and complete."""
+    file, run = ("prefix", PrefixRun(instance, machine)) if role == "controller" else ("suffix", SuffixRun(machine))
+    return Generator(
+        name=network_generator_name(instance),
+        files={file: VarFile(secret=False)},
+        validation={"hostname": machine},
+        run=run,
+    )
+
+
 # -- rendering -------------------------------------------------------------------------------------------
 
 
@@ -302,6 +354,8 @@ def _interface(ctx: InstanceContext[Any], addresses: Sequence[str], port: int | 
     ]
     if port is not None:
         lines.append(f"ListenPort = {port}")
+    if ctx.settings.mtu is not None:
+        lines.append(f"MTU = {ctx.settings.mtu}")
     lines.append(f"PostUp = wg set %i private-key {secret}")
     if forward:  # route between peers; /proc, because minimal Debian has no sysctl binary
         lines.append("PostUp = echo 1 > /proc/sys/net/ipv4/ip_forward")
@@ -458,12 +512,16 @@ def peer(ctx: InstanceContext[PeerSettings]) -> MachineConfig:
 
 @controller.generators
 def controller_keys(ctx: InstanceContext[ControllerSettings]) -> list[Generator]:
-    return [keys_generator(ctx.instance_name)]
+    return [keys_generator(ctx.instance_name), network_generator(ctx.instance_name, ctx.machine.name, "controller")]
 
 
 @peer.generators
 def peer_keys(ctx: InstanceContext[PeerSettings]) -> list[Generator]:
-    return [keys_generator(ctx.instance_name)]
+    gens = [keys_generator(ctx.instance_name)]
+    controllers = ctx.roles.get("controller")
+    if controllers is None or ctx.machine.name not in controllers.machines:  # both roles: the role says why not
+        gens.append(network_generator(ctx.instance_name, ctx.machine.name, "peer"))
+    return gens
 
 
 @controller.exports

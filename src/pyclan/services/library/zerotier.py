@@ -1,16 +1,19 @@
 """zerotier: a ZeroTier VPN with one controller, optional moons and any number of peers (Clan's `zerotier`).
 
-Every member gets a ZeroTier identity (generator `zerotier`, shared by all zerotier instances of the
-machine, as one zerotier-one daemon has one identity). The controller of an instance owns a network
-(generator `zerotier-network-<instance>`: the network id is the controller's node id plus 24 random
-bits, as ZeroTier's controller API makes it) and pre-authorises every member. Controller and peers
-join the network; peers and controller orbit the instance's moons.
+Vars use Clan's generators, all shared (so an existing Clan clan's vars map onto them):
+`zerotier-identity-<machine>` (`identity-secret`), `zerotier-network-<instance>` (`network-id`: the
+controller's node id plus 24 random bits, as ZeroTier's controller API makes it; declared by every
+member) and `zerotier-ip-<machine>-<instance>` (`ip`: the member's RFC4193 address, whose last 5 bytes
+are its node id). The controller of an instance owns the network and accepts every member (plus
+`allowedIps`/`allowedIds`); every member joins it and orbits the instance's moons (peers also
+`orbitMoons`). pyclan adds the seed's `ipRanges` (peers) and `dynamicIp.enable` (controller).
 
 Rendering for Debian: Debian bookworm has no `zerotier-one` package, so nothing is installed. The
-service renders the identity, the networks to join and the controller's network database under
-`/etc/zerotier/pyclan/`, and an activation hook copies them into `/var/lib/zerotier-one` (where
-ZeroTier's own package keeps its state) and restarts `zerotier-one.service` when something changed
-and the daemon is installed. Install zerotier-one from ZeroTier's apt repository to make it live.
+service renders the networks to join and the controller's network database under
+`/etc/zerotier/pyclan/`, and an activation hook copies them and the identity into
+`/var/lib/zerotier-one` (where ZeroTier's own package keeps its state) and restarts
+`zerotier-one.service` when something changed and the daemon is installed. Install zerotier-one
+from ZeroTier's apt repository to make it live.
 
 Identities are made in Python (no `zerotier-idtool`): a Curve25519 + Ed25519 key pair whose
 memory-hard hash (SHA-512 + Salsa20 over 2 MiB, ZeroTier's "type 0" identity proof of work)
@@ -26,6 +29,7 @@ import ctypes.util
 import hashlib
 import ipaddress
 import json
+import re
 import secrets
 import struct
 from collections.abc import Callable, Iterable, Mapping
@@ -54,7 +58,6 @@ from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_q
 from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 SERVICE_NAME = "zerotier"
-IDENTITY_GENERATOR = "zerotier"  # per machine; Clan's name
 ZT_HOME = "/var/lib/zerotier-one"
 SRC_DIR = "/etc/zerotier/pyclan"  # what the activation hook installs from
 NETWORKING_PRIORITY = 900  # Clan: below `internet` (2000) and the default (1000)
@@ -263,17 +266,26 @@ def node_id_of(value: str) -> str:
 
 service = Service(
     SERVICE_NAME,
-    description="Configuration of the secure and efficient Zerotier VPN",
+    description="ZeroTier Mesh VPN Service for secure P2P networking between machines",
     readme=(
         "A ZeroTier network: the controller creates and authorises it, peers join it, moons relay. "
         "Renders identities and network configuration for zerotier-one (not packaged by Debian)."
     ),
-    categories=["Utility"],
+    categories=["Network"],
     constraints=Constraints(
         roles={"controller": RoleConstraint(min_machines=1, max_machines=1), "moon": RoleConstraint(max_machines=4)}
     ),
     exports_out=("networking", "peer"),
 )
+
+_HEX10 = re.compile(r"^[0-9a-f]{10}$")
+
+
+def _node_ids(value: list[str]) -> list[str]:
+    for item in value:
+        if not _HEX10.match(item):
+            raise ValueError(f"{item!r} is not a ZeroTier node id (10 lower-case hex digits, e.g. deadbeef00)")
+    return value
 
 
 class PeerSettings(BaseModel):
@@ -281,8 +293,16 @@ class PeerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    ipRanges: list[str] = Field(  # the inventory's spelling
-        default_factory=list,
+    orbitMoons: list[str] = Field(  # Clan's option
+        default=[],
+        description=(
+            "External moon ids to orbit (moons outside the inventory); moons of the instance's `moon` role are "
+            "orbited automatically"
+        ),
+        examples=[["deadbeef00"]],
+    )
+    ipRanges: list[str] = Field(  # pyclan addition (the seed's example)
+        default=[],
         description=(
             "IP ranges (CIDR, e.g. 10.147.17.0/24) this peer wants in the network: the controller adds each as a "
             'managed route and an address pool. "all" stands for the instance\'s default IPv4 range '
@@ -302,6 +322,8 @@ class PeerSettings(BaseModel):
                     raise ValueError(f'{item!r} is neither "all" nor an IP range in CIDR notation') from None
         return value
 
+    _moons = field_validator("orbitMoons")(_node_ids)
+
 
 class DynamicIp(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -317,14 +339,20 @@ class ControllerSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    dynamicIp: DynamicIp = Field(default_factory=DynamicIp)  # the inventory's spelling
-    allowedIps: list[str] = Field(  # Clan's spelling
-        default_factory=list,
-        description=(
-            "Extra members (outside the clan) to authorise, by ZeroTier IPv6 (RFC4193) address or 10-digit node id"
-        ),
+    allowedIps: list[str] = Field(  # Clan's option
+        default=[],
+        description="Extra machines (e.g. outside the clan) to accept, by their ZeroTier IPv6 (RFC4193) address",
         examples=[["fd5d:bbe3:cbc5:fe6b:f699:935d:bbe3:cbc5"]],
     )
+    allowedIds: list[str] = Field(  # Clan's option
+        default=[],
+        description="Extra machines to accept by their ZeroTier node id (10 hex digits, `zerotier-cli info`)",
+        examples=[["deadbeef00", "abc1234567"]],
+    )
+    public: bool = Field(  # Clan's option
+        default=False, description="A public network: everyone may join without being accepted by the controller"
+    )
+    dynamicIp: DynamicIp = Field(default=DynamicIp(), description="IPv4 assignment (pyclan addition)")
 
     @field_validator("allowedIps")
     @classmethod
@@ -336,13 +364,16 @@ class ControllerSettings(BaseModel):
                 raise ValueError(f"{item!r} is neither a ZeroTier IPv6 address nor a 10-digit node id") from None
         return value
 
+    _ids = field_validator("allowedIds")(_node_ids)
+
 
 class MoonSettings(BaseModel):
     """Settings of the `moon` role."""
 
     model_config = ConfigDict(extra="forbid")
 
-    stableEndpoints: list[str] = Field(  # Clan's spelling
+    stableEndpoints: list[str] = Field(  # Clan's option (no default there: its empty value [] applies, R5.3.9)
+        default=[],
         description=(
             "Make this machine a moon, reachable at these stable endpoints (IP or IP/port); peers of the "
             "instance orbit it"
@@ -351,55 +382,114 @@ class MoonSettings(BaseModel):
     )
 
 
-# -- generators -------------------------------------------------------------------------------------
+# -- generators (Clan's names, all shared: `vars/shared/…`) ------------------------------------------
+
+
+def identity_generator_name(machine: str) -> str:
+    return f"zerotier-identity-{machine}"
 
 
 def network_generator_name(instance: str) -> str:
     return f"zerotier-network-{instance}"
 
 
+def ip_generator_name(machine: str, instance: str) -> str:
+    return f"zerotier-ip-{machine}-{instance}"
+
+
+IDENTITY_SECRET = "identity-secret"
+NETWORK_ID = "network-id"
+IP = "ip"
+
+
 @dataclass(frozen=True)
 class IdentityRun:
-    """Generator run: a new ZeroTier identity (secret) and its public half."""
+    """Generator run: a new ZeroTier identity (`identity.secret` format: address:0:public:private)."""
 
     def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
-        identity = generate_identity()
-        return {
-            "zerotier-identity-secret": identity.secret_string(),
-            "zerotier-identity-public": identity.public_string(),
-        }
+        return {IDENTITY_SECRET: generate_identity().secret_string()}
+
+
+def _identity_of(inp: GeneratorInput, generator: str) -> ZeroTierIdentity:
+    return ZeroTierIdentity.parse(inp.dependencies[generator][IDENTITY_SECRET].decode())
 
 
 @dataclass(frozen=True)
 class NetworkRun:
-    """Generator run: the controller's network id (its node id + 24 random bits) and its own address in it."""
+    """Generator run: the network id, the controller's node id + 24 random bits (never all zero)."""
+
+    controller_identity: str  # the generator holding the controller's identity
 
     def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
-        public = inp.dependencies[IDENTITY_GENERATOR]["zerotier-identity-public"].decode()
-        node = ZeroTierIdentity.parse(public).address
-        network_id = node + secrets.token_hex(3)
-        return {"zerotier-network-id": network_id, "zerotier-ip": rfc4193_address(network_id, node).compressed}
+        node = _identity_of(inp, self.controller_identity).address
+        suffix = "000000"
+        while suffix == "000000":
+            suffix = secrets.token_hex(3)
+        return {NETWORK_ID: node + suffix}
 
 
-IDENTITY = Generator(
-    name=IDENTITY_GENERATOR,
-    files={"zerotier-identity-secret": VarFile(secret=True), "zerotier-identity-public": VarFile(secret=False)},
-    run=IdentityRun(),
-)
+@dataclass(frozen=True)
+class IpRun:
+    """Generator run: the member's RFC4193 address in the network (pure computation, as in Clan)."""
+
+    identity: str
+    network: str
+
+    def __call__(self, inp: GeneratorInput) -> dict[str, bytes | str]:
+        node = _identity_of(inp, self.identity).address
+        network = inp.dependencies[self.network][NETWORK_ID].decode().strip()
+        return {IP: rfc4193_address(network, node).compressed}
 
 
-def network_generator(instance: str) -> Generator:
+def identity_generator(machine: str) -> Generator:
     return Generator(
-        name=network_generator_name(instance),
-        files={"zerotier-network-id": VarFile(secret=False), "zerotier-ip": VarFile(secret=False)},
-        dependencies=(IDENTITY_GENERATOR,),
-        run=NetworkRun(),
+        name=identity_generator_name(machine),
+        share=True,
+        files={IDENTITY_SECRET: VarFile(secret=True)},
+        run=IdentityRun(),
     )
 
 
+def network_generator(instance: str, controller: str) -> Generator:
+    dep = identity_generator_name(controller)
+    return Generator(
+        name=network_generator_name(instance),
+        share=True,
+        files={NETWORK_ID: VarFile(secret=False, deploy=False)},
+        dependencies=(dep,),
+        run=NetworkRun(dep),
+    )
+
+
+def ip_generator(machine: str, instance: str) -> Generator:
+    identity, network = identity_generator_name(machine), network_generator_name(instance)
+    return Generator(
+        name=ip_generator_name(machine, instance),
+        share=True,
+        files={IP: VarFile(secret=False, deploy=False)},
+        dependencies=(identity, network),
+        run=IpRun(identity, network),
+    )
+
+
+def _controller(roles: Mapping[str, RoleView]) -> str | None:
+    """The instance's controller (Clan takes the first; the constraint asks for exactly one)."""
+    found = _members(roles, "controller")
+    return found[0] if found else None
+
+
 @service.machine_generators
-def identity_generator(ctx: MachineContext) -> list[Generator]:
-    return [IDENTITY]
+def machine_generators(ctx: MachineContext) -> list[Generator]:
+    """Every member: its identity; per instance the network id (shared by all members) and its address."""
+    me = ctx.machine.name
+    gens = [identity_generator(me)]
+    for instance, view in sorted(ctx.instances.items()):
+        ctrl = _controller(view.roles)
+        if ctrl is None:
+            continue  # reported by the controller constraint
+        gens.append(network_generator(instance, ctrl))
+        gens.append(ip_generator(me, instance))
+    return gens
 
 
 # -- reading vars -----------------------------------------------------------------------------------
@@ -410,13 +500,19 @@ def _public(reader: VarsReader, generator: str, file: str, machine: str) -> str 
     return reader.public(generator, file, machine=machine).strip() if reader.has(generator, file, machine) else None
 
 
-def node_id(reader: VarsReader, machine: str) -> str | None:
-    public = _public(reader, IDENTITY_GENERATOR, "zerotier-identity-public", machine)
-    return ZeroTierIdentity.parse(public).address if public else None
+def member_ip(reader: VarsReader, machine: str, instance: str) -> str | None:
+    """The member's ZeroTier address in the instance's network (Clan: `zerotier-ip-<m>-<i>/ip`)."""
+    return _public(reader, ip_generator_name(machine, instance), IP, machine)
 
 
-def network_id(reader: VarsReader, instance: str, controller: str) -> str | None:
-    return _public(reader, network_generator_name(instance), "zerotier-network-id", controller)
+def node_id(reader: VarsReader, machine: str, instance: str) -> str | None:
+    """The member's node id: the last 5 bytes of its RFC4193 address."""
+    ip = member_ip(reader, machine, instance)
+    return node_id_of(ip) if ip else None
+
+
+def network_id(reader: VarsReader, instance: str, machine: str) -> str | None:
+    return _public(reader, network_generator_name(instance), NETWORK_ID, machine)
 
 
 def _require(value: str | None, what: str, machine: str) -> str:
@@ -471,7 +567,7 @@ def network_config(
         "authorizationEndpoint": "",
         "capabilities": [],
         "clientId": "",
-        "dns": [],
+        "dns": {},
         "enableBroadcast": True,
         "id": network,
         "ipAssignmentPools": pools,
@@ -480,7 +576,7 @@ def network_config(
         "name": name,
         "nwid": network,
         "objtype": "network",
-        "private": True,
+        "private": not settings.public,
         "remoteTraceLevel": 0,
         "remoteTraceTarget": None,
         "revision": 1,
@@ -516,61 +612,65 @@ def _json(value: Any) -> str:
 
 
 def _joined_networks(ctx: InstanceContext[Any]) -> MachineConfig:
-    """Join every controller's network of this instance (normally one) and orbit its moons."""
+    """Join the instance's network and orbit its moons (every role does, as Clan's perMachine and shared.nix)."""
+    me, instance = ctx.machine.name, ctx.instance_name
     cfg = MachineConfig()
-    for controller in _members(ctx.roles, "controller"):
-        network = network_id(ctx.vars, ctx.instance_name, controller)
-        network = _require(network, f"the ZeroTier network id of instance '{ctx.instance_name}'", controller)
-        node = _require(node_id(ctx.vars, ctx.machine.name), "the ZeroTier identity", ctx.machine.name)
-        ip = rfc4193_address(network, node).compressed
-        cfg.file(f"{SRC_DIR}/join/{network}", f"instance={ctx.instance_name}\nip={ip}\n")
+    if _controller(ctx.roles) is not None:
+        network = _require(network_id(ctx.vars, instance, me), f"the ZeroTier network id of instance '{instance}'", me)
+        ip = _require(member_ip(ctx.vars, me, instance), "the ZeroTier address", me)
+        cfg.file(f"{SRC_DIR}/join/{network}", f"instance={instance}\nip={ip}\n")
     for moon in _members(ctx.roles, "moon"):
-        if moon != ctx.machine.name:
-            moon_id = _require(node_id(ctx.vars, moon), "the ZeroTier identity", moon)
-            cfg.file(f"{SRC_DIR}/orbit/{moon_id}", f"instance={ctx.instance_name}\nmoon={moon}\n")
+        moon_id = node_id(ctx.vars, moon, instance)
+        if moon != me and moon_id is not None:  # Clan skips moons whose address is not generated yet
+            cfg.file(f"{SRC_DIR}/orbit/{moon_id}", f"instance={instance}\nmoon={moon}\n")
     return cfg
 
 
-@service.role("peer", interface=PeerSettings, description="A peer that connects to your private Zerotier network.")
+@service.role("peer", interface=PeerSettings, description="A peer that connects to your private ZeroTier network.")
 def peer(ctx: InstanceContext[PeerSettings]) -> MachineConfig:
-    return _joined_networks(ctx)
+    cfg = _joined_networks(ctx)
+    for moon_id in ctx.settings.orbitMoons:
+        cfg.file(f"{SRC_DIR}/orbit/{moon_id}", f"instance={ctx.instance_name}\nmoon=external\n")
+    return cfg
 
 
 @service.role(
     "controller",
     interface=ControllerSettings,
-    description="Manages network membership and is responsible for admitting new peers to your Zerotier network.",
+    description="Manages network membership and is responsible for admitting new peers to your ZeroTier network.",
 )
 def controller(ctx: InstanceContext[ControllerSettings]) -> MachineConfig:
-    me = ctx.machine.name
-    network = _require(network_id(ctx.vars, ctx.instance_name, me), "the ZeroTier network id", me)
-    name = str(ctx.meta.get("name") or ctx.instance_name)
+    me, instance = ctx.machine.name, ctx.instance_name
+    network = _require(network_id(ctx.vars, instance, me), "the ZeroTier network id", me)
     cfg = _joined_networks(ctx)
     cfg.file(
         f"{SRC_DIR}/controller/{network}.json",
-        _json(network_config(network, name, ctx.settings, ip_ranges(ctx.instance_name, ctx.roles))),
+        _json(network_config(network, instance, ctx.settings, ip_ranges(instance, ctx.roles))),
     )
-    members = {
-        _require(node_id(ctx.vars, m), "the ZeroTier identity", m)
-        for m in _members(ctx.roles, "controller", "moon", "peer")
-    }
-    members |= {node_id_of(ip) for ip in ctx.settings.allowedIps}
-    for node in sorted(members):
+    # Clan: every member whose address is generated, the controller itself, allowedIps and allowedIds
+    nodes = (node_id(ctx.vars, m, instance) for m in _members(ctx.roles, "controller", "moon", "peer"))
+    found = {n for n in nodes if n is not None} | {network[:10]}
+    found |= {node_id_of(ip) for ip in ctx.settings.allowedIps}
+    found |= set(ctx.settings.allowedIds)
+    for node in sorted(found):
         cfg.file(f"{SRC_DIR}/controller/{network}/member/{node}.json", _json(member_config(network, node)))
     return cfg
 
 
-@controller.generators
-def controller_generators(ctx: InstanceContext[ControllerSettings]) -> list[Generator]:
-    return [network_generator(ctx.instance_name)]
-
-
-@service.role("moon", interface=MoonSettings, description="A moon: a relay at stable endpoints that peers orbit.")
+@service.role(
+    "moon",
+    interface=MoonSettings,
+    description=(
+        "A moon acts as a relay node to connect other nodes in the zerotier network that are not publicly "
+        "reachable. Each moon must be publicly reachable."
+    ),
+)
 def moon(ctx: InstanceContext[MoonSettings]) -> MachineConfig:
-    # one line: the hook splices it into the moon definition that zerotier-idtool creates
-    return MachineConfig().file(
-        f"{SRC_DIR}/moon/{ctx.instance_name}.json", json.dumps(ctx.settings.stableEndpoints) + "\n"
-    )
+    cfg = _joined_networks(ctx)
+    if ctx.settings.stableEndpoints:
+        # one line: the hook splices it into the moon definition that zerotier-idtool creates
+        cfg.file(f"{SRC_DIR}/moon/{ctx.instance_name}.json", json.dumps(ctx.settings.stableEndpoints) + "\n")
+    return cfg
 
 
 # -- exports ------------------------------------------------------------------------------------------
@@ -588,16 +688,13 @@ def networking(ctx: ServiceContext) -> ExportMap:
 
 def _member_exports(ctx: InstanceContext[Any]) -> ExportMap:
     """A member's ZeroTier address in the instance's network, once the vars exist."""
-    controllers = _members(ctx.roles, "controller")
-    node = node_id(ctx.vars, ctx.machine.name)
-    network = network_id(ctx.vars, ctx.instance_name, controllers[0]) if controllers else None
-    if node is None or network is None:
-        return {}
-    return ctx.mk_exports({"peer": {"host": {"plain": rfc4193_address(network, node).compressed}}})
+    ip = member_ip(ctx.vars, ctx.machine.name, ctx.instance_name)
+    return ctx.mk_exports({"peer": {"host": {"plain": ip}}}) if ip else {}
 
 
 peer.exports(_member_exports)
 controller.exports(_member_exports)
+moon.exports(_member_exports)
 
 
 # -- per machine: identity and the hook that applies everything ----------------------------------------
@@ -633,7 +730,10 @@ drop() {{  # drop REL: remove $ZT/REL (and a member directory next to a network 
 mkdir -p "$ZT/networks.d" "$STATE"
 chmod 0700 "$ZT" "$STATE"
 put {sh_quote(identity_secret)} identity.secret 0600
-put "$SRC/identity.public" identity.public 0644
+pub=$(mktemp)
+cut -d: -f1-3 {sh_quote(identity_secret)} > "$pub"  # identity.public: the secret without its private part
+put "$pub" identity.public 0644
+rm -f "$pub"
 # join the declared networks; leave networks that are no longer declared (as Clan does)
 for f in "$SRC"/join/*; do
     [ -e "$f" ] || continue
@@ -692,14 +792,9 @@ fi
 
 @service.per_machine
 def per_machine(ctx: MachineContext) -> MachineConfig:
-    me = ctx.machine.name
-    public = _require(
-        _public(ctx.vars, IDENTITY_GENERATOR, "zerotier-identity-public", me), "the ZeroTier identity", me
-    )
-    secret = ctx.vars.secret_path(IDENTITY_GENERATOR, "zerotier-identity-secret")
+    secret = ctx.vars.secret_path(identity_generator_name(ctx.machine.name), IDENTITY_SECRET)
     return (
         MachineConfig()
-        .file(f"{SRC_DIR}/identity.public", public + "\n")
         .file(f"{SRC_DIR}/apply.sh", apply_script(secret), mode="0755")
         .hook("zerotier", f"sh {SRC_DIR}/apply.sh")
     )
