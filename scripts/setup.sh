@@ -13,6 +13,7 @@ APT_PACKAGES=(
   bubblewrap                             # sandbox for vars generator scripts
   borgbackup libsodium23                 # borgbackup service tests; fast ZeroTier identities
   tor                                    # tor service: tor --verify-config of the rendered torrc
+  syncthing                              # syncthing service: device ids as syncthing computes them
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
