@@ -156,3 +156,9 @@ def test_resolved_settings_are_clans(make_clan: MakeClan) -> None:
         "certificateSearchDomains": [],
         "deprecationWarning": True,
     }
+
+
+def test_a_bad_search_domain_names_its_setting(make_clan: MakeClan) -> None:
+    with pytest.raises(ClanError) as err:
+        make_clan(CLAN + 'roles.default.settings.certificateSearchDomains = ["not a domain"]\n').evaluator.config("jon")
+    assert err.value.problems[0].path == "instances.admin.roles.default.machines.jon.settings.certificateSearchDomains"

@@ -17,6 +17,7 @@ reads next to `ssh_known_hosts`, so it does not clash with the sshd service's fi
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +35,7 @@ from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
 ROOT_PASSWORD = "root-password"
 KNOWN_HOSTS2 = "/etc/ssh/ssh_known_hosts2"
 MIGRATION_GUIDE = "https://clan.lol/docs/unstable/guides/migrations/migrate-admin-service"
+_DOMAIN = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$")
 
 service = Service(
     "admin",
@@ -105,7 +107,7 @@ def _as_sshd(ctx: InstanceContext[Admin]) -> InstanceContext[sshd.Server]:
     """This member seen as an sshd server with default settings plus admin's two host-key options."""
     domains = sorted(set(ctx.settings.certificateSearchDomains))
     for domain in domains:
-        if not sshd._DOMAIN.match(domain):
+        if not _DOMAIN.match(domain):
             raise ClanError.single(
                 "settings-type", f"{_path(ctx)}.certificateSearchDomains",
                 f"{domain!r} is not a domain name", hint='use a plain domain such as "mydomain.com"',
