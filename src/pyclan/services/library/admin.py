@@ -28,7 +28,7 @@ from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.evaluate.checks import Check
 from pyclan.services.api import InstanceContext, Service, ServiceContext
-from pyclan.services.library import sshd
+from pyclan.services.library import _common, sshd
 from pyclan.services.library._common import is_openssh_public_key, random_password, sha512_crypt
 from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
 
@@ -112,9 +112,12 @@ def _as_sshd(ctx: InstanceContext[Admin]) -> InstanceContext[sshd.Server]:
                 "settings-type", f"{_path(ctx)}.certificateSearchDomains",
                 f"{domain!r} is not a domain name", hint='use a plain domain such as "mydomain.com"',
             )
-    server = sshd.Server(
-        hostKeys=sshd.HostKeys(rsa=sshd.RsaHostKey(enable=ctx.settings.rsaHostKey.enable)),
-        certificate=sshd.Certificate(searchDomains=domains),
+    certificate: dict[str, Any] = {"searchDomains": domains}
+    certificate_model = getattr(sshd.Server.model_fields["certificate"].annotation, "model_fields", {})
+    if "enable" in certificate_model:  # an sshd with Clan's `certificate.enable`: admin's is "any domains"
+        certificate["enable"] = bool(domains)
+    server = sshd.Server.model_validate(
+        {"hostKeys": {"rsa": {"enable": ctx.settings.rsaHostKey.enable}}, "certificate": certificate}
     )
     return dataclasses.replace(ctx, settings=server)  # type: ignore[arg-type,return-value]
 
@@ -136,6 +139,18 @@ def _known_hosts(ctx: InstanceContext[Admin]) -> str | None:
     return "# Managed by pyclan (admin service): this machine's own host key\n" + "\n".join(lines) + "\n"
 
 
+def _add_sshd_authorized_keys_dropin(cfg: MachineConfig) -> None:
+    """The sshd drop-in for inventory authorized-keys files, where the sshd service has one (its reload hook
+    watches it). Emitted identically by every service that uses it, so it merges with sshd's own."""
+    make = getattr(_common, "authorized_keys_config", None)
+    root_keys = getattr(sshd, "ROOT_KEYS", None)
+    if make is None or root_keys is None:
+        return
+    extra: MachineConfig = make(root_keys, [])
+    cfg.files.update(extra.files)
+    cfg.hooks.update(extra.hooks)
+
+
 @service.role("default", interface=Admin, description="Placeholder role to apply the admin service")
 def default(ctx: InstanceContext[Admin]) -> MachineConfig:
     for name, key in sorted(ctx.settings.allowedKeys.items()):
@@ -148,6 +163,7 @@ def default(ctx: InstanceContext[Admin]) -> MachineConfig:
     server_role = sshd.service.roles["server"]
     assert server_role.per_instance is not None
     cfg = server_role.per_instance(_as_sshd(ctx)) or MachineConfig()
+    _add_sshd_authorized_keys_dropin(cfg)
     known = _known_hosts(ctx)
     if known is not None:
         cfg.file(KNOWN_HOSTS2, known)
