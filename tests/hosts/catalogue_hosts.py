@@ -69,4 +69,3 @@ def deploy_service(
     reports = json.loads(proc.stdout)
     assert sorted((r["machine"], r["error"]) for r in reports) == [(m, None) for m in sorted(machines)], reports
     return Deployed(clan, infos, clan_ssh(root))
-

@@ -76,4 +76,3 @@ def test_a_key_not_in_allowed_keys_is_refused(admin_host: tuple[Deployed, Path])
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert out.returncode == 255 and "Permission denied" in out.stderr
-

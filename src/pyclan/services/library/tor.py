@@ -290,4 +290,3 @@ def torrc(ctx: MachineContext) -> MachineConfig:
         .file(TORRC, render_torrc(onion, client_role))
         .hook("tor", tor_hook(keys))
     )
-

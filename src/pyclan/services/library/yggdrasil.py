@@ -321,4 +321,3 @@ def peer_export(ctx: InstanceContext[Settings]) -> ExportMap:
     if not ctx.vars.has(GENERATOR, "address"):
         return {}
     return ctx.mk_exports({"peer": {"hosts": [{"plain": ctx.vars.public(GENERATOR, "address").strip()}]}})
-
