@@ -84,3 +84,33 @@ def test_pyclan_check_prints_the_gap_without_a_traceback(tmp_path: Path) -> None
         proc.stdout + proc.stderr
     )
     assert "Traceback" not in proc.stderr
+
+
+# clan-core's clanServices/: 30 services and coredns (moved out of clan-core, a stub that says so)
+CLAN_SERVICES = [
+    "admin", "borgbackup", "certificates", "coredns", "data-mesher", "dm-dns", "dyndns", "emergency-access",
+    "garage", "hello-world", "importer", "installer", "internet", "kde", "localbackup", "matrix-synapse",
+    "monitoring", "mycelium", "ncps", "p2p-ssh-iroh", "packages", "pki", "sshd", "syncthing", "tor",
+    "trusted-nix-caches", "users", "wifi", "wireguard", "yggdrasil", "zerotier",
+]  # fmt: skip
+
+
+def test_readmes_table_lists_every_clan_service_with_its_real_status() -> None:
+    from pyclan.services.registry import ServiceRegistry
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    table = readme.split("### Clan's services in pyclan", 1)[1].split("\n### ", 1)[0]
+    rows = {}
+    for line in table.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 3 and cells[0].startswith("`"):
+            rows[cells[0].strip("`")] = cells[1]
+    assert sorted(rows) == sorted(CLAN_SERVICES) and len(rows) == 31
+    bundled = set(ServiceRegistry.for_clan(None).providers[None].names())
+    for name, status in rows.items():
+        if status.startswith("bundled"):
+            assert name in bundled, name
+        elif status == "not on Debian":
+            assert name in UNAVAILABLE, name
+        else:
+            assert status == "not yet" and name not in bundled and name not in UNAVAILABLE, (name, status)
