@@ -12,6 +12,9 @@ APT_PACKAGES=(
   wireguard-tools wireguard-go           # VPN checks (userspace WireGuard)
   bubblewrap                             # sandbox for vars generator scripts
   borgbackup libsodium23                 # borgbackup service tests; fast ZeroTier identities
+  tor                                    # tor service: tor --verify-config of the rendered torrc
+  syncthing                              # syncthing service: device ids as syncthing computes them
+  yggdrasil nftables                     # yggdrasil service: addresses as yggdrasil derives them; nft -c
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

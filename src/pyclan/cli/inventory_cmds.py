@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from pyclan import api
@@ -70,7 +71,8 @@ def check_cmd(json_out: JsonOpt = False) -> None:
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
         for check in report["checks"]:
             colour = "red" if check["severity"] == "error" else "yellow"
-            err_console.print(f"[{colour}]{check['severity']}:[/] [{check['id']}] {check['message']}", highlight=False)
+            line = escape(f"[{check['id']}] {check['message']}")  # ids in brackets are not rich markup
+            err_console.print(f"[{colour}]{check['severity']}:[/] {line}", highlight=False)
         if report["ok"]:
             console.print(f"[green]ok[/]: {report['machines']} machine(s), {report['instances']} instance(s)")
     if not report["ok"]:
@@ -247,7 +249,8 @@ def inventory_resolve(json_out: JsonOpt = False) -> None:
             table.add_row(iname, rname, ", ".join(members) or "-")
     console.print(table)
     for check in data["checks"]:
-        err_console.print(f"[red]{check['severity']}:[/] [{check['id']}] {check['message']}", highlight=False)
+        line = escape(f"[{check['id']}] {check['message']}")
+        err_console.print(f"[red]{check['severity']}:[/] {line}", highlight=False)
     for warning in data["warnings"]:
         err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
 

@@ -21,7 +21,7 @@ from pyclan.inventory.load import LoadedInventory
 from pyclan.inventory.models import Inventory
 from pyclan.inventory.tags import effective_tags, machines_with_tag
 from pyclan.perf import gc_paused
-from pyclan.services.api import MachineRef, Service
+from pyclan.services.api import InstanceView, MachineRef, MemberMap, RoleView, Service, ServiceContext
 from pyclan.services.registry import ServiceRegistry, group_id
 
 
@@ -245,6 +245,12 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
     for service, group in result.services().values():
         group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
         result.checks.extend(service_checks(service, group_members))
+        if service.checks_fn is not None:
+            views = {
+                i.name: InstanceView({r: RoleView(MemberMap(x.settings), x.role_only) for r, x in i.roles.items()})
+                for i in group
+            }
+            result.checks.extend(service.checks_fn(ServiceContext(service.name, views, inv.meta.to_json())))
     return result
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, Literal, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -27,6 +27,9 @@ from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services.exports import ExportMap, ExportValue, build_scope_key
 from pyclan.vars.model import Generator
+
+if TYPE_CHECKING:
+    from pyclan.evaluate.checks import Check
 
 Category = Literal[
     "Audio", "AudioVideo", "Desktop", "Development", "Education", "Game", "Graphics", "Network",
@@ -191,6 +194,7 @@ MachineFn = Callable[[MachineContext], MachineConfig | None]
 MachineExportsFn = Callable[[MachineContext], ExportMap]
 MachineGeneratorsFn = Callable[[MachineContext], Sequence[Generator]]
 ServiceExportsFn = Callable[[ServiceContext], ExportMap]
+ServiceChecksFn = Callable[[ServiceContext], "Sequence[Check]"]
 
 
 @dataclass
@@ -229,6 +233,7 @@ class Service:
     machine_exports_fn: MachineExportsFn | None = None
     machine_generators_fn: MachineGeneratorsFn | None = None
     instance_exports_fn: ServiceExportsFn | None = None
+    checks_fn: ServiceChecksFn | None = None  # extra `pyclan check` entries (e.g. deprecation warnings)
 
     def role(
         self, name: str, *, interface: type[BaseModel] = NoSettings, description: str | None = None
@@ -258,6 +263,11 @@ class Service:
 
     def instance_exports(self, fn: ServiceExportsFn) -> ServiceExportsFn:
         self.instance_exports_fn = fn
+        return fn
+
+    def checks(self, fn: ServiceChecksFn) -> ServiceChecksFn:
+        """Decorator: checks of the service's own, from every instance's members and settings."""
+        self.checks_fn = fn
         return fn
 
     def manifest_json(self) -> dict[str, Any]:

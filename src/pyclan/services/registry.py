@@ -20,6 +20,7 @@ from types import ModuleType
 
 from pyclan.errors import ClanError, Problem, did_you_mean
 from pyclan.services.api import Service
+from pyclan.services.library._unavailable import unavailable_reason
 
 BUNDLED_LABEL = "<clan-core>"
 LIBRARY_DIR = Path(__file__).parent / "library"
@@ -204,6 +205,13 @@ class ServiceRegistry:
                 "a package input by entry points in the group `pyclan.services`",
             )
         key = name.replace("_", "-")
+        if key not in available and provider is self.providers[None] and (reason := unavailable_reason(key)):
+            raise ClanError.single(
+                "unknown-module",
+                f"{path}.module.name",
+                f"Clan service '{key}' is not available in pyclan on Debian: {reason}",
+                hint="remove the instance, or provide a replacement service of your own (module.input = \"self\")",
+            )
         if key not in available:
             owner = "clan-core" if input_name is None else f"flake input '{input_name}'"
             suggestion = did_you_mean(key, available)
