@@ -194,8 +194,13 @@ def extend_settings(
 
 
 def settings_schema(interface: type[BaseModel]) -> dict[str, Any]:
-    """R5.7: the JSON schema of a settings interface (pydantic, validation mode)."""
-    return interface.model_json_schema(mode="validation")
+    """R5.7: the JSON schema of a settings interface (pydantic, validation mode).
+
+    Options with an empty value (R5.3.9: lists, attribute sets, nullable options, submodules) are
+    not required, whatever pydantic says, and show that empty value as their default.
+    """
+    schema = interface.model_json_schema(mode="validation")
+    return nt.annotate_schema(_MODEL_PLANS.get(interface) or model_plan(interface), schema)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,7 +258,8 @@ def _merge_shared_options(
         if field is None:
             return False  # unknown or non-canonical key, or a freeform extra: general merge
         ds: list[Def] = []
-        for o in range(len(defs) - 1, -1, -1):  # reverse definition order (R5.3.3)
+        # reverse definition order, as the top-level `_merge_model` would give them (R5.3.3)
+        for o in range(len(defs) - 1, -1, -1):
             v = defs[o].value
             if v.__class__ is dict and key in v:
                 ds.append((o, key, v[key]))
@@ -278,6 +284,15 @@ def _validate(plan: ModelPlan, interface: type[M], value: dict[str, Any], own: b
     if inject is None:
         inject = nt.default_injections(plan)
     added: list[str] | None = None
+    fills = plan.fills
+    if fills is None:
+        fills = nt.needs_fill(plan)
+    if fills:  # R5.3.9: options without default or definition take their type's empty value
+        filled = nt.fill_empty(plan, value)
+        if filled is not value:
+            added = [name for key, name, _make in plan.empties if key not in value]
+            value = filled
+            own = True
     for key, name, template in inject:
         if key not in value:
             if added is None:
@@ -661,13 +676,16 @@ def _merge_attrs_of(ctx: _Ctx, elem: TypePlan, defs: list[Def], rel: str) -> dic
 
 
 def _merge_model(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
+    """A submodule: merge option by option. Each submodule level reverses the order of its
+    definitions once more (R5.3.3), so the settings themselves (given in definition order)
+    concatenate lists in reverse order, a submodule inside them in definition order, and so on."""
     assert isinstance(plan, ModelPlan)
     lookup = plan.lookup
     # Group by option, remembering the *parent* location: most options have a single clean
     # definition and never need their location string.
     groups: dict[str, list[Def]] = {}
     others: dict[str, list[Def]] = {}  # undeclared keys (freeform extras or unknown)
-    for o, lr, v in defs:
+    for o, lr, v in reversed(defs):
         for k, x in v.items():
             f = lookup.get(k)
             if f is not None:
@@ -776,9 +794,8 @@ def _slow_merge(
     ctx = _Ctx(sdefs, path, file)
     blocks: list[Def] = []
     dropped = False  # a block (or part of one) could not be used at all
-    # Reverse definition order: this is the order in which Nix concatenates lists (R5.3.3).
-    for o in range(len(sdefs) - 1, -1, -1):
-        d = sdefs[o]
+    # In definition order: `_merge_model` reverses it, the order in which Nix concatenates lists (R5.3.3).
+    for o, d in enumerate(sdefs):
         v = d.value
         if v.__class__ is dict and "_type" not in v and "imports" not in v:
             if v:
