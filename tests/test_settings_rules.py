@@ -233,3 +233,42 @@ def test_R5_3_3_fast_and_general_merge_agree_on_nested_list_order(blocks: list[d
     fast = settings_mod._fast_merge(plan, FiveLists, [b for b in blocks if b], defs)
     if fast is not None:
         assert fast == slow
+
+
+# --------------------------------------------------------------------------------------------------
+# Bad input stays cheap (issue 10 item 10): every bad list entry is reported, each at its definition
+
+
+def test_every_bad_list_entry_is_reported_with_its_own_definition() -> None:
+    endpoint = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+:[0-9]+$")]
+
+    class Iface(BaseModel):
+        endpoints: list[endpoint] = []
+
+    blocks: list[list[str]] = [[], [], []]
+    expected: dict[str, tuple[str, str]] = {}  # merged path -> (definition location, value)
+    sources = [f"{INST}.settings", PATH, f"{INST}.tags.t0.settings"]
+    for b in range(3):
+        for j in range(400):
+            blocks[b].append(f"h{b}-{j}.lan:1" if j % 2 == 0 else f"BAD {b} {j}")
+    # merged order (R5.3.3): tag, machine, role
+    index = 0
+    for b in (2, 1, 0):
+        for j, value in enumerate(blocks[b]):
+            if value.startswith("BAD"):
+                expected[f"{PATH}.endpoints[{index}]"] = (f"{sources[b]}.endpoints[{j}]", value)
+            index += 1
+    defs = defs_of({"endpoints": blocks[0]}, {"endpoints": blocks[1]}, {"endpoints": blocks[2]})
+    model, problems = merge_settings(Iface, defs, PATH)
+    assert model is None
+    assert len(problems) == len(expected) == 600
+    for p in problems:
+        location, value = expected[p.path]
+        assert p.kind == "settings-type"
+        assert f"- In `clan.toml, via option inventory.{location}': {json_dumps(value)}" in p.message, p.message
+
+
+def json_dumps(v: Any) -> str:
+    import json
+
+    return json.dumps(v)

@@ -364,7 +364,7 @@ def _found(v: Any) -> str:
 class _Ctx:
     """State of one general merge: the definitions, the path prefix, the problems found."""
 
-    __slots__ = ("defs", "failed", "file", "list_defs", "path", "problems")
+    __slots__ = ("defs", "failed", "file", "list_defs", "list_origins", "path", "problems")
 
     def __init__(self, defs: Sequence[SettingsDef], path: str, file: str | None) -> None:
         self.defs = defs
@@ -374,6 +374,7 @@ class _Ctx:
         self.failed: set[str] = set()  # relative paths with a reported problem
         # merged lists: relative path -> (list plan, its definitions), to explain errors about entries
         self.list_defs: dict[str, tuple[ListPlan, list[Def]]] = {}
+        self.list_origins: dict[str, list[Def]] = {}  # relative path -> origin of each entry (lazily)
 
     def full(self, rel: str) -> str:
         if not rel:
@@ -394,6 +395,8 @@ class _Ctx:
         src = d.source or self.path
         if lr:
             src = f"{src}{lr}" if lr.startswith("[") or not src else f"{src}.{lr}"
+        if src.startswith("instances."):  # Clan names inventory definitions by their option path
+            src = f"inventory.{src}"
         return f"{d.file or self.file or UNKNOWN_FILE}, via option {src}"
 
     def show_defs(self, defs: Sequence[Def], found: bool = False) -> str:
@@ -637,24 +640,26 @@ def _merge_list(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
 
 
 def _list_entry_origin(ctx: _Ctx, list_rel: str, index: int) -> Def | None:
-    """The definition of entry `index` of a merged list (replays `_merge_list`; for messages only)."""
-    found = ctx.list_defs.get(list_rel)
-    if found is None:
-        return None
-    plan, defs = found
-    scratch = _Ctx(ctx.defs, ctx.path, ctx.file)
-    n = 0
-    for o, lr, v in defs:
-        for j, x in enumerate(v):
-            kept = plan.elem.clean(x) or _merge_option(scratch, plan.elem, [(o, lr, x)], "", None) not in (
-                _FAIL,
-                _ABSENT,
-            )
-            if kept:
-                if n == index:
-                    return (o, f"{lr}[{j}]", x)
-                n += 1
-    return None
+    """The definition of entry `index` of a merged list (for messages only).
+
+    The list merge is replayed once per list and its entries' origins kept, so that explaining
+    thousands of bad entries stays linear.
+    """
+    origins = ctx.list_origins.get(list_rel)
+    if origins is None:
+        found = ctx.list_defs.get(list_rel)
+        if found is None:
+            return None
+        plan, defs = found
+        scratch = _Ctx(ctx.defs, ctx.path, ctx.file)
+        elem = plan.elem
+        origins = []
+        for o, lr, v in defs:
+            for j, x in enumerate(v):
+                if elem.clean(x) or _merge_option(scratch, elem, [(o, lr, x)], "", None) not in (_FAIL, _ABSENT):
+                    origins.append((o, f"{lr}[{j}]", x))
+        ctx.list_origins[list_rel] = origins
+    return origins[index] if 0 <= index < len(origins) else None
 
 
 def _merge_attrs(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
