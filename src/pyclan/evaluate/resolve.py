@@ -8,7 +8,7 @@ validated eagerly. All problems are collected and raised together.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -129,7 +129,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
     tag_members = machines_with_tag(inv)
     tag_sets = {m: frozenset(t) for m, t in tags.items()}
     machine_names = set(inv.machines)
-    all_tags = sorted(tag_members)
+    available_tags = _json_list(_carried_tags(inv.machines, tags))
     files = loaded.settings_files
     instances: dict[str, ResolvedInstance] = {}
 
@@ -137,6 +137,17 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
         instance = inv.instances[iname]
         ipath = f"instances.{iname}"
         module_name = instance.module_name(iname)
+        # Unknown machines are reported whatever else is wrong with the instance (all problems at once).
+        for rname in sorted(instance.roles):
+            for m in instance.roles[rname].machines:
+                if m not in machine_names:
+                    problems.add(
+                        "unknown-machine",
+                        f"{ipath}.roles.{rname}.machines.{m}",
+                        f"machine '{m}' is not defined in `machines`",
+                        hint=did_you_mean(m, machine_names)
+                        or f"add [machines.{m}] to the inventory, or use one of: {', '.join(sorted(machine_names))}",
+                    )
         try:
             service = registry.resolve(module_name, instance.module.input, ipath)
         except ClanError as err:
@@ -148,9 +159,9 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
             problems.add(
                 "unknown-role",
                 f"{ipath}.roles.{unknown_roles[0]}",
-                f"Instance: '{ipath}' uses the following roles:\n{json.dumps(unknown_roles)}\n\n"
+                f"Instance: '{ipath}' uses the following roles:\n{_json_list(unknown_roles)}\n\n"
                 f"But the clan-service module '{service.name}' only defines roles:\n"
-                f"{json.dumps(sorted(service.roles))}",
+                f"{_json_list(sorted(service.roles))}",
                 hint=did_you_mean(unknown_roles[0], service.roles) or f"use one of: {', '.join(sorted(service.roles))}",
             )
 
@@ -160,18 +171,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 continue
             role = instance.roles[rname]
             interface = service.roles[rname].interface
-            members: set[str] = set()
-            for m in role.machines:
-                if m in machine_names:
-                    members.add(m)
-                else:
-                    problems.add(
-                        "unknown-machine",
-                        f"{ipath}.roles.{rname}.machines.{m}",
-                        f"machine '{m}' is not defined in `machines`",
-                        hint=did_you_mean(m, machine_names)
-                        or f"add [machines.{m}] to the inventory, or use one of: {', '.join(sorted(machine_names))}",
-                    )
+            members: set[str] = {m for m in role.machines if m in machine_names}
             for t in sorted(role.tags):
                 found = tag_members.get(t)
                 if found:
@@ -179,7 +179,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 else:
                     warnings.append(
                         f"Service instance '{iname}': - {rname} tags: no machine with tag '{t}' found.\n"
-                        f"Available tags: {json.dumps(all_tags)}"
+                        f"Available tags: {available_tags}"
                     )
 
             role_def = (
@@ -220,6 +220,13 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 if own_settings is None:
                     shared[applied] = (model, defs)
 
+            if not members and role_def:
+                # Nobody evaluates these yet (R5.4): check them on their own (R5.9 view), so a bad value
+                # does not wait for the first member. Missing options may still come from members' blocks.
+                rpath = _settings_path(iname, rname)
+                _model, errs = merger.merge(interface, role_def, rpath)
+                problems.extend(p for p in errs if p.kind != "missing-setting")
+
             resolved_roles[rname] = ResolvedRole(
                 name=rname,
                 members=sorted(members),
@@ -246,6 +253,20 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
         group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
         result.checks.extend(service_checks(service, group_members))
     return result
+
+
+def _json_list(items: list[str]) -> str:
+    """A list as Nix's `builtins.toJSON` writes it: `["peer","server"]`."""
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def _carried_tags(machines: Iterable[str], tags: Mapping[str, list[str]]) -> list[str]:
+    """The tags inventory machines carry (R1.5), in the order Clan lists them for an unknown tag:
+    machines in reverse name order, each machine's effective tags, duplicates removed."""
+    out: list[str] = []
+    for m in sorted(machines, reverse=True):
+        out.extend(tags.get(m, ()))
+    return list(dict.fromkeys(out))
 
 
 def _role_only_view(interface: type[BaseModel], role_def: list[SettingsDef], path: str) -> Callable[[], BaseModel]:

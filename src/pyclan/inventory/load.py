@@ -31,6 +31,7 @@ from pyclan.inventory.sources import (
     add_machine_dirs,
     duplicate_settings,
     format_path,
+    is_settings_path,
     merge_sources,
     normalise,
     option,
@@ -477,6 +478,42 @@ def _convert_key_error(etype: str, path: Segments, key: Any, attribution: Attrib
     )
 
 
+def _show_block(value: Any, limit: int = 300) -> str:
+    """A settings block as JSON for a message; TOML dates as their text, other non-JSON values as repr."""
+    try:
+        text = json.dumps(
+            value, ensure_ascii=False, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else repr(o)
+        )
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _settings_block_problem(etype: str, text: str, detail: str, value: Any, file: str | None) -> Problem:
+    """R1.8a/c: a settings block that is not a JSON object, or has a top-level `imports`, in Clan's words."""
+    where = f"In `{file or '<unknown-file>'}, via option inventory.{text}'"
+    shown = _show_block(value)
+    if etype == "settings_imports":
+        return Problem(
+            "settings-type",
+            text,
+            f"The option {option(text)} is a settings block, and uniqueDeferredSerializableModule "
+            f"doesn't allow nested imports. Definition values:\n- {where}: {shown}",
+            file=file,
+            hint="remove the top-level `imports` key: the block is the settings themselves",
+        )
+    reason = f" ({detail})" if etype == "settings_not_json" else ""
+    return Problem(
+        "settings-type",
+        text,
+        f"A definition for option {option(text)} is not of type `deferred custom module. Must be JSON "
+        f"serializable.'{reason}. Definition values:\n- {where}: {shown}",
+        file=file,
+        hint="a settings block is an attrset (a table / JSON object) of plain JSON values, "
+        "e.g. `roles.<role>.settings.<option> = …`",
+    )
+
+
 def _convert(error: Any, attribution: Attribution) -> Problem | None:
     etype: str = error["type"]
     loc: tuple[int | str, ...] = tuple(error["loc"])
@@ -512,16 +549,8 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
             f"The option {option(text)} is required but has no value defined",
             file=file,
         )
-    if etype in ("settings_imports", "settings_not_json"):
-        return Problem(
-            "inventory-type",
-            text,
-            str(error["msg"]),
-            file=file,
-            hint="define settings without `imports`: the block is the settings themselves"
-            if etype == "settings_imports"
-            else "settings must be plain JSON: attrsets, lists, strings, numbers, booleans and null",
-        )
+    if etype in ("settings_imports", "settings_not_json") or (etype == "dict_type" and is_settings_path(path)):
+        return _settings_block_problem(etype, text, str(error["msg"]), value, file)
     if etype == "value_error":
         cause = ctx.get("error")
         return Problem("inventory-type", text, str(cause or error["msg"]), file=file)
@@ -537,8 +566,11 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
         message = f"expected {expected}, but {got}" if expected else f"invalid value: {got}"
     elif etype == "string_pattern_mismatch":
         message = f"expected a string matching {ctx.get('pattern')}, got {short_value(value)}"
-    elif etype == "literal_error":
-        message = f"expected {expected or ctx.get('expected')}, got {short_value(value)}"
+    elif etype == "literal_error":  # an enum (machineClass): the module system's type mismatch
+        message = (
+            f"A definition for option {option(text)} is not of type `{expected or ctx.get('expected')}'. "
+            f"Definition values:\n- In `{file or '<unknown-file>'}': {short_value(value)}"
+        )
     elif expected is not None:
         message = f"expected {expected}, got {value_kind(value)} ({short_value(value)})"
     else:
