@@ -8,12 +8,21 @@ generation can be built and diffed from it, and deploy can remove what is no lon
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _MODE_PATTERN = r"^[0-7]{3,4}$"
+
+# Names that become host state. The same rules as the build (`deploy.manifest`), checked here so that
+# an error names the service, instance and role that declared the name (`name_problems`).
+ACCOUNT_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")  # Debian's useradd/groupadd (NAME_REGEX)
+ACCOUNT_NAME_MAX = 32
+PACKAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")  # Debian policy 5.6.1, optional :arch
+UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount|automount|swap|slice)$")
+HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 
 
 class _Frozen(BaseModel):
@@ -166,6 +175,44 @@ class MachineConfig(BaseModel):
     def hook(self, name: str, script: str, *, after: list[str] | tuple[str, ...] = ()) -> MachineConfig:
         self.hooks[name] = HookSpec(name=name, script=script, after=tuple(after))
         return self
+
+    def name_problems(self) -> list[tuple[str, str, str]]:
+        """Invalid user, group, unit, package and hook names: (where in the config, message, hint)."""
+        out: list[tuple[str, str, str]] = []
+        for kind, names in (("user", self.users), ("group", self.groups)):
+            for name in names:
+                if not ACCOUNT_NAME_RE.match(name) or len(name) > ACCOUNT_NAME_MAX:
+                    out.append(
+                        (
+                            f"{kind}s.{name}",
+                            f"invalid {kind} name {name!r}",
+                            "use lowercase letters, digits, '_' and '-' (starting with a letter or '_'), "
+                            f"at most {ACCOUNT_NAME_MAX} characters",
+                        )
+                    )
+        for name in self.units:
+            if not UNIT_NAME_RE.match(name):
+                out.append(
+                    (
+                        f"units.{name}",
+                        f"invalid systemd unit name {name!r}",
+                        "a unit name ends in .service, .socket, .timer, .target, .path, .mount, … "
+                        "and uses letters, digits and : _ . \\ @ -",
+                    )
+                )
+        for name in self.packages:
+            if not PACKAGE_NAME_RE.match(name):
+                out.append(
+                    (
+                        "packages",
+                        f"invalid Debian package name {name!r}",
+                        "package names use lowercase letters, digits, '+', '-' and '.'",
+                    )
+                )
+        for name in self.hooks:
+            if not HOOK_NAME_RE.match(name):
+                out.append((f"hooks.{name}", f"invalid hook name {name!r}", "use letters, digits and _ . @ : -"))
+        return out
 
     def is_empty(self) -> bool:
         return not (

@@ -64,6 +64,9 @@ class ResolvedInventory:
     tags: dict[str, list[str]]  # machine → effective tags
     checks: list[Check]
     warnings: list[str]
+    # Problems found when resolved with `strict=False` (the rest of the result is then partial:
+    # instances whose module failed are left out, members whose settings failed have no settings).
+    problems: list[Problem] = field(default_factory=list)
     _dumps: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -114,14 +117,20 @@ def _settings_path(instance: str, role: str, machine: str | None = None) -> str:
 
 
 def resolve(
-    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None
+    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None, strict: bool = True
 ) -> ResolvedInventory:
-    """Resolve the whole inventory; raise one ClanError listing every problem found."""
+    """Resolve the whole inventory; raise one ClanError listing every problem found.
+
+    With ``strict=False`` nothing is raised: the problems are in `ResolvedInventory.problems` and
+    the result holds what could be resolved (for `pyclan check`, which goes on to later stages).
+    """
     with gc_paused():
-        return _resolve(loaded, registry, merger or SettingsMerger())
+        return _resolve(loaded, registry, merger or SettingsMerger(), strict)
 
 
-def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger) -> ResolvedInventory:
+def _resolve(
+    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger, strict: bool
+) -> ResolvedInventory:
     inv = loaded.inventory
     problems = ProblemList()
     warnings: list[str] = list(loaded.warnings)
@@ -247,8 +256,11 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
     if problems and len(loaded.files) == 1:
         # one source file: every problem is in it (settings problems already name theirs)
         problems.items = [p if p.file else replace(p, file=loaded.files[0]) for p in problems.items]
-    problems.raise_if_any()
-    result = ResolvedInventory(loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings)
+    if strict:
+        problems.raise_if_any()
+    result = ResolvedInventory(
+        loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings, problems=problems.items
+    )
     for service, group in result.services().values():
         group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
         result.checks.extend(service_checks(service, group_members))
