@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import time
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -686,7 +685,9 @@ def test_fast_paths_agree_with_general_merge(blocks: list[dict[str, Any]]) -> No
     assert merged == slow and problems2 == problems
 
 
-def test_performance_budget() -> None:
+def test_many_machines_merge_through_the_fast_path() -> None:
+    """Behaviour only (timings are in benchmarks/): 5,000 machines, each with its own block."""
+
     class Small(BaseModel):
         ipRanges: list[str] = []
         timeout: str = "30s"
@@ -697,10 +698,9 @@ def test_performance_budget() -> None:
     t1, t2 = tag("a", {"port": 1}), tag("b", {"dynamicIp": {"enable": True}, "ipRanges": ["x"]})
     machines = [machine({"ipRanges": [f"10.{i}.0.0/16"]}) for i in range(5000)]
     plain = SettingsMerger(cache=False)
-    start = time.process_time()
-    for m in machines:
-        assert plain.merge(Small, [r, m, t1, t2], PATH)[0] is not None
-    assert time.process_time() - start < 1.0  # ~10 us each in practice; generous for slow CI
+    for i, m in enumerate(machines):
+        merged = plain.merge(Small, [r, m, t1, t2], PATH)[0]
+        assert merged is not None and merged.ipRanges == ["x", f"10.{i}.0.0/16", "10.0.0.0/8"]
 
 
 def test_R5_3_8_constraint_error_on_list_entry_names_its_definition() -> None:

@@ -258,8 +258,7 @@ def _merge_shared_options(
         if field is None:
             return False  # unknown or non-canonical key, or a freeform extra: general merge
         ds: list[Def] = []
-        # reverse definition order, as the top-level `_merge_model` would give them (R5.3.3)
-        for o in range(len(defs) - 1, -1, -1):
+        for o in range(len(defs) - 1, -1, -1):  # reverse block order, as in `_slow_merge` (R5.3.3)
             v = defs[o].value
             if v.__class__ is dict and key in v:
                 ds.append((o, key, v[key]))
@@ -681,16 +680,21 @@ def _merge_attrs_of(ctx: _Ctx, elem: TypePlan, defs: list[Def], rel: str) -> dic
 
 
 def _merge_model(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
-    """A submodule: merge option by option. Each submodule level reverses the order of its
-    definitions once more (R5.3.3), so the settings themselves (given in definition order)
-    concatenate lists in reverse order, a submodule inside them in definition order, and so on."""
+    """A submodule inside the settings: each submodule level reverses the order of its definitions
+    once more (R5.3.3). The settings themselves concatenate in reverse block order (`_slow_merge`),
+    a submodule in them in definition order, a submodule in that in reverse order, and so on."""
+    return _merge_options(ctx, plan, defs[::-1], rel)
+
+
+def _merge_options(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
+    """Merge a submodule's definitions (in the order given) option by option."""
     assert isinstance(plan, ModelPlan)
     lookup = plan.lookup
     # Group by option, remembering the *parent* location: most options have a single clean
     # definition and never need their location string.
     groups: dict[str, list[Def]] = {}
     others: dict[str, list[Def]] = {}  # undeclared keys (freeform extras or unknown)
-    for o, lr, v in reversed(defs):
+    for o, lr, v in defs:
         for k, x in v.items():
             f = lookup.get(k)
             if f is not None:
@@ -799,8 +803,10 @@ def _slow_merge(
     ctx = _Ctx(sdefs, path, file)
     blocks: list[Def] = []
     dropped = False  # a block (or part of one) could not be used at all
-    # In definition order: `_merge_model` reverses it, the order in which Nix concatenates lists (R5.3.3).
-    for o, d in enumerate(sdefs):
+    # Reverse block order: the order in which Nix concatenates lists (R5.3.3); the parts of one block
+    # (a block-level mkMerge) keep their order.
+    for o in range(len(sdefs) - 1, -1, -1):
+        d = sdefs[o]
         v = d.value
         if v.__class__ is dict and "_type" not in v and "imports" not in v:
             if v:
@@ -838,7 +844,7 @@ def _slow_merge(
             if prio != PLAIN_PRIORITY or order != PLAIN_ORDER:  # pushDownProperties
                 x = {k: _rewrap(prio, order, y) for k, y in x.items()}
             blocks.append((o, "", x))
-    merged = _merge_model(ctx, plan, blocks, "")
+    merged = _merge_options(ctx, plan, blocks, "")
     walk_problems = bool(ctx.problems)
     try:
         result = _validate(plan, interface, merged, True)
