@@ -1,9 +1,12 @@
 """Settings error reporting at scale: a long list with thousands of bad entries (issue 10 item 10).
 
-A role-wide list of N entries, every other one violating the option's pattern (a pydantic
-constraint, so it is explained by the pydantic-error path), split over the role, machine and two
-tag blocks. Reports the time to merge and report every problem; the work must grow linearly
-with N (the old engine replayed the list merge for every bad entry: 21-28 s for 3,200 errors).
+Two shapes, N bad entries each; the time to merge and report every problem must grow linearly
+with N (the old engine replayed the list merge for every bad entry, quadratic):
+
+- `strings`: 2N endpoint strings, every other one violating the option's pattern (a pydantic
+  constraint, explained by the pydantic-error path), split over the role, machine and two tag blocks;
+- `peers`: one block with a list of N peer models whose `port` is 0 (below its minimum), about
+  17 bytes each (3,200 entries: 55 KB, the issue's case).
 
     python benchmarks/settings_errors.py [--sizes 800 1600 3200 6400] [--runs 3]
 """
@@ -16,7 +19,7 @@ import statistics
 import time
 from typing import Annotated
 
-from pydantic import BaseModel, StringConstraints
+from pydantic import BaseModel, Field, StringConstraints
 
 from pyclan.evaluate.settings import SettingsDef, merge_settings
 
@@ -25,8 +28,14 @@ INST = "instances.vpn.roles.peer"
 PATH = f"{INST}.machines.jon.settings"
 
 
+class Peer(BaseModel):
+    host: str
+    port: int = Field(default=51820, ge=1)
+
+
 class Settings(BaseModel):
     endpoints: list[Endpoint] = []
+    peers: list[Peer] = []
 
 
 def make_defs(bad: int) -> list[SettingsDef]:
@@ -45,8 +54,13 @@ def make_defs(bad: int) -> list[SettingsDef]:
     ]
 
 
-def measure(bad: int, runs: int) -> tuple[float, int, int]:
-    defs = make_defs(bad)
+def make_peer_defs(bad: int) -> list[SettingsDef]:
+    peers = [{"host": f"h{i:04d}", "port": 0} for i in range(bad)]
+    return [SettingsDef({"peers": peers}, f"{INST}.settings", "clan.toml")]
+
+
+def measure(bad: int, runs: int, shape: str = "strings") -> tuple[float, int, int]:
+    defs = make_defs(bad) if shape == "strings" else make_peer_defs(bad)
     size = len(json.dumps([d.value for d in defs]))
     times = []
     count = 0
@@ -64,10 +78,13 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[800, 1600, 3200, 6400])
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    for bad in args.sizes:
-        seconds, count, size = measure(bad, args.runs)
-        print(f"{bad:6d} bad entries ({size / 1024:.0f} KB): {seconds:.3f}s, {count} problems, "
-              f"{seconds / max(count, 1) * 1e6:.0f} us per problem")
+    for shape in ("strings", "peers"):
+        for bad in args.sizes:
+            seconds, count, size = measure(bad, args.runs, shape)
+            print(
+                f"{shape:8s} {bad:6d} bad entries ({size / 1024:.0f} KB): {seconds:.3f}s, {count} problems, "
+                f"{seconds / max(count, 1) * 1e6:.0f} us per problem"
+            )
 
 
 if __name__ == "__main__":
