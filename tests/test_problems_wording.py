@@ -72,7 +72,8 @@ def test_R4_5_role_lists_are_json_without_spaces(make_clan: MakeClan) -> None:
     [problem] = problems_of(clan)
     assert problem.message == (
         "Instance: 'instances.x' uses the following roles:\n"
-        '["a","b"]\n\nBut the clan-service module \'svc\' only defines roles:\n["peer","server"]'
+        '["a","b"]\n\nBut the clan-service module \'svc\' only defines roles:\n["peer","server"]\n\n'
+        "Error context: self-svc"
     )
 
 

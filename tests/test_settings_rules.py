@@ -92,12 +92,13 @@ def test_R5_3_9_types_without_empty_value_are_required() -> None:
         flag: bool
         level: Annotated[str, StringConstraints(pattern="^[a-z]+$")]
         anything: Any
+        some: Annotated[list[str], Field(min_length=1)]  # Nix's nonEmptyListOf: no empty value
         inner: SubWithDefaults  # has an empty value
 
     model, problems = merge_settings(Required, [], PATH)
     assert model is None
     assert sorted(p.path for p in problems) == sorted(
-        f"{PATH}.{k}" for k in ("name", "count", "flag", "level", "anything")
+        f"{PATH}.{k}" for k in ("name", "count", "flag", "level", "anything", "some")
     )
     assert {p.kind for p in problems} == {"missing-setting"}
     assert all(p.message.endswith("was accessed but has no value defined. Try setting the option.") for p in problems)

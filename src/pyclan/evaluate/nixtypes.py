@@ -154,10 +154,11 @@ class UnionPlan(TypePlan):
 
 
 class ListPlan(TypePlan):
-    __slots__ = ("elem",)
+    __slots__ = ("elem", "non_empty")
 
     def __init__(self, elem: TypePlan, non_empty: bool = False):
         self.elem = elem
+        self.non_empty = non_empty  # Nix's nonEmptyListOf: no empty value
 
         def shallow(v: Any) -> bool:
             return isinstance(v, list)
@@ -442,7 +443,7 @@ def empty_factory(plan: TypePlan, seen: frozenset[int] = frozenset()) -> Callabl
     """
     kind = plan.kind
     if kind == LIST:
-        return list
+        return None if isinstance(plan, ListPlan) and plan.non_empty else list
     if kind == ATTRS:
         return dict
     if kind in (NULLABLE, NULL):

@@ -170,7 +170,7 @@ def _resolve(
                 f"{ipath}.roles.{unknown_roles[0]}",
                 f"Instance: '{ipath}' uses the following roles:\n{_json_list(unknown_roles)}\n\n"
                 f"But the clan-service module '{service.name}' only defines roles:\n"
-                f"{_json_list(sorted(service.roles))}",
+                f"{_json_list(sorted(service.roles))}\n\nError context: {group_id(instance.module.input, module_name)}",
                 hint=did_you_mean(unknown_roles[0], service.roles) or f"use one of: {', '.join(sorted(service.roles))}",
             )
 
