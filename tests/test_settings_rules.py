@@ -273,3 +273,25 @@ def json_dumps(v: Any) -> str:
     import json
 
     return json.dumps(v)
+
+
+def test_R5_3_9_bundled_services_schema_and_engine_agree() -> None:
+    """For every bundled role: the schema's `required` are exactly what the engine reports missing, and
+    what the engine makes of an empty definition is valid for the schema (`services show` tells the truth)."""
+    from pyclan.services.registry import ServiceRegistry
+
+    registry = ServiceRegistry.for_clan(None)
+    roles = 0
+    for entry in registry.entries():
+        service = registry.resolve(entry.name, entry.input, "x")
+        for name, role in service.roles.items():
+            roles += 1
+            schema = settings_schema(role.interface)
+            jsonschema.Draft202012Validator.check_schema(schema)
+            model, problems = merge_settings(role.interface, [], PATH)
+            missing = sorted(p.path.removeprefix(f"{PATH}.") for p in problems if p.kind == "missing-setting")
+            assert missing == sorted(schema.get("required", [])), (entry.name, name)
+            if model is not None:
+                dumped = model.model_dump(mode="json", by_alias=True)
+                assert list(jsonschema.Draft202012Validator(schema).iter_errors(dumped)) == [], (entry.name, name)
+    assert roles >= 10
