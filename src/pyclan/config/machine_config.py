@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 _MODE_PATTERN = r"^[0-7]{3,4}$"
 
-# Names that become host state. The same rules as the build (`deploy.manifest`), checked here so that
-# an error names the service, instance and role that declared the name (`name_problems`).
+# Names that become host state. The same rules as the build (`deploy.manifest`), checked when fragments
+# merge (`merge.merge_fragments`) so that an error names the service, instance and role that declared them.
 ACCOUNT_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")  # Debian's useradd/groupadd (NAME_REGEX)
 ACCOUNT_NAME_MAX = 32
 PACKAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")  # Debian policy 5.6.1, optional :arch
@@ -176,45 +176,37 @@ class MachineConfig(BaseModel):
         self.hooks[name] = HookSpec(name=name, script=script, after=tuple(after))
         return self
 
-    def name_problems(self) -> list[tuple[str, str, str]]:
-        """Invalid user, group, unit, package and hook names: (where in the config, message, hint)."""
-        out: list[tuple[str, str, str]] = []
-        for kind, names in (("user", self.users), ("group", self.groups)):
-            for name in names:
-                if not ACCOUNT_NAME_RE.match(name) or len(name) > ACCOUNT_NAME_MAX:
-                    out.append(
-                        (
-                            f"{kind}s.{name}",
-                            f"invalid {kind} name {name!r}",
-                            "use lowercase letters, digits, '_' and '-' (starting with a letter or '_'), "
-                            f"at most {ACCOUNT_NAME_MAX} characters",
-                        )
-                    )
-        for name in self.units:
-            if not UNIT_NAME_RE.match(name):
-                out.append(
-                    (
-                        f"units.{name}",
-                        f"invalid systemd unit name {name!r}",
-                        "a unit name ends in .service, .socket, .timer, .target, .path, .mount, … "
-                        "and uses letters, digits and : _ . \\ @ -",
-                    )
-                )
-        for name in self.packages:
-            if not PACKAGE_NAME_RE.match(name):
-                out.append(
-                    (
-                        "packages",
-                        f"invalid Debian package name {name!r}",
-                        "package names use lowercase letters, digits, '+', '-' and '.'",
-                    )
-                )
-        for name in self.hooks:
-            if not HOOK_NAME_RE.match(name):
-                out.append((f"hooks.{name}", f"invalid hook name {name!r}", "use letters, digits and _ . @ : -"))
-        return out
-
     def is_empty(self) -> bool:
         return not (
             self.files or self.packages or self.users or self.groups or self.units or self.hooks or self.secrets
         )
+
+
+_ACCOUNT_HINT = (
+    f"use lowercase letters, digits, '_' and '-' (starting with a letter or '_'), at most {ACCOUNT_NAME_MAX} characters"
+)
+
+
+def invalid_name(kind: str, name: str) -> tuple[str, str] | None:
+    """(message, hint) if `name` is not valid for `kind` (users, groups, units, packages, hooks), else None."""
+    if kind in ("users", "groups"):
+        if ACCOUNT_NAME_RE.match(name) and len(name) <= ACCOUNT_NAME_MAX:
+            return None
+        return f"invalid {kind[:-1]} name {name!r}", _ACCOUNT_HINT
+    if kind == "units":
+        if UNIT_NAME_RE.match(name):
+            return None
+        return (
+            f"invalid systemd unit name {name!r}",
+            "a unit name ends in .service, .socket, .timer, .target, .path, .mount, … "
+            "and uses letters, digits and : _ . \\ @ -",
+        )
+    if kind == "packages":
+        if PACKAGE_NAME_RE.match(name):
+            return None
+        return f"invalid Debian package name {name!r}", "package names use lowercase letters, digits, '+', '-' and '.'"
+    if kind == "hooks":
+        if HOOK_NAME_RE.match(name):
+            return None
+        return f"invalid hook name {name!r}", "use letters, digits and _ . @ : -"
+    return None

@@ -135,14 +135,23 @@ def _where(fn: Callable[..., Any], exc: BaseException, clan_dir: Path | None) ->
     return f"{path}:{frame.lineno}"
 
 
-def _call(
-    fn: Callable[[Any], Any],
-    arg: Any,
-    where: str,
-    what: str,
-    machine: str | None = None,
-    clan_dir: Path | None = None,
-) -> Any:
+# What ran, formatted only when it failed: (service group id, service, instance, role, part)
+Label = tuple[str, str, str | None, str | None, str]
+
+
+def _label_where(label: Label) -> str:
+    gid, _service, instance, role, _part = label
+    return f"instances.{instance}.roles.{role}" if instance is not None else gid
+
+
+def _label_what(label: Label) -> str:
+    _gid, service, instance, role, part = label
+    if role is not None:
+        return f"{part}role '{role}' of service '{service}' (instance '{instance}')"
+    return f"{part} of service '{service}'"
+
+
+def _call(fn: Callable[[Any], Any], arg: Any, label: Label, machine: str | None, clan_dir: Path | None) -> Any:
     """Run service code; anything it raises becomes a `ServiceCodeError` naming the service, its file
     and line, and the machine (clear errors a service raises on purpose pass through)."""
     try:
@@ -151,8 +160,8 @@ def _call(
         raise
     except Exception as exc:  # service modules are user code
         crash = ServiceCrash(
-            where,
-            what,
+            _label_where(label),
+            _label_what(label),
             f"{type(exc).__name__}: {exc}",
             _where(fn, exc, clan_dir),
             "".join(traceback.format_exception(exc)),
@@ -195,10 +204,6 @@ class CollectedError(ClanError):
     def __init__(self, collected: Collected) -> None:
         self.collected = collected
         super().__init__(collected.all())
-
-
-def _role_what(service: str, instance: str, role: str, part: str = "") -> str:
-    return f"{part}role '{role}' of service '{service}' (instance '{instance}')"
 
 
 class Evaluator:
@@ -272,8 +277,8 @@ class Evaluator:
     def reader(self, machine: str) -> VarsReader:
         return VarsView(self.clan_dir, machine, self._generator_pass()[0])
 
-    def _run(self, fn: Callable[[Any], Any], arg: Any, where: str, what: str, machine: str | None = None) -> Any:
-        return _call(fn, arg, where, what, machine, self.clan_dir)
+    def _run(self, fn: Callable[[Any], Any], arg: Any, label: Label, machine: str | None = None) -> Any:
+        return _call(fn, arg, label, machine, self.clan_dir)
 
     def pass_problems(self) -> list[Problem]:
         """Every problem of the generator and export passes (they are run if not done yet)."""
@@ -330,13 +335,8 @@ class Evaluator:
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, {}, NO_VARS)
                     try:
-                        gens = self._run(
-                            fn,
-                            ctx,
-                            f"instances.{inst.name}.roles.{rname}",
-                            _role_what(g.service.name, inst.name, rname, "the generators of "),
-                            m,
-                        )
+                        label = (g.gid, g.service.name, inst.name, rname, "the generators of ")
+                        gens = self._run(fn, ctx, label, m)
                         add(m, gens, Origin(service=g.service.name, instance=inst.name, role=rname))
                     except ClanError as err:
                         problems.add(err)
@@ -345,7 +345,7 @@ class Evaluator:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, {}, NO_VARS)
                     try:
-                        gens = self._run(mfn, mctx, g.gid, f"machine_generators of service '{g.service.name}'", m)
+                        gens = self._run(mfn, mctx, (g.gid, g.service.name, None, None, "machine_generators"), m)
                         add(m, gens, Origin(service=g.service.name))
                     except ClanError as err:
                         problems.add(err)
@@ -374,13 +374,7 @@ class Evaluator:
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, empty, self.reader(m))
                     try:
-                        out = self._run(
-                            fn,
-                            ctx,
-                            f"instances.{inst.name}.roles.{rname}",
-                            _role_what(s.name, inst.name, rname, "the exports of "),
-                            m,
-                        )
+                        out = self._run(fn, ctx, (g.gid, s.name, inst.name, rname, "the exports of "), m)
                     except ClanError as err:
                         problems.add(err)
                         continue
@@ -389,7 +383,7 @@ class Evaluator:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, empty, self.reader(m))
                     try:
-                        out = self._run(s.machine_exports_fn, mctx, g.gid, f"machine_exports of service '{s.name}'", m)
+                        out = self._run(s.machine_exports_fn, mctx, (g.gid, s.name, None, None, "machine_exports"), m)
                     except ClanError as err:
                         problems.add(err)
                         continue
@@ -397,7 +391,7 @@ class Evaluator:
             if s.instance_exports_fn is not None:
                 sctx = ServiceContext(service_name=s.name, instances=g.views, meta=self.meta)
                 try:
-                    out = self._run(s.instance_exports_fn, sctx, g.gid, f"the exports of service '{s.name}'")
+                    out = self._run(s.instance_exports_fn, sctx, (g.gid, s.name, None, None, "the exports"))
                     contributions.append((out, Scope(s.name), "the service's exports"))
                 except ClanError as err:
                     problems.add(err)
@@ -448,6 +442,7 @@ class Evaluator:
             problems.problems.extend(generator_problems)
             problems.problems.extend(export_problems)
         reader = self.reader(machine)
+        clan_dir = self.clan_dir
         fragments: list[tuple[Origin, MachineConfig]] = []
         for g in self.groups:
             s = g.service
@@ -455,23 +450,24 @@ class Evaluator:
                 continue
             if s.per_machine_fn is not None:
                 mctx = self._machine_ctx(g, machine, exports, reader)
+                label: Label = (g.gid, s.name, None, None, "per_machine")
                 try:
-                    frag = self._run(s.per_machine_fn, mctx, g.gid, f"per_machine of service '{s.name}'", machine)
+                    frag = _call(s.per_machine_fn, mctx, label, machine, clan_dir)
                     if frag is not None:
                         origin = Origin(service=s.name)
-                        fragments.append((origin, _check_fragment(frag, g.gid, origin, machine)))
+                        fragments.append((origin, _check_fragment(frag, label)))
                 except ClanError as err:
                     problems.add(err)
             for rname, inst in g.memberships.get(machine, ()):
                 fn = s.roles[rname].per_instance
                 assert fn is not None
                 ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                where = f"instances.{inst.name}.roles.{rname}"
+                label = (g.gid, s.name, inst.name, rname, "")
                 try:
-                    frag = self._run(fn, ctx, where, _role_what(s.name, inst.name, rname), machine)
+                    frag = _call(fn, ctx, label, machine, clan_dir)
                     if frag is not None:
                         origin = Origin(service=s.name, instance=inst.name, role=rname)
-                        fragments.append((origin, _check_fragment(frag, where, origin, machine)))
+                        fragments.append((origin, _check_fragment(frag, label)))
                 except ClanError as err:
                     problems.add(err)
         declared = declared_all.get(machine, {})
@@ -516,17 +512,14 @@ class Evaluator:
         return out
 
 
-def _check_fragment(frag: Any, where: str, origin: Origin, machine: str) -> MachineConfig:
-    """A role function's result: a MachineConfig whose names are valid (named after who declared them)."""
-    if not isinstance(frag, MachineConfig):
+def _check_fragment(frag: Any, label: Label) -> MachineConfig:
+    """A role function's result must be a MachineConfig (its names are checked when fragments merge,
+    naming the service, instance and role that declared them)."""
+    if frag.__class__ is not MachineConfig and not isinstance(frag, MachineConfig):
         raise ClanError.single(
-            "service-error", where, f"a role function must return a MachineConfig or None, not {type(frag).__name__}"
-        )
-    bad = frag.name_problems()
-    if bad:
-        raise ClanError(
-            Problem("service-error", f"machines.{machine}.{at}", f"{message}, declared by {origin}", hint=hint)
-            for at, message, hint in bad
+            "service-error",
+            _label_where(label),
+            f"{_label_what(label)} must return a MachineConfig or None, not {type(frag).__name__}",
         )
     return frag
 
