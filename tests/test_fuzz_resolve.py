@@ -11,6 +11,8 @@ import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyclan.check import run_check
+from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.machines import Evaluator
 from pyclan.evaluate.resolve import resolve
@@ -105,12 +107,23 @@ def _run(sources: list[tuple[str, Any]]) -> None:
     registry = ServiceRegistry.for_clan(None)
     try:
         loaded = load_inventory_data(sources, clan_dir=Path("/nonexistent-fuzz-clan"))
+    except ClanError as err:
+        assert err.problems
+        assert all(isinstance(p, Problem) and p.message for p in err.problems)
+        return
+    # `pyclan check` never raises: every problem is in its report
+    report = run_check(Clan(dir=loaded.clan_dir, loaded=loaded))
+    assert all(isinstance(p, Problem) and p.message for p in report.problems)
+    try:
         resolved = resolve(loaded, registry)
         json.dumps(resolved.to_json())
         Evaluator(resolved).configs()
     except ClanError as err:
         assert err.problems
         assert all(isinstance(p, Problem) and p.message for p in err.problems)
+    else:  # what evaluates is clean for check too, but for constraints and the build (check goes further)
+        beyond = [p for p in report.problems if p.kind != "deploy-error" and "Inventory checks" not in p.message]
+        assert beyond == []
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
