@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from pyclan import api
-from pyclan.check import run_check
-from pyclan.clan import RUNTIME, Clan
+from pyclan.check import open_for_check, run_check
+from pyclan.clan import RUNTIME, Clan, open_clan
 from pyclan.cli.main import _register, app
 from pyclan.errors import ClanError
 
@@ -224,3 +225,23 @@ def test_clean_clan_checks_ok(make_clan: MakeClan) -> None:
     report = run_check(clan)
     assert report.problems == [] and report.ok
     assert api.check_clan(str(clan.dir))["ok"] is True
+
+
+def test_bad_settings_blocks_do_not_stop_the_other_stages(tmp_path: Path) -> None:
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "svc.py").write_text(SERVICE)
+    (tmp_path / "clan.toml").write_text(
+        META + '[instances.x]\nmodule = { name = "svc", input = "self" }\nroles.peer.settings = "oops"\n'
+        "roles.peer.machines.jon.settings.crash = true\n"
+        '[instances.y]\nmodule.name = "nonexistent"\n'
+    )
+    report = run_check(open_for_check(tmp_path))
+    assert sorted((p.kind, p.path) for p in report.problems) == [
+        ("service-error", "instances.x.roles.peer"),  # jon's role function still ran
+        ("service-error", "svc-x-server-minMachines"),
+        ("settings-type", "instances.x.roles.peer.settings"),
+        ("unknown-module", "instances.y.module.name"),
+    ]
+    with pytest.raises(ClanError) as err:  # every other command still refuses the inventory at load
+        open_clan(tmp_path)
+    assert [p.kind for p in err.value.problems] == ["settings-type"]

@@ -12,13 +12,15 @@ them, and the parts of a configuration that read them are checked once they exis
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from pyclan.clan import Clan
+from pyclan.clan import RUNTIME, Clan
 from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.machines import Collected, Evaluator
 from pyclan.evaluate.resolve import ResolvedInventory, resolve
 from pyclan.evaluate.vars_view import NOT_GENERATED
+from pyclan.inventory.load import find_clan_dir, load_inventory
 
 
 @dataclass
@@ -41,6 +43,14 @@ class CheckReport:
         }
 
 
+def open_for_check(flake: Path | None = None) -> Clan:
+    """The clan, loaded leniently: a settings block that is not a valid block is a problem of the
+    report (R1.8a/c) instead of stopping every later stage. Other load problems still stop here."""
+    clan_dir = find_clan_dir(flake or RUNTIME.flake)
+    loaded = load_inventory(clan_dir, lenient=True)
+    return Clan(dir=clan_dir, loaded=loaded, input_overrides=dict(RUNTIME.input_overrides))
+
+
 def _not_generated(p: Problem) -> bool:
     return p.kind == "vars-error" and NOT_GENERATED in p.message
 
@@ -49,6 +59,7 @@ def run_check(clan: Clan) -> CheckReport:
     """Check the clan; `problems` holds every problem, failed constraints included (R10.4)."""
     resolved = resolve(clan.loaded, clan.registry, strict=False)
     collected = Collected()  # groups a crash of the same service code on several machines
+    collected.problems.extend(clan.loaded.problems)
     collected.problems.extend(resolved.problems)
     evaluator = Evaluator(resolved)
     collected.problems.extend(evaluator.pass_problems())

@@ -114,9 +114,9 @@ def get_clan_details(flake: str | None = None) -> dict[str, Any]:
 def check_clan(flake: str | None = None) -> dict[str, Any]:
     """Everything `pyclan check` verifies (inventory, services, settings, vars graph, configs, builds,
     constraints); raises with every problem found, failed constraints included."""
-    from pyclan.check import run_check
+    from pyclan.check import open_for_check, run_check
 
-    report = run_check(_clan(flake))
+    report = run_check(open_for_check(Path(flake) if flake else None))
     if report.problems:
         raise ClanError(report.problems)
     return report.to_json()

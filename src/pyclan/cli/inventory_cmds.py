@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from pyclan import api
-from pyclan.cli.common import console, err_console, fail, get_clan, print_json, print_problems
+from pyclan.cli.common import console, err_console, fail, print_json, print_problems
 from pyclan.errors import ClanError
 
 machines_app = typer.Typer(help="Machines of the clan: list, configuration, build and deploy.", no_args_is_help=True)
@@ -60,10 +60,10 @@ def show_cmd(json_out: JsonOpt = False) -> None:
 def check_cmd(json_out: JsonOpt = False) -> None:
     """Load, resolve, evaluate and build everything (no host, no admin key); report every problem,
     failed constraint and warning at once."""
-    from pyclan.check import run_check
+    from pyclan.check import open_for_check, run_check
 
     try:
-        result = run_check(get_clan())
+        result = run_check(open_for_check())
     except ClanError as err:  # the inventory cannot be loaded: nothing else can be checked
         fail(err, json_out)
     report = result.to_json()
