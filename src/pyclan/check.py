@@ -1,7 +1,8 @@
 """`pyclan check`: every stage that needs no host and no admin key, and every problem at once.
 
 The stages run on whatever the earlier ones could produce, so that one broken instance does not
-hide the problems of the others: load (all problems of every file, or nothing else can run) →
+hide the problems of the others: load (all problems of every file; only bad settings blocks let the
+later stages run, each replaced by `{}`) →
 resolve (memberships, settings, constraints) → generators (declarations, their dependency graph)
 → exports → every machine's configuration → every machine's build (paths, units, hook order).
 
