@@ -295,3 +295,24 @@ def test_R5_3_9_bundled_services_schema_and_engine_agree() -> None:
                 dumped = model.model_dump(mode="json", by_alias=True)
                 assert list(jsonschema.Draft202012Validator(schema).iter_errors(dumped)) == [], (entry.name, name)
     assert roles >= 10
+
+
+def test_R5_3_9_services_show_prints_the_empty_values(tmp_path: Any) -> None:
+    from pyclan import api
+
+    (tmp_path / "services").mkdir()
+    (tmp_path / "services" / "svc.py").write_text(
+        "from pydantic import BaseModel\n"
+        "from pyclan.services import Service\n"
+        "service = Service('svc')\n"
+        "class S(BaseModel):\n"
+        "    peers: list[str]\n"
+        "    endpoint: str | None\n"
+        "    name: str\n"
+        "service.role('peer', interface=S)(lambda ctx: None)\n"
+    )
+    (tmp_path / "clan.toml").write_text('[meta]\nname = "t"\n')
+    info = api.get_service_module("svc", "self", str(tmp_path))
+    schema = info["roles"]["peer"]["schema"]
+    assert schema["required"] == ["name"]
+    assert schema["properties"]["peers"]["default"] == [] and schema["properties"]["endpoint"]["default"] is None
