@@ -7,13 +7,17 @@ import json
 from pathlib import Path
 from typing import Any
 
+import jsonschema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pyclan.check import run_check
+from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.machines import Evaluator
 from pyclan.evaluate.resolve import resolve
 from pyclan.inventory.load import load_inventory_data
+from pyclan.inventory.schema import inventory_json_schema
 from pyclan.services.registry import ServiceRegistry
 
 VALID: dict[str, Any] = {
@@ -103,12 +107,23 @@ def _run(sources: list[tuple[str, Any]]) -> None:
     registry = ServiceRegistry.for_clan(None)
     try:
         loaded = load_inventory_data(sources, clan_dir=Path("/nonexistent-fuzz-clan"))
+    except ClanError as err:
+        assert err.problems
+        assert all(isinstance(p, Problem) and p.message for p in err.problems)
+        return
+    # `pyclan check` never raises: every problem is in its report
+    report = run_check(Clan(dir=loaded.clan_dir, loaded=loaded))
+    assert all(isinstance(p, Problem) and p.message for p in report.problems)
+    try:
         resolved = resolve(loaded, registry)
         json.dumps(resolved.to_json())
         Evaluator(resolved).configs()
     except ClanError as err:
         assert err.problems
         assert all(isinstance(p, Problem) and p.message for p in err.problems)
+    else:  # what evaluates is clean for check too, but for constraints and the build (check goes further)
+        beyond = [p for p in report.problems if p.kind != "deploy-error" and "Inventory checks" not in p.message]
+        assert beyond == []
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -138,6 +153,28 @@ def test_mutated_inventories_give_clean_errors(data: st.DataObject) -> None:
     if second is not None:
         sources.append(("inventory.json", second))
     _run(sources)
+
+
+SCHEMA = jsonschema.Draft202012Validator(inventory_json_schema())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_schema_accepts_every_mutated_inventory_that_loads(data: st.DataObject) -> None:
+    """`inventory schema` is no stricter than loading (issue 8)."""
+    inventory = copy.deepcopy(VALID)
+    for _ in range(data.draw(st.integers(1, 3))):
+        path = data.draw(st.sampled_from(_paths(inventory)))
+        if data.draw(st.booleans()):
+            inventory = _set(inventory, path, data.draw(json_value))
+        elif isinstance(_get(inventory, path), dict):
+            _get(inventory, path)[data.draw(interesting_keys)] = data.draw(json_value)
+    try:
+        load_inventory_data([("inventory.json", copy.deepcopy(inventory))])
+    except ClanError:
+        return
+    errors = [f"{list(e.absolute_path)}: {e.message}" for e in SCHEMA.iter_errors(inventory)]
+    assert errors == [], errors
 
 
 def _get(root: Any, path: tuple[Any, ...]) -> Any:

@@ -407,10 +407,16 @@ def test_R1_8a_settings_must_be_json_object(tmp_path: Path) -> None:
             + "[instances.x.roles.s.settings]\nwhen = 1979-05-27T07:32:00Z\n",
         )
     )
-    listed = one(problems, "inventory-type", "instances.x.roles.r.settings")
-    assert "attrset" in listed.message
-    dated = one(problems, "inventory-type", "instances.x.roles.s.settings")
+    listed = one(problems, "settings-type", "instances.x.roles.r.settings")
+    assert listed.message == (
+        "A definition for option `inventory.instances.x.roles.r.settings' is not of type `deferred custom module. "
+        "Must be JSON serializable.'. Definition values:\n"
+        "- In `clan.toml, via option inventory.instances.x.roles.r.settings': [1]"
+    )
+    dated = one(problems, "settings-type", "instances.x.roles.s.settings")
     assert "JSON-serialisable" in dated.message and "`when`" in dated.message and "date-time" in dated.message
+    assert "is not of type `deferred custom module. Must be JSON serializable.'" in dated.message
+    assert '"when": "1979-05-27T07:32:00+00:00"' in dated.message
 
 
 def test_R1_8b_settings_defined_twice(tmp_path: Path) -> None:
@@ -464,8 +470,8 @@ def test_R1_8b_settings_in_different_files_are_fine(tmp_path: Path) -> None:
 
 def test_R1_8c_imports_forbidden(tmp_path: Path) -> None:
     problems = problems_of(clan(tmp_path, META + "[instances.x.roles.r.settings]\nimports = []\n"))
-    problem = one(problems, "inventory-type", "instances.x.roles.r.settings")
-    assert "imports" in problem.message
+    problem = one(problems, "settings-type", "instances.x.roles.r.settings")
+    assert "uniqueDeferredSerializableModule doesn't allow nested imports" in problem.message
     # nested `imports` is an ordinary setting
     loaded = load_inventory_data(
         [
@@ -542,8 +548,8 @@ def test_all_problems_at_once(tmp_path: Path) -> None:
         ("clan.toml", "inventory-type", "machines.a.machineClass"),
         ("inventory.json", "inventory-removed-option", "services"),
         ("inventory.json", "inventory-unknown-field", "machines.b.colour"),
-        ("inventory.json", "inventory-type", "instances.i.roles.r.settings"),
-        ("inventory.json", "inventory-type", "instances.i.roles.r.machines.a.settings"),
+        ("inventory.json", "settings-type", "instances.i.roles.r.settings"),
+        ("inventory.json", "settings-type", "instances.i.roles.r.machines.a.settings"),
     }
     assert len(problems) == len(set(problems))
     text = str(ClanError(problems))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import enum
 import json
-import time
 from typing import Annotated, Any, Literal
 
 import pytest
@@ -141,9 +140,9 @@ def test_R5_3_1_scalar_conflict_names_every_definition() -> None:
     )
     assert p.path == f"{PATH}.timeout"
     assert p.message.startswith(f"The option `{PATH}.timeout' has conflicting definition values:")
-    assert f'- In `clan.toml, via option {ROLE_SRC}.timeout\': "a"' in p.message
-    assert f'- In `inventory.json, via option {MACHINE_SRC}.timeout\': "b"' in p.message
-    assert f'- In `clan.toml, via option {INST}.tags.t1.settings.timeout\': "c"' in p.message
+    assert f'- In `clan.toml, via option inventory.{ROLE_SRC}.timeout\': "a"' in p.message
+    assert f'- In `inventory.json, via option inventory.{MACHINE_SRC}.timeout\': "b"' in p.message
+    assert f'- In `clan.toml, via option inventory.{INST}.tags.t1.settings.timeout\': "c"' in p.message
     assert p.hint is not None and "mkForce" in p.hint and "mkDefault" in p.hint
     assert '{"_type": "override", "priority": 50, "content": ...}' in p.hint
     assert p.file == "clan.toml"
@@ -447,7 +446,7 @@ def test_R5_3_8_type_mismatch_description(field: str, value: Any, description: s
     p = only(fail(Typed, machine({field: value})), "settings-type")
     assert f"is not of type `{description}'" in p.message
     assert p.path.startswith(f"{PATH}.{field}")
-    assert f"via option {MACHINE_SRC}.{field}" in p.message
+    assert f"via option inventory.{MACHINE_SRC}.{field}" in p.message
     shown = value[0] if p.path.endswith("[0]") else value["a"] if p.path.endswith(".a") else value
     assert json.dumps(shown) in p.message
 
@@ -456,7 +455,7 @@ def test_R5_3_8_message_says_what_was_found() -> None:
     p = only(fail(Typed, machine({"count": "1"})), "settings-type")
     assert p.message == (
         f"A definition for option `{PATH}.count' is not of type `signed integer'. Definition values:\n"
-        f'- In `clan.toml, via option {MACHINE_SRC}.count\': "1" (a string)'
+        f'- In `clan.toml, via option inventory.{MACHINE_SRC}.count\': "1" (a string)'
     )
     assert p.file == "clan.toml"
 
@@ -488,7 +487,7 @@ def test_R5_3_8_validators_are_settings_type_problems() -> None:
 
     p = only(fail(S, machine({"name": "a b"})), "settings-type")
     assert p.path == f"{PATH}.name" and "no spaces allowed" in p.message
-    assert f"via option {MACHINE_SRC}.name" in p.message
+    assert f"via option inventory.{MACHINE_SRC}.name" in p.message
 
 
 def test_R5_3_8_descriptions_follow_nix_phrasing() -> None:
@@ -686,7 +685,9 @@ def test_fast_paths_agree_with_general_merge(blocks: list[dict[str, Any]]) -> No
     assert merged == slow and problems2 == problems
 
 
-def test_performance_budget() -> None:
+def test_many_machines_merge_through_the_fast_path() -> None:
+    """Behaviour only (timings are in benchmarks/): 5,000 machines, each with its own block."""
+
     class Small(BaseModel):
         ipRanges: list[str] = []
         timeout: str = "30s"
@@ -697,10 +698,9 @@ def test_performance_budget() -> None:
     t1, t2 = tag("a", {"port": 1}), tag("b", {"dynamicIp": {"enable": True}, "ipRanges": ["x"]})
     machines = [machine({"ipRanges": [f"10.{i}.0.0/16"]}) for i in range(5000)]
     plain = SettingsMerger(cache=False)
-    start = time.process_time()
-    for m in machines:
-        assert plain.merge(Small, [r, m, t1, t2], PATH)[0] is not None
-    assert time.process_time() - start < 1.0  # ~10 us each in practice; generous for slow CI
+    for i, m in enumerate(machines):
+        merged = plain.merge(Small, [r, m, t1, t2], PATH)[0]
+        assert merged is not None and merged.ipRanges == ["x", f"10.{i}.0.0/16", "10.0.0.0/8"]
 
 
 def test_R5_3_8_constraint_error_on_list_entry_names_its_definition() -> None:
@@ -710,8 +710,8 @@ def test_R5_3_8_constraint_error_on_list_entry_names_its_definition() -> None:
     p = only(fail(S, role({"hosts": ["ok", "NO"]}), machine({"hosts": ["fine"]})), "settings-type")
     assert p.path == f"{PATH}.hosts[2]"  # machine entries come first (R5.3.3)
     assert "string matching the pattern ^[a-z]+$" in p.message
-    assert f'- In `clan.toml, via option {ROLE_SRC}.hosts[1]\': "NO"' in p.message
-    assert f"via option {MACHINE_SRC}" not in p.message
+    assert f'- In `clan.toml, via option inventory.{ROLE_SRC}.hosts[1]\': "NO"' in p.message
+    assert f"via option inventory.{MACHINE_SRC}" not in p.message
 
 
 def test_R5_3_8_constraint_error_names_only_the_winning_definition() -> None:

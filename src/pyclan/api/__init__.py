@@ -112,18 +112,14 @@ def get_clan_details(flake: str | None = None) -> dict[str, Any]:
 
 @register
 def check_clan(flake: str | None = None) -> dict[str, Any]:
-    """Everything `pyclan check` verifies: inventory, services, settings, configs, constraints."""
-    clan = _clan(flake)
-    resolved = clan.resolved
-    clan.evaluator.configs()
-    errors = [c for c in resolved.checks if c.severity == "error"]
-    return {
-        "ok": not errors,
-        "machines": len(resolved.machine_names),
-        "instances": len(resolved.instances),
-        "checks": [c.to_json() for c in resolved.checks],
-        "warnings": list(resolved.warnings),
-    }
+    """Everything `pyclan check` verifies (inventory, services, settings, vars graph, configs, builds,
+    constraints); raises with every problem found, failed constraints included."""
+    from pyclan.check import open_for_check, run_check
+
+    report = run_check(open_for_check(Path(flake) if flake else None))
+    if report.problems:
+        raise ClanError(report.problems)
+    return report.to_json()
 
 
 # -- machines --------------------------------------------------------------------------------

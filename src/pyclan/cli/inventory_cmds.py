@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from pyclan import api
-from pyclan.cli.common import console, err_console, fail, print_json
+from pyclan.cli.common import console, err_console, fail, print_json, print_problems
 from pyclan.errors import ClanError
 
 machines_app = typer.Typer(help="Machines of the clan: list, configuration, build and deploy.", no_args_is_help=True)
@@ -59,20 +59,29 @@ def show_cmd(json_out: JsonOpt = False) -> None:
 
 
 def check_cmd(json_out: JsonOpt = False) -> None:
-    """Load, resolve and evaluate everything; report every problem and failed constraint."""
+    """Load, resolve, evaluate and build everything (no host, no admin key); report every problem,
+    failed constraint and warning at once."""
+    from pyclan.check import open_for_check, run_check
+
     try:
-        report = api.check_clan()
-    except ClanError as err:
+        result = run_check(open_for_check())
+    except ClanError as err:  # the inventory cannot be loaded: nothing else can be checked
         fail(err, json_out)
+    report = result.to_json()
     if json_out:
+        if result.problems:
+            report["errors"] = [p.to_json() for p in result.problems]
         print_json(report)
     else:
         for warning in report["warnings"]:
             err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        for check in report["checks"]:
-            colour = "red" if check["severity"] == "error" else "yellow"
-            line = escape(f"[{check['id']}] {check['message']}")  # ids in brackets are not rich markup
-            err_console.print(f"[{colour}]{check['severity']}:[/] {line}", highlight=False)
+        if result.problems:
+            print_problems(result.problems, False)  # failed constraints are among them
+        else:
+            for check in report["checks"]:
+                colour = "red" if check["severity"] == "error" else "yellow"
+                line = escape(f"[{check['id']}] {check['message']}")  # ids in brackets are not rich markup
+                err_console.print(f"[{colour}]{check['severity']}:[/] {line}", highlight=False)
         if report["ok"]:
             console.print(f"[green]ok[/]: {report['machines']} machine(s), {report['instances']} instance(s)")
     if not report["ok"]:

@@ -8,12 +8,21 @@ generation can be built and diffed from it, and deploy can remove what is no lon
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _MODE_PATTERN = r"^[0-7]{3,4}$"
+
+# Names that become host state. The same rules as the build (`deploy.manifest`), checked when fragments
+# merge (`merge.merge_fragments`) so that an error names the service, instance and role that declared them.
+ACCOUNT_NAME_RE = re.compile(r"^[a-z_][a-z0-9_-]*\$?$")  # Debian's useradd/groupadd (NAME_REGEX)
+ACCOUNT_NAME_MAX = 32
+PACKAGE_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+(:[a-z0-9-]+)?$")  # Debian policy 5.6.1, optional :arch
+UNIT_NAME_RE = re.compile(r"^[A-Za-z0-9:_.\\@-]+\.(service|socket|timer|target|path|mount|automount|swap|slice)$")
+HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 
 
 class _Frozen(BaseModel):
@@ -171,3 +180,33 @@ class MachineConfig(BaseModel):
         return not (
             self.files or self.packages or self.users or self.groups or self.units or self.hooks or self.secrets
         )
+
+
+_ACCOUNT_HINT = (
+    f"use lowercase letters, digits, '_' and '-' (starting with a letter or '_'), at most {ACCOUNT_NAME_MAX} characters"
+)
+
+
+def invalid_name(kind: str, name: str) -> tuple[str, str] | None:
+    """(message, hint) if `name` is not valid for `kind` (users, groups, units, packages, hooks), else None."""
+    if kind in ("users", "groups"):
+        if ACCOUNT_NAME_RE.match(name) and len(name) <= ACCOUNT_NAME_MAX:
+            return None
+        return f"invalid {kind[:-1]} name {name!r}", _ACCOUNT_HINT
+    if kind == "units":
+        if UNIT_NAME_RE.match(name):
+            return None
+        return (
+            f"invalid systemd unit name {name!r}",
+            "a unit name ends in .service, .socket, .timer, .target, .path, .mount, … "
+            "and uses letters, digits and : _ . \\ @ -",
+        )
+    if kind == "packages":
+        if PACKAGE_NAME_RE.match(name):
+            return None
+        return f"invalid Debian package name {name!r}", "package names use lowercase letters, digits, '+', '-' and '.'"
+    if kind == "hooks":
+        if HOOK_NAME_RE.match(name):
+            return None
+        return f"invalid hook name {name!r}", "use letters, digits and _ . @ : -"
+    return None

@@ -12,12 +12,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from pyclan.config.machine_config import GroupSpec, MachineConfig, Origin, UserSpec
+from pyclan.config.machine_config import GroupSpec, MachineConfig, Origin, UserSpec, invalid_name
 from pyclan.errors import Problem
 
 T = TypeVar("T", bound=BaseModel)
 
 _UNION_FIELDS = {"groups", "authorized_keys", "members"}
+_NAMED = frozenset({"users", "groups", "units", "hooks"})  # tables whose keys are names on the host
 
 
 def _conflict(machine: str, what: str, a: Origin, b: Origin, detail: str) -> Problem:
@@ -57,6 +58,8 @@ def merge_fragments(
     def place(kind: str, table: dict[str, Any], key: str, value: Any, origin: Origin) -> None:
         slot = f"{kind}.{key}"
         if key not in table:
+            if kind in _NAMED:
+                check_name(kind, key, slot, origin)
             table[key] = value
             owners[slot] = origin
             return
@@ -71,11 +74,19 @@ def merge_fragments(
             return
         problems.append(_conflict(machine, slot, owners[slot], origin, ""))
 
+    def check_name(kind: str, name: str, where: str, origin: Origin) -> None:
+        bad = invalid_name(kind, name)
+        if bad is not None:
+            problems.append(
+                Problem("service-error", f"machines.{machine}.{where}", f"{bad[0]}, declared by {origin}", hint=bad[1])
+            )
+
     for origin, frag in fragments:
         for path, spec in frag.files.items():
             place("files", result.files, path, spec, origin)
         for name in frag.packages:
             if name not in result.packages:
+                check_name("packages", name, "packages", origin)
                 result.packages.append(name)
         for name, user in frag.users.items():
             place("users", result.users, name, user, origin)

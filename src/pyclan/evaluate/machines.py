@@ -10,6 +10,8 @@ Three passes over the service groups (clan-semantics §7–§9, §11):
 
 from __future__ import annotations
 
+import contextlib
+import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +21,7 @@ from pydantic import BaseModel
 
 from pyclan.config.machine_config import MachineConfig, Origin, SecretFileSpec
 from pyclan.config.merge import merge_fragments
-from pyclan.errors import ClanError, Problem, ProblemList
+from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory
 from pyclan.evaluate.settings import extend_settings
 from pyclan.evaluate.vars_view import DeclaredGenerator, VarsView, secret_host_path
@@ -77,26 +79,148 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
     return groups
 
 
-def _call(what: str, fn: Callable[[Any], Any], arg: Any) -> Any:
-    """Run service code; anything it raises becomes a clear error naming the service function."""
+@dataclass(frozen=True)
+class ServiceCrash:
+    """An exception raised by service code, without the machine it ran for (so equal crashes group)."""
+
+    where: str  # inventory path of what ran: `instances.<i>.roles.<r>`, or the service group id
+    what: str  # "role 'peer' of service 'svc' (instance 'vpn')"
+    error: str  # "KeyError: 'x'"
+    at: str | None  # "services/svc.py:12": the service file and line that raised
+    trace: str = field(default="", compare=False)
+
+    def problem(self, machines: Iterable[str]) -> Problem:
+        names = sorted(set(machines))
+        on = ""
+        if len(names) == 1:
+            on = f" on machine '{names[0]}'"
+        elif names:
+            on = " on machines " + ", ".join(f"'{m}'" for m in names)
+        at = f" at {self.at}" if self.at else ""
+        return Problem(
+            "service-error",
+            self.where,
+            f"{self.what} raised {self.error}{at}{on}",
+            hint=self.trace.rstrip() if _debug() and self.trace else "run with --debug to see the traceback",
+        )
+
+
+class ServiceCodeError(ClanError):
+    """Service code raised: one crash, for the machines it ran for."""
+
+    def __init__(self, crash: ServiceCrash, machines: Iterable[str] = ()) -> None:
+        self.crash = crash
+        self.machines = list(machines)
+        super().__init__(crash.problem(self.machines))
+
+
+def _debug() -> bool:
+    from pyclan.clan import RUNTIME  # the CLI's --debug (imported late: pyclan.clan imports this module)
+
+    return RUNTIME.debug
+
+
+def _where(fn: Callable[..., Any], exc: BaseException, clan_dir: Path | None) -> str | None:
+    """The line of the service's own file that raised (the innermost frame in it), else the innermost frame."""
+    frames = traceback.extract_tb(exc.__traceback__)[1:]  # without `_call` itself
+    code = getattr(fn, "__code__", None)
+    own = [f for f in frames if code is not None and f.filename == code.co_filename]
+    frame = own[-1] if own else (frames[-1] if frames else None)
+    if frame is None:
+        return None
+    path = Path(frame.filename)
+    if clan_dir is not None:
+        with contextlib.suppress(ValueError):
+            path = path.relative_to(clan_dir)
+    return f"{path}:{frame.lineno}"
+
+
+# What ran, formatted only when it failed: (service group id, service, instance, role, part)
+Label = tuple[str, str, str | None, str | None, str]
+
+
+def _label_where(label: Label) -> str:
+    gid, _service, instance, role, _part = label
+    return f"instances.{instance}.roles.{role}" if instance is not None else gid
+
+
+def _label_what(label: Label) -> str:
+    _gid, service, instance, role, part = label
+    if role is not None:
+        return f"{part}role '{role}' of service '{service}' (instance '{instance}')"
+    return f"{part} of service '{service}'"
+
+
+def _call(fn: Callable[[Any], Any], arg: Any, label: Label, machine: str | None, clan_dir: Path | None) -> Any:
+    """Run service code; anything it raises becomes a `ServiceCodeError` naming the service, its file
+    and line, and the machine (clear errors a service raises on purpose pass through)."""
     try:
         return fn(arg)
     except ClanError:
         raise
     except Exception as exc:  # service modules are user code
-        raise ClanError.single("service-error", what, f"{type(exc).__name__}: {exc}") from None
+        crash = ServiceCrash(
+            _label_where(label),
+            _label_what(label),
+            f"{type(exc).__name__}: {exc}",
+            _where(fn, exc, clan_dir),
+            "".join(traceback.format_exception(exc)),
+        )
+        raise ServiceCodeError(crash, [machine] if machine else []) from None
+
+
+class Collected:
+    """Problems of one pass; equal service crashes are kept once, with all their machines."""
+
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self.crashes: dict[ServiceCrash, list[str]] = {}
+
+    def add(self, err: ClanError) -> None:
+        if isinstance(err, ServiceCodeError):
+            self.crashes.setdefault(err.crash, []).extend(err.machines)
+        elif isinstance(err, CollectedError):
+            self.problems.extend(err.collected.problems)
+            for crash, machines in err.collected.crashes.items():
+                self.crashes.setdefault(crash, []).extend(machines)
+        else:
+            self.problems.extend(err.problems)
+
+    def error(self) -> CollectedError:
+        return CollectedError(self)
+
+    def all(self) -> list[Problem]:
+        out = list(dict.fromkeys(self.problems))
+        out.extend(crash.problem(machines) for crash, machines in self.crashes.items())
+        return out
+
+    def __bool__(self) -> bool:
+        return bool(self.problems or self.crashes)
+
+
+class CollectedError(ClanError):
+    """The problems of a pass, keeping service crashes apart so that callers can group them further."""
+
+    def __init__(self, collected: Collected) -> None:
+        self.collected = collected
+        super().__init__(collected.all())
 
 
 class Evaluator:
-    """Runs the three passes; results are cached so commands can ask for parts cheaply."""
+    """Runs the three passes; results are cached so commands can ask for parts cheaply.
+
+    Each pass keeps going after a problem (collecting all of them) and keeps its partial result:
+    `generators()`, `exports()` and `config()` raise every problem of the passes they need, while
+    `pyclan check` reads the partial results (`partial=True`) to check everything else as well.
+    """
 
     def __init__(self, resolved: ResolvedInventory) -> None:
         self.resolved = resolved
         self.clan_dir: Path = resolved.loaded.clan_dir
         self.meta: dict[str, Any] = resolved.inventory.meta.to_json()
         self.groups = _groups(resolved)
-        self._generators: dict[str, dict[str, DeclaredGenerator]] | None = None
-        self._exports: dict[str, ExportValue] | None = None
+        self._generators: tuple[dict[str, dict[str, DeclaredGenerator]], list[Problem]] | None = None
+        self._exports: tuple[dict[str, ExportValue], list[Problem]] | None = None
 
     # -- contexts ------------------------------------------------------------------------------
     def _instance_ctx(
@@ -151,25 +275,42 @@ class Evaluator:
                         yield inst, rname, m
 
     def reader(self, machine: str) -> VarsReader:
-        return VarsView(self.clan_dir, machine, self.generators())
+        return VarsView(self.clan_dir, machine, self._generator_pass()[0])
+
+    def _run(self, fn: Callable[[Any], Any], arg: Any, label: Label, machine: str | None = None) -> Any:
+        return _call(fn, arg, label, machine, self.clan_dir)
+
+    def pass_problems(self) -> list[Problem]:
+        """Every problem of the generator and export passes (they are run if not done yet)."""
+        return [*self._generator_pass()[1], *self._export_pass()[1]]
 
     # -- pass 1: generators ---------------------------------------------------------------------
-    def generators(self) -> dict[str, dict[str, DeclaredGenerator]]:
-        """machine → generator name → declaration; shared ones must agree across machines."""
+    def generators(self, partial: bool = False) -> dict[str, dict[str, DeclaredGenerator]]:
+        """machine → generator name → declaration; shared ones must agree across machines.
+        Raises every problem of the pass unless `partial` (then: what could be declared)."""
+        declared, problems = self._generator_pass()
+        if problems and not partial:
+            raise ClanError(problems)
+        return declared
+
+    def _generator_pass(self) -> tuple[dict[str, dict[str, DeclaredGenerator]], list[Problem]]:
         if self._generators is not None:
             return self._generators
         declared: dict[str, dict[str, DeclaredGenerator]] = {m: {} for m in self.resolved.machine_names}
         shared: dict[str, tuple[str, DeclaredGenerator]] = {}
-        problems = ProblemList()
+        problems = Collected()
 
         def add(machine: str, gens: Iterable[Generator], origin: Origin) -> None:
             for gen in gens:
                 mine = declared[machine]
                 if gen.name in mine and mine[gen.name].generator != gen:
-                    problems.add(
-                        "vars-error",
-                        f"machines.{machine}",
-                        f"generator '{gen.name}' is declared differently by {mine[gen.name].origin} and by {origin}",
+                    problems.problems.append(
+                        Problem(
+                            "vars-error",
+                            f"machines.{machine}",
+                            f"generator '{gen.name}' is declared differently by {mine[gen.name].origin} "
+                            f"and by {origin}",
+                        )
                     )
                     continue
                 mine[gen.name] = DeclaredGenerator(gen, origin)
@@ -177,12 +318,15 @@ class Evaluator:
                     first = shared.setdefault(gen.name, (machine, mine[gen.name]))
                     differ = _shared_diff(first[1].generator, gen)
                     if differ:
-                        problems.add(
-                            "vars-error",
-                            f"machines.{machine}",
-                            f"Machines {first[0]} and {machine} have different definitions for shared "
-                            f"generator '{gen.name}' (differ in: {', '.join(differ)}; {first[1].origin} vs {origin})",
-                            hint="a shared generator must be declared identically on every machine that uses it",
+                        problems.problems.append(
+                            Problem(
+                                "vars-error",
+                                f"machines.{machine}",
+                                f"Machines {first[0]} and {machine} have different definitions for shared "
+                                f"generator '{gen.name}' (differ in: {', '.join(differ)}; "
+                                f"{first[1].origin} vs {origin})",
+                                hint="a shared generator must be declared identically on every machine that uses it",
+                            )
                         )
 
         for g in self.groups:
@@ -190,30 +334,38 @@ class Evaluator:
                 fn = g.service.roles[rname].generators_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, {}, NO_VARS)
-                    add(
-                        m,
-                        _call(f"{g.gid}.roles.{rname}.generators", fn, ctx),
-                        Origin(service=g.service.name, instance=inst.name, role=rname),
-                    )
+                    try:
+                        label = (g.gid, g.service.name, inst.name, rname, "the generators of ")
+                        gens = self._run(fn, ctx, label, m)
+                        add(m, gens, Origin(service=g.service.name, instance=inst.name, role=rname))
+                    except ClanError as err:
+                        problems.add(err)
             mfn = g.service.machine_generators_fn
             if mfn is not None:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, {}, NO_VARS)
-                    add(
-                        m,
-                        _call(f"{g.gid}.machine_generators", mfn, mctx),
-                        Origin(service=g.service.name),
-                    )
-        problems.raise_if_any()
-        self._generators = declared
-        return declared
+                    try:
+                        gens = self._run(mfn, mctx, (g.gid, g.service.name, None, None, "machine_generators"), m)
+                        add(m, gens, Origin(service=g.service.name))
+                    except ClanError as err:
+                        problems.add(err)
+        self._generators = (declared, problems.all())
+        return self._generators
 
     # -- pass 2: exports ------------------------------------------------------------------------
-    def exports(self) -> dict[str, ExportValue]:
+    def exports(self, partial: bool = False) -> dict[str, ExportValue]:
+        """Every export of the clan (R11). Raises every problem of the pass unless `partial`."""
+        collected, problems = self._export_pass()
+        if problems and not partial:
+            raise ClanError(problems)
+        return collected
+
+    def _export_pass(self) -> tuple[dict[str, ExportValue], list[Problem]]:
         if self._exports is not None:
             return self._exports
         collected: dict[str, ExportValue] = {}
         empty: dict[str, ExportValue] = {}
+        problems = Collected()
         for g in self.groups:
             s = g.service
             contributions: list[tuple[ExportMap, Scope, str]] = []
@@ -221,48 +373,76 @@ class Evaluator:
                 fn = s.roles[rname].exports_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, empty, self.reader(m))
-                    out = _call(f"{g.gid}.roles.{rname}.exports", fn, ctx)
+                    try:
+                        out = self._run(fn, ctx, (g.gid, s.name, inst.name, rname, "the exports of "), m)
+                    except ClanError as err:
+                        problems.add(err)
+                        continue
                     contributions.append((out, Scope(s.name, inst.name, rname, m), f"perInstance of role '{rname}'"))
             if s.machine_exports_fn is not None:
                 for m in sorted(g.machine_instances):
                     mctx = self._machine_ctx(g, m, empty, self.reader(m))
-                    out = _call(f"{g.gid}.machine_exports", s.machine_exports_fn, mctx)
+                    try:
+                        out = self._run(s.machine_exports_fn, mctx, (g.gid, s.name, None, None, "machine_exports"), m)
+                    except ClanError as err:
+                        problems.add(err)
+                        continue
                     contributions.append((out, Scope(s.name, machine=m), "perMachine"))
             if s.instance_exports_fn is not None:
                 sctx = ServiceContext(service_name=s.name, instances=g.views, meta=self.meta)
-                out = _call(f"{g.gid}.exports", s.instance_exports_fn, sctx)
-                contributions.append((out, Scope(s.name), "the service's exports"))
-            for out, scope, origin in contributions:
-                if not out:
-                    continue
-                if not s.exports_out:
-                    raise ClanError.single("export-error", g.gid, f"Service: '{s.name}' doesn't allow exports")
-                for key, value in out.items():
-                    check_scope(key, scope, origin)
-                    check_scope(key, Scope(s.name), "the service")
-                    for iface in value:
-                        if iface not in s.exports_out:
-                            raise ClanError.single(
-                                "export-error",
-                                key,
-                                f"Export interface: '{iface}' doesn't exist",
-                                hint=f"service '{s.name}' declares exports_out = {list(s.exports_out)}",
-                            )
-                    slot = collected.setdefault(key, {t: None for t in s.exports_out})
-                    for iface, v in value.items():
-                        base = dict(BUILTIN_INTERFACES.get(iface, {}))
-                        if isinstance(slot.get(iface), dict):
-                            base.update(slot[iface])
-                        slot[iface] = _deep_merge(base, v) if isinstance(v, dict) else v
-        self._exports = dict(sorted(collected.items()))
+                try:
+                    out = self._run(s.instance_exports_fn, sctx, (g.gid, s.name, None, None, "the exports"))
+                    contributions.append((out, Scope(s.name), "the service's exports"))
+                except ClanError as err:
+                    problems.add(err)
+            try:
+                self._check_exports(s, g.gid, contributions, collected)
+            except ClanError as err:
+                problems.add(err)
+        self._exports = (dict(sorted(collected.items())), problems.all())
         return self._exports
 
+    @staticmethod
+    def _check_exports(
+        s: Service, gid: str, contributions: list[tuple[ExportMap, Scope, str]], collected: dict[str, ExportValue]
+    ) -> None:
+        for out, scope, origin in contributions:
+            if not out:
+                continue
+            if not s.exports_out:
+                raise ClanError.single("export-error", gid, f"Service: '{s.name}' doesn't allow exports")
+            for key, value in out.items():
+                check_scope(key, scope, origin)
+                check_scope(key, Scope(s.name), "the service")
+                for iface in value:
+                    if iface not in s.exports_out:
+                        raise ClanError.single(
+                            "export-error",
+                            key,
+                            f"Export interface: '{iface}' doesn't exist",
+                            hint=f"service '{s.name}' declares exports_out = {list(s.exports_out)}",
+                        )
+                slot = collected.setdefault(key, {t: None for t in s.exports_out})
+                for iface, v in value.items():
+                    base = dict(BUILTIN_INTERFACES.get(iface, {}))
+                    if isinstance(slot.get(iface), dict):
+                        base.update(slot[iface])
+                    slot[iface] = _deep_merge(base, v) if isinstance(v, dict) else v
+
     # -- pass 3: configs ------------------------------------------------------------------------
-    def config(self, machine: str) -> MachineConfig:
+    def config(self, machine: str, partial: bool = False) -> MachineConfig:
+        """The machine's merged configuration; raises every problem found for it (and, unless
+        `partial`, every problem of the generator and export passes it builds on)."""
         if machine not in self.resolved.inventory.machines:
             raise ClanError.single("unknown-machine", f"machines.{machine}", f"no machine named '{machine}'")
-        exports = self.exports()
+        problems = Collected()
+        exports, export_problems = self._export_pass()
+        declared_all, generator_problems = self._generator_pass()
+        if not partial:
+            problems.problems.extend(generator_problems)
+            problems.problems.extend(export_problems)
         reader = self.reader(machine)
+        clan_dir = self.clan_dir
         fragments: list[tuple[Origin, MachineConfig]] = []
         for g in self.groups:
             s = g.service
@@ -270,18 +450,27 @@ class Evaluator:
                 continue
             if s.per_machine_fn is not None:
                 mctx = self._machine_ctx(g, machine, exports, reader)
-                frag = _call(f"{g.gid}.per_machine", s.per_machine_fn, mctx)
-                if frag is not None:
-                    fragments.append((Origin(service=s.name), _check_fragment(frag, g.gid)))
+                label: Label = (g.gid, s.name, None, None, "per_machine")
+                try:
+                    frag = _call(s.per_machine_fn, mctx, label, machine, clan_dir)
+                    if frag is not None:
+                        origin = Origin(service=s.name)
+                        fragments.append((origin, _check_fragment(frag, label)))
+                except ClanError as err:
+                    problems.add(err)
             for rname, inst in g.memberships.get(machine, ()):
                 fn = s.roles[rname].per_instance
                 assert fn is not None
                 ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                frag = _call(f"{g.gid}.roles.{rname}", fn, ctx)
-                if frag is not None:
-                    origin = Origin(service=s.name, instance=inst.name, role=rname)
-                    fragments.append((origin, _check_fragment(frag, g.gid)))
-        declared = self.generators()[machine]
+                label = (g.gid, s.name, inst.name, rname, "")
+                try:
+                    frag = _call(fn, ctx, label, machine, clan_dir)
+                    if frag is not None:
+                        origin = Origin(service=s.name, instance=inst.name, role=rname)
+                        fragments.append((origin, _check_fragment(frag, label)))
+                except ClanError as err:
+                    problems.add(err)
+        declared = declared_all.get(machine, {})
         secrets = MachineConfig() if declared else None
         for name, decl in sorted(declared.items()):
             for fname, vf in sorted(decl.generator.files.items()):
@@ -300,30 +489,37 @@ class Evaluator:
                     )
         if secrets is not None and secrets.secrets:
             fragments.append((Origin(service="vars"), secrets))
-        merged, problems = merge_fragments(machine, fragments)
+        merged, merge_problems = merge_fragments(machine, fragments)
+        problems.problems.extend(merge_problems)
         if problems:
-            raise ClanError(problems)
+            raise problems.error()
         return merged
 
     def configs(self, machines: Iterable[str] | None = None) -> dict[str, MachineConfig]:
-        """Configs of the given (default: all) machines, collecting every machine's problems."""
+        """Configs of the given (default: all) machines, collecting every machine's problems
+        (a crash of the same service code on several machines is reported once, naming them all)."""
         out: dict[str, MachineConfig] = {}
-        problems: list[Problem] = []
+        problems = Collected()
         with gc_paused():
+            problems.problems.extend(self.pass_problems())
             for m in machines if machines is not None else self.resolved.machine_names:
                 try:
-                    out[m] = self.config(m)
+                    out[m] = self.config(m, partial=True)
                 except ClanError as err:
-                    problems.extend(err.problems)
+                    problems.add(err)
         if problems:
-            raise ClanError(problems)
+            raise problems.error()
         return out
 
 
-def _check_fragment(frag: Any, where: str) -> MachineConfig:
-    if not isinstance(frag, MachineConfig):
+def _check_fragment(frag: Any, label: Label) -> MachineConfig:
+    """A role function's result must be a MachineConfig (its names are checked when fragments merge,
+    naming the service, instance and role that declared them)."""
+    if frag.__class__ is not MachineConfig and not isinstance(frag, MachineConfig):
         raise ClanError.single(
-            "service-error", where, f"a role function must return a MachineConfig or None, not {type(frag).__name__}"
+            "service-error",
+            _label_where(label),
+            f"{_label_what(label)} must return a MachineConfig or None, not {type(frag).__name__}",
         )
     return frag
 

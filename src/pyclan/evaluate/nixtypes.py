@@ -81,7 +81,7 @@ def _is_wrapper_dict(v: dict[Any, Any]) -> bool:
 class TypePlan:
     """How one option type behaves. `shallow` and `clean` are plain callables stored per plan."""
 
-    __slots__ = ("clean", "desc_class", "description", "kind", "shallow")
+    __slots__ = ("clean", "desc_class", "description", "fills", "kind", "shallow")
 
     def __init__(self, kind: int, description: str, desc_class: str | None, shallow: Check, clean: Check):
         self.kind = kind
@@ -89,6 +89,7 @@ class TypePlan:
         self.desc_class = desc_class
         self.shallow = shallow
         self.clean = clean
+        self.fills: bool | None = None  # may a value of this type lack an option with an empty value (R5.3.9)?
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.description!r}>"
@@ -153,10 +154,11 @@ class UnionPlan(TypePlan):
 
 
 class ListPlan(TypePlan):
-    __slots__ = ("elem",)
+    __slots__ = ("elem", "non_empty")
 
     def __init__(self, elem: TypePlan, non_empty: bool = False):
         self.elem = elem
+        self.non_empty = non_empty  # Nix's nonEmptyListOf: no empty value
 
         def shallow(v: Any) -> bool:
             return isinstance(v, list)
@@ -266,7 +268,9 @@ _UNSET: Final = object()
 class ModelPlan(TypePlan):
     """A pydantic model as a submodule: its options, their plans, freeform extras."""
 
-    __slots__ = ("cleans", "exact", "extra", "fields", "inject", "lookup", "model", "strict_config")
+    __slots__ = (
+        "cleans", "empties", "exact", "extra", "fields", "fill_fields", "inject", "lookup", "model", "strict_config",
+    )  # fmt: skip
 
     def __init__(self, model: type[BaseModel]):
         self.model = model
@@ -276,6 +280,10 @@ class ModelPlan(TypePlan):
         self.strict_config = bool(model.model_config.get("strict"))
         # (key, field name, JSON template) of defaults to pass in explicitly; see `default_injections`.
         self.inject: tuple[tuple[str, str, Any], ...] | None = None
+        # R5.3.9, filled in by `needs_fill`: (key, field name, factory) of the options pydantic requires
+        # that have an empty value, and the fields whose values may need filling further down.
+        self.empties: tuple[tuple[str, str, Callable[[], Any]], ...] = ()
+        self.fill_fields: tuple[tuple[str, TypePlan], ...] = ()
         # Filled in after construction (models may refer to themselves), read by `clean`:
         cleans: dict[str, Check] = {}  # canonical key -> clean check of the option
         exact: dict[str, frozenset[type]] = {}  # canonical key -> classes that are clean without a call
@@ -416,6 +424,190 @@ def _copies_on_validation(plan: TypePlan, seen: set[int]) -> bool:
         seen.add(id(plan))
         return plan.extra is None and all(_copies_on_validation(f.plan, seen) for f in plan.fields.values())
     return True
+
+
+# --------------------------------------------------------------------------------------------------
+# R5.3.9 empty values: an option without default and without definition takes its type's empty value
+
+
+def _null() -> None:
+    return None
+
+
+def empty_factory(plan: TypePlan, seen: frozenset[int] = frozenset()) -> Callable[[], Any] | None:
+    """A function making the JSON empty value of a type, or None if the type has none (R5.3.9).
+
+    ``listOf`` → ``[]``, ``attrsOf`` → ``{}``, ``nullOr`` → ``null``, a submodule → ``{}`` with its
+    options' empty values filled in (their defaults are pydantic's). Scalars, enums, unions and
+    ``anything`` have no empty value: such options are required.
+    """
+    kind = plan.kind
+    if kind == LIST:
+        return None if isinstance(plan, ListPlan) and plan.non_empty else list
+    if kind == ATTRS:
+        return dict
+    if kind in (NULLABLE, NULL):
+        return _null
+    if kind == MODEL and id(plan) not in seen:
+        assert isinstance(plan, ModelPlan)
+        needs_fill(plan, seen)
+
+        def make() -> Any:
+            return fill_empty(plan, {})
+
+        return make
+    return None
+
+
+def needs_fill(plan: TypePlan, seen: frozenset[int] = frozenset()) -> bool:
+    """Can a (clean) value of this type lack an option that has an empty value? Cached on the plan.
+
+    A recursive model met again answers True: that is always safe (filling finds nothing to do),
+    and it makes every False that is computed (and cached) a real one.
+    """
+    if plan.fills is not None:
+        return plan.fills
+    if id(plan) in seen:
+        return True
+    inner = seen | {id(plan)}
+    result = False
+    if isinstance(plan, ModelPlan):
+        empties: list[tuple[str, str, Callable[[], Any]]] = []
+        deeper: list[tuple[str, TypePlan]] = []
+        for key, field in plan.fields.items():
+            if not field.has_default:
+                make = empty_factory(field.plan, inner)
+                if make is not None:
+                    empties.append((key, field.name, make))
+            if needs_fill(field.plan, inner):
+                deeper.append((key, field.plan))
+        plan.empties = tuple(empties)
+        plan.fill_fields = tuple(deeper)
+        result = bool(empties or deeper)
+    elif isinstance(plan, (ListPlan, AttrsPlan)):
+        result = needs_fill(plan.elem, inner)
+    elif isinstance(plan, NullablePlan):
+        result = needs_fill(plan.inner, inner)
+    plan.fills = result
+    return result
+
+
+def fill_empty(plan: TypePlan, v: Any) -> Any:
+    """`v` with every absent option that has an empty value set to it, at every submodule level.
+
+    Copy on write: `v` itself (which may be a user's inventory value) is never changed; it is
+    returned as it is when nothing was missing.
+    """
+    if not plan.fills:
+        return v
+    if isinstance(plan, ModelPlan):
+        if not isinstance(v, dict):
+            return v
+        out: dict[str, Any] | None = None
+        for key, _name, make in plan.empties:
+            if key not in v:
+                if out is None:
+                    out = dict(v)
+                out[key] = make()
+        for key, sub in plan.fill_fields:
+            if key in v:
+                x = v[key]
+                y = fill_empty(sub, x)
+                if y is not x:
+                    if out is None:
+                        out = dict(v)
+                    out[key] = y
+        return v if out is None else out
+    if isinstance(plan, ListPlan):
+        if not isinstance(v, list):
+            return v
+        filled = [fill_empty(plan.elem, x) for x in v]
+        return v if all(a is b for a, b in zip(filled, v, strict=True)) else filled
+    if isinstance(plan, AttrsPlan):
+        if not isinstance(v, dict):
+            return v
+        mapped = {k: fill_empty(plan.elem, x) for k, x in v.items()}
+        return v if all(mapped[k] is x for k, x in v.items()) else mapped
+    if isinstance(plan, NullablePlan):
+        return v if v is None else fill_empty(plan.inner, v)
+    return v
+
+
+def empty_json(plan: TypePlan) -> tuple[bool, Any]:
+    """(complete, value): the value an option takes when nothing defines it, defaults included.
+
+    Not complete when some required option below has neither default nor empty value (then the
+    option is effectively required). For schemas: ``submodule {x: int = 1; y: listOf str}`` → ``{"x":1,"y":[]}``.
+    """
+    return _empty_json(plan, frozenset())
+
+
+def _empty_json(plan: TypePlan, seen: frozenset[int]) -> tuple[bool, Any]:
+    make = empty_factory(plan)
+    if make is None or id(plan) in seen:
+        return False, None
+    if not isinstance(plan, ModelPlan):
+        return True, make()
+    out: dict[str, Any] = {}
+    for key, field in plan.fields.items():
+        if field.has_default:
+            try:
+                out[key] = field.default_json()
+            except Exception:  # a default pydantic cannot serialise: leave it out of the schema value
+                continue
+            continue
+        complete, value = _empty_json(field.plan, seen | {id(plan)})
+        if not complete:
+            return False, None
+        out[key] = value
+    return True, out
+
+
+def annotate_schema(plan: ModelPlan, schema: dict[str, Any]) -> dict[str, Any]:
+    """Make a pydantic JSON schema of `plan`'s model say what R5.3.9 means: options with an empty
+    value are not `required` and have that value as their `default`. Changes `schema` in place."""
+    defs = schema.get("$defs", {})
+    _annotate(plan, schema, defs, set())
+    return schema
+
+
+def _deref(node: Any, defs: dict[str, Any]) -> Any:
+    ref = node.get("$ref") if isinstance(node, dict) else None
+    if isinstance(ref, str) and ref.startswith("#/$defs/"):
+        return defs.get(ref[len("#/$defs/") :], node)
+    return node
+
+
+def _annotate(plan: TypePlan, node: Any, defs: dict[str, Any], seen: set[int]) -> None:
+    node = _deref(node, defs)
+    if not isinstance(node, dict):
+        return
+    if isinstance(plan, ModelPlan):
+        if id(node) in seen:
+            return
+        seen.add(id(node))
+        props = node.get("properties", {})
+        required = node.get("required")
+        for key, field in plan.fields.items():
+            prop = props.get(key)
+            if not isinstance(prop, dict):
+                continue
+            if not field.has_default and isinstance(required, list) and key in required:
+                complete, value = empty_json(field.plan)
+                if complete:
+                    required.remove(key)
+                    prop["default"] = value
+            _annotate(field.plan, prop, defs, seen)
+        if isinstance(required, list) and not required:
+            del node["required"]
+    elif isinstance(plan, ListPlan):
+        _annotate(plan.elem, node.get("items"), defs, seen)
+    elif isinstance(plan, AttrsPlan):
+        _annotate(plan.elem, node.get("additionalProperties"), defs, seen)
+    elif isinstance(plan, NullablePlan):
+        for alt in node.get("anyOf", ()):
+            if alt != {"type": "null"}:
+                _annotate(plan.inner, alt, defs, seen)
 
 
 _LIST_ORIGINS: Final = (
@@ -668,10 +860,15 @@ __all__ = [
     "OpaquePlan",
     "TypePlan",
     "UnionPlan",
+    "annotate_schema",
     "default_injections",
     "describe",
+    "empty_factory",
+    "empty_json",
+    "fill_empty",
     "json_kind",
     "model_plan",
+    "needs_fill",
     "plan_for",
     "show_nix",
 ]

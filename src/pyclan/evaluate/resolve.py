@@ -8,7 +8,7 @@ validated eagerly. All problems are collected and raised together.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -64,6 +64,9 @@ class ResolvedInventory:
     tags: dict[str, list[str]]  # machine → effective tags
     checks: list[Check]
     warnings: list[str]
+    # Problems found when resolved with `strict=False` (the rest of the result is then partial:
+    # instances whose module failed are left out, members whose settings failed have no settings).
+    problems: list[Problem] = field(default_factory=list)
     _dumps: dict[int, Any] = field(default_factory=dict, repr=False)
 
     @property
@@ -114,14 +117,20 @@ def _settings_path(instance: str, role: str, machine: str | None = None) -> str:
 
 
 def resolve(
-    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None
+    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger | None = None, strict: bool = True
 ) -> ResolvedInventory:
-    """Resolve the whole inventory; raise one ClanError listing every problem found."""
+    """Resolve the whole inventory; raise one ClanError listing every problem found.
+
+    With ``strict=False`` nothing is raised: the problems are in `ResolvedInventory.problems` and
+    the result holds what could be resolved (for `pyclan check`, which goes on to later stages).
+    """
     with gc_paused():
-        return _resolve(loaded, registry, merger or SettingsMerger())
+        return _resolve(loaded, registry, merger or SettingsMerger(), strict)
 
 
-def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger) -> ResolvedInventory:
+def _resolve(
+    loaded: LoadedInventory, registry: ServiceRegistry, merger: SettingsMerger, strict: bool
+) -> ResolvedInventory:
     inv = loaded.inventory
     problems = ProblemList()
     warnings: list[str] = list(loaded.warnings)
@@ -129,7 +138,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
     tag_members = machines_with_tag(inv)
     tag_sets = {m: frozenset(t) for m, t in tags.items()}
     machine_names = set(inv.machines)
-    all_tags = sorted(tag_members)
+    available_tags = _json_list(_carried_tags(inv.machines, tags))
     files = loaded.settings_files
     instances: dict[str, ResolvedInstance] = {}
 
@@ -137,6 +146,17 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
         instance = inv.instances[iname]
         ipath = f"instances.{iname}"
         module_name = instance.module_name(iname)
+        # Unknown machines are reported whatever else is wrong with the instance (all problems at once).
+        for rname in sorted(instance.roles):
+            for m in instance.roles[rname].machines:
+                if m not in machine_names:
+                    problems.add(
+                        "unknown-machine",
+                        f"{ipath}.roles.{rname}.machines.{m}",
+                        f"machine '{m}' is not defined in `machines`",
+                        hint=did_you_mean(m, machine_names)
+                        or f"add [machines.{m}] to the inventory, or use one of: {', '.join(sorted(machine_names))}",
+                    )
         try:
             service = registry.resolve(module_name, instance.module.input, ipath)
         except ClanError as err:
@@ -148,9 +168,9 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
             problems.add(
                 "unknown-role",
                 f"{ipath}.roles.{unknown_roles[0]}",
-                f"Instance: '{ipath}' uses the following roles:\n{json.dumps(unknown_roles)}\n\n"
+                f"Instance: '{ipath}' uses the following roles:\n{_json_list(unknown_roles)}\n\n"
                 f"But the clan-service module '{service.name}' only defines roles:\n"
-                f"{json.dumps(sorted(service.roles))}",
+                f"{_json_list(sorted(service.roles))}\n\nError context: {group_id(instance.module.input, module_name)}",
                 hint=did_you_mean(unknown_roles[0], service.roles) or f"use one of: {', '.join(sorted(service.roles))}",
             )
 
@@ -160,18 +180,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 continue
             role = instance.roles[rname]
             interface = service.roles[rname].interface
-            members: set[str] = set()
-            for m in role.machines:
-                if m in machine_names:
-                    members.add(m)
-                else:
-                    problems.add(
-                        "unknown-machine",
-                        f"{ipath}.roles.{rname}.machines.{m}",
-                        f"machine '{m}' is not defined in `machines`",
-                        hint=did_you_mean(m, machine_names)
-                        or f"add [machines.{m}] to the inventory, or use one of: {', '.join(sorted(machine_names))}",
-                    )
+            members: set[str] = {m for m in role.machines if m in machine_names}
             for t in sorted(role.tags):
                 found = tag_members.get(t)
                 if found:
@@ -179,7 +188,7 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 else:
                     warnings.append(
                         f"Service instance '{iname}': - {rname} tags: no machine with tag '{t}' found.\n"
-                        f"Available tags: {json.dumps(all_tags)}"
+                        f"Available tags: {available_tags}"
                     )
 
             role_def = (
@@ -220,6 +229,13 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
                 if own_settings is None:
                     shared[applied] = (model, defs)
 
+            if not members and role_def:
+                # Nobody evaluates these yet (R5.4): check them on their own (R5.9 view), so a bad value
+                # does not wait for the first member. Missing options may still come from members' blocks.
+                rpath = _settings_path(iname, rname)
+                _model, errs = merger.merge(interface, role_def, rpath)
+                problems.extend(p for p in errs if p.kind != "missing-setting")
+
             resolved_roles[rname] = ResolvedRole(
                 name=rname,
                 members=sorted(members),
@@ -240,8 +256,11 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
     if problems and len(loaded.files) == 1:
         # one source file: every problem is in it (settings problems already name theirs)
         problems.items = [p if p.file else replace(p, file=loaded.files[0]) for p in problems.items]
-    problems.raise_if_any()
-    result = ResolvedInventory(loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings)
+    if strict:
+        problems.raise_if_any()
+    result = ResolvedInventory(
+        loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings, problems=problems.items
+    )
     for service, group in result.services().values():
         group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}
         result.checks.extend(service_checks(service, group_members))
@@ -252,6 +271,20 @@ def _resolve(loaded: LoadedInventory, registry: ServiceRegistry, merger: Setting
             }
             result.checks.extend(service.checks_fn(ServiceContext(service.name, views, inv.meta.to_json())))
     return result
+
+
+def _json_list(items: list[str]) -> str:
+    """A list as Nix's `builtins.toJSON` writes it: `["peer","server"]`."""
+    return json.dumps(items, separators=(",", ":"), ensure_ascii=False)
+
+
+def _carried_tags(machines: Iterable[str], tags: Mapping[str, list[str]]) -> list[str]:
+    """The tags inventory machines carry (R1.5), in the order Clan lists them for an unknown tag:
+    machines in reverse name order, each machine's effective tags, duplicates removed."""
+    out: list[str] = []
+    for m in sorted(machines, reverse=True):
+        out.extend(tags.get(m, ()))
+    return list(dict.fromkeys(out))
 
 
 def _role_only_view(interface: type[BaseModel], role_def: list[SettingsDef], path: str) -> Callable[[], BaseModel]:

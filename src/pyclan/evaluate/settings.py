@@ -194,8 +194,13 @@ def extend_settings(
 
 
 def settings_schema(interface: type[BaseModel]) -> dict[str, Any]:
-    """R5.7: the JSON schema of a settings interface (pydantic, validation mode)."""
-    return interface.model_json_schema(mode="validation")
+    """R5.7: the JSON schema of a settings interface (pydantic, validation mode).
+
+    Options with an empty value (R5.3.9: lists, attribute sets, nullable options, submodules) are
+    not required, whatever pydantic says, and show that empty value as their default.
+    """
+    schema = interface.model_json_schema(mode="validation")
+    return nt.annotate_schema(_MODEL_PLANS.get(interface) or model_plan(interface), schema)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -253,7 +258,7 @@ def _merge_shared_options(
         if field is None:
             return False  # unknown or non-canonical key, or a freeform extra: general merge
         ds: list[Def] = []
-        for o in range(len(defs) - 1, -1, -1):  # reverse definition order (R5.3.3)
+        for o in range(len(defs) - 1, -1, -1):  # reverse block order, as in `_slow_merge` (R5.3.3)
             v = defs[o].value
             if v.__class__ is dict and key in v:
                 ds.append((o, key, v[key]))
@@ -278,6 +283,15 @@ def _validate(plan: ModelPlan, interface: type[M], value: dict[str, Any], own: b
     if inject is None:
         inject = nt.default_injections(plan)
     added: list[str] | None = None
+    fills = plan.fills
+    if fills is None:
+        fills = nt.needs_fill(plan)
+    if fills:  # R5.3.9: options without default or definition take their type's empty value
+        filled = nt.fill_empty(plan, value)
+        if filled is not value:
+            added = [name for key, name, _make in plan.empties if key not in value]
+            value = filled
+            own = True
     for key, name, template in inject:
         if key not in value:
             if added is None:
@@ -349,7 +363,7 @@ def _found(v: Any) -> str:
 class _Ctx:
     """State of one general merge: the definitions, the path prefix, the problems found."""
 
-    __slots__ = ("defs", "failed", "file", "list_defs", "path", "problems")
+    __slots__ = ("defs", "failed", "file", "list_defs", "list_origins", "path", "problems")
 
     def __init__(self, defs: Sequence[SettingsDef], path: str, file: str | None) -> None:
         self.defs = defs
@@ -359,6 +373,7 @@ class _Ctx:
         self.failed: set[str] = set()  # relative paths with a reported problem
         # merged lists: relative path -> (list plan, its definitions), to explain errors about entries
         self.list_defs: dict[str, tuple[ListPlan, list[Def]]] = {}
+        self.list_origins: dict[str, list[Def]] = {}  # relative path -> origin of each entry (lazily)
 
     def full(self, rel: str) -> str:
         if not rel:
@@ -379,6 +394,8 @@ class _Ctx:
         src = d.source or self.path
         if lr:
             src = f"{src}{lr}" if lr.startswith("[") or not src else f"{src}.{lr}"
+        if src.startswith("instances."):  # Clan names inventory definitions by their option path
+            src = f"inventory.{src}"
         return f"{d.file or self.file or UNKNOWN_FILE}, via option {src}"
 
     def show_defs(self, defs: Sequence[Def], found: bool = False) -> str:
@@ -622,24 +639,26 @@ def _merge_list(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
 
 
 def _list_entry_origin(ctx: _Ctx, list_rel: str, index: int) -> Def | None:
-    """The definition of entry `index` of a merged list (replays `_merge_list`; for messages only)."""
-    found = ctx.list_defs.get(list_rel)
-    if found is None:
-        return None
-    plan, defs = found
-    scratch = _Ctx(ctx.defs, ctx.path, ctx.file)
-    n = 0
-    for o, lr, v in defs:
-        for j, x in enumerate(v):
-            kept = plan.elem.clean(x) or _merge_option(scratch, plan.elem, [(o, lr, x)], "", None) not in (
-                _FAIL,
-                _ABSENT,
-            )
-            if kept:
-                if n == index:
-                    return (o, f"{lr}[{j}]", x)
-                n += 1
-    return None
+    """The definition of entry `index` of a merged list (for messages only).
+
+    The list merge is replayed once per list and its entries' origins kept, so that explaining
+    thousands of bad entries stays linear.
+    """
+    origins = ctx.list_origins.get(list_rel)
+    if origins is None:
+        found = ctx.list_defs.get(list_rel)
+        if found is None:
+            return None
+        plan, defs = found
+        scratch = _Ctx(ctx.defs, ctx.path, ctx.file)
+        elem = plan.elem
+        origins = []
+        for o, lr, v in defs:
+            for j, x in enumerate(v):
+                if elem.clean(x) or _merge_option(scratch, elem, [(o, lr, x)], "", None) not in (_FAIL, _ABSENT):
+                    origins.append((o, f"{lr}[{j}]", x))
+        ctx.list_origins[list_rel] = origins
+    return origins[index] if 0 <= index < len(origins) else None
 
 
 def _merge_attrs(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
@@ -661,6 +680,14 @@ def _merge_attrs_of(ctx: _Ctx, elem: TypePlan, defs: list[Def], rel: str) -> dic
 
 
 def _merge_model(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
+    """A submodule inside the settings: each submodule level reverses the order of its definitions
+    once more (R5.3.3). The settings themselves concatenate in reverse block order (`_slow_merge`),
+    a submodule in them in definition order, a submodule in that in reverse order, and so on."""
+    return _merge_options(ctx, plan, defs[::-1], rel)
+
+
+def _merge_options(ctx: _Ctx, plan: TypePlan, defs: list[Def], rel: str) -> Any:
+    """Merge a submodule's definitions (in the order given) option by option."""
     assert isinstance(plan, ModelPlan)
     lookup = plan.lookup
     # Group by option, remembering the *parent* location: most options have a single clean
@@ -776,7 +803,8 @@ def _slow_merge(
     ctx = _Ctx(sdefs, path, file)
     blocks: list[Def] = []
     dropped = False  # a block (or part of one) could not be used at all
-    # Reverse definition order: this is the order in which Nix concatenates lists (R5.3.3).
+    # Reverse block order: the order in which Nix concatenates lists (R5.3.3); the parts of one block
+    # (a block-level mkMerge) keep their order.
     for o in range(len(sdefs) - 1, -1, -1):
         d = sdefs[o]
         v = d.value
@@ -816,7 +844,7 @@ def _slow_merge(
             if prio != PLAIN_PRIORITY or order != PLAIN_ORDER:  # pushDownProperties
                 x = {k: _rewrap(prio, order, y) for k, y in x.items()}
             blocks.append((o, "", x))
-    merged = _merge_model(ctx, plan, blocks, "")
+    merged = _merge_options(ctx, plan, blocks, "")
     walk_problems = bool(ctx.problems)
     try:
         result = _validate(plan, interface, merged, True)

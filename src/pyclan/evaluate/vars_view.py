@@ -15,6 +15,7 @@ from pyclan.errors import ClanError
 from pyclan.vars.model import Generator
 
 SECRETS_DIR_ON_HOST = "/var/lib/pyclan/secrets"
+NOT_GENERATED = "has not been generated yet"  # in the message of a var read before `vars generate`
 
 
 @dataclass(frozen=True)
@@ -80,7 +81,7 @@ class VarsView:
             raise ClanError.single(
                 "vars-error",
                 f"{generator}/{file}",
-                f"var '{generator}/{file}' of machine '{target}' has not been generated yet",
+                f"var '{generator}/{file}' of machine '{target}' {NOT_GENERATED}",
                 hint=f"run `pyclan vars generate {target}`",
             ) from None
 

@@ -22,15 +22,17 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ValidationError
+from pydantic_core import PydanticCustomError
 
 from pyclan.errors import ClanError, Problem, did_you_mean
-from pyclan.inventory.models import MACHINE_NAME_MAX, Inventory, Role, value_kind
+from pyclan.inventory.models import MACHINE_NAME_MAX, Inventory, Role, validate_settings_block, value_kind
 from pyclan.inventory.sources import (
     Attribution,
     Segments,
     add_machine_dirs,
     duplicate_settings,
     format_path,
+    is_settings_path,
     merge_sources,
     normalise,
     option,
@@ -70,6 +72,8 @@ class LoadedInventory:
     files: list[str]  # the files loaded, relative to clan_dir
     settings_files: dict[str, str]  # settings block path → the file that defined it
     warnings: list[str] = field(default_factory=list)
+    # lenient loading only: the settings blocks that were not valid blocks (each replaced by `{}`)
+    problems: list[Problem] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -227,13 +231,17 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_inventory(clan_dir: Path) -> LoadedInventory:
-    """Load, merge and validate a clan directory's inventory; raises ClanError with every problem."""
+def load_inventory(clan_dir: Path, lenient: bool = False) -> LoadedInventory:
+    """Load, merge and validate a clan directory's inventory; raises ClanError with every problem.
+
+    `lenient` (for `pyclan check`, which goes on to later stages): settings blocks that are not valid
+    blocks (R1.8a/c) are replaced by `{}` and their problems returned in `LoadedInventory.problems`.
+    """
     with _gc_paused():
-        return _load_dir(Path(clan_dir))
+        return _load_dir(Path(clan_dir), lenient)
 
 
-def _load_dir(clan_dir: Path) -> LoadedInventory:
+def _load_dir(clan_dir: Path, lenient: bool = False) -> LoadedInventory:
     problems: list[Problem] = []
     sources: list[tuple[str, Any]] = []
     for name in (CLAN_TOML, INVENTORY_JSON):
@@ -255,7 +263,7 @@ def _load_dir(clan_dir: Path) -> LoadedInventory:
             raise ClanError(
                 Problem("parse-error", "", f"cannot read: {exc.strerror}", file=f"{MACHINES_DIR}/")
             ) from None
-    return load_inventory_data(sources, machine_dirs=machine_dirs, clan_dir=clan_dir)
+    return load_inventory_data(sources, machine_dirs=machine_dirs, clan_dir=clan_dir, lenient=lenient)
 
 
 def load_inventory_data(
@@ -263,17 +271,20 @@ def load_inventory_data(
     *,
     machine_dirs: Iterable[str] = (),
     clan_dir: Path | None = None,
+    lenient: bool = False,
 ) -> LoadedInventory:
     """The loading pipeline on parsed data: `sources` are (file name, value) in merge order,
     `machine_dirs` the names of `machines/<name>/` folders. Raises ClanError with every problem."""
     try:
         with _gc_paused():
-            return _load(sources, list(machine_dirs), clan_dir or Path("."))
+            return _load(sources, list(machine_dirs), clan_dir or Path("."), lenient)
     except RecursionError:
         raise ClanError(Problem("inventory-type", "", "the inventory is nested too deeply to be loaded")) from None
 
 
-def _load(sources: Sequence[tuple[str, Any]], machine_dirs: list[str], clan_dir: Path) -> LoadedInventory:
+def _load(
+    sources: Sequence[tuple[str, Any]], machine_dirs: list[str], clan_dir: Path, lenient: bool = False
+) -> LoadedInventory:
     problems: list[Problem] = []
     normalised = [s for name, raw in sources if (s := normalise(name, raw, problems)) is not None]
     settings_files = duplicate_settings(normalised, problems)
@@ -289,6 +300,13 @@ def _load(sources: Sequence[tuple[str, Any]], machine_dirs: list[str], clan_dir:
             converted = [p for p in converted if p.path != "meta.name" or "no value" not in p.message]
         problems.extend(converted)
 
+    kept: list[Problem] = []
+    if problems and lenient and all(p.kind == "settings-type" for p in problems):
+        try:
+            inventory = Inventory.model_validate(_without_bad_settings(merged))
+            kept, problems = _dedupe(problems), []
+        except ValidationError:
+            pass
     if problems:
         raise ClanError(_dedupe(problems))
     assert inventory is not None
@@ -298,7 +316,48 @@ def _load(sources: Sequence[tuple[str, Any]], machine_dirs: list[str], clan_dir:
         files=[name for name, _ in sources],
         settings_files=settings_files,
         warnings=_warnings(inventory),
+        problems=kept,
     )
+
+
+def _valid_block(value: Any) -> bool:
+    if not isinstance(value, dict):
+        return False
+    try:
+        validate_settings_block(value)
+    except PydanticCustomError:
+        return False
+    return True
+
+
+def _without_bad_settings(merged: Any) -> Any:
+    """The merged data with every settings block that is not a valid block replaced by `{}` (copies on write)."""
+    instances = merged.get("instances") if isinstance(merged, dict) else None
+    if not isinstance(instances, dict):
+        return merged
+
+    def fixed(holder: Any) -> Any:  # a role, a role's machine or a role's tag
+        if isinstance(holder, dict) and "settings" in holder and not _valid_block(holder["settings"]):
+            return {**holder, "settings": {}}
+        return holder
+
+    def fixed_role(role: Any) -> Any:
+        if not isinstance(role, dict):
+            return role
+        role = fixed(role)
+        for key in ("machines", "tags"):
+            entries = role.get(key)
+            if isinstance(entries, dict):
+                role = {**role, key: {name: fixed(entry) for name, entry in entries.items()}}
+        return role
+
+    out: dict[str, Any] = {}
+    for name, instance in instances.items():
+        roles = instance.get("roles") if isinstance(instance, dict) else None
+        if isinstance(roles, dict):
+            instance = {**instance, "roles": {r: fixed_role(role) for r, role in roles.items()}}
+        out[name] = instance
+    return {**merged, "instances": out}
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:
@@ -477,6 +536,42 @@ def _convert_key_error(etype: str, path: Segments, key: Any, attribution: Attrib
     )
 
 
+def _show_block(value: Any, limit: int = 300) -> str:
+    """A settings block as JSON for a message; TOML dates as their text, other non-JSON values as repr."""
+    try:
+        text = json.dumps(
+            value, ensure_ascii=False, default=lambda o: o.isoformat() if hasattr(o, "isoformat") else repr(o)
+        )
+    except (TypeError, ValueError, RecursionError):
+        text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _settings_block_problem(etype: str, text: str, detail: str, value: Any, file: str | None) -> Problem:
+    """R1.8a/c: a settings block that is not a JSON object, or has a top-level `imports`, in Clan's words."""
+    where = f"In `{file or '<unknown-file>'}, via option inventory.{text}'"
+    shown = _show_block(value)
+    if etype == "settings_imports":
+        return Problem(
+            "settings-type",
+            text,
+            f"The option {option(text)} is a settings block, and uniqueDeferredSerializableModule "
+            f"doesn't allow nested imports. Definition values:\n- {where}: {shown}",
+            file=file,
+            hint="remove the top-level `imports` key: the block is the settings themselves",
+        )
+    reason = f" ({detail})" if etype == "settings_not_json" else ""
+    return Problem(
+        "settings-type",
+        text,
+        f"A definition for option {option(text)} is not of type `deferred custom module. Must be JSON "
+        f"serializable.'{reason}. Definition values:\n- {where}: {shown}",
+        file=file,
+        hint="a settings block is an attrset (a table / JSON object) of plain JSON values, "
+        "e.g. `roles.<role>.settings.<option> = …`",
+    )
+
+
 def _convert(error: Any, attribution: Attribution) -> Problem | None:
     etype: str = error["type"]
     loc: tuple[int | str, ...] = tuple(error["loc"])
@@ -512,16 +607,8 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
             f"The option {option(text)} is required but has no value defined",
             file=file,
         )
-    if etype in ("settings_imports", "settings_not_json"):
-        return Problem(
-            "inventory-type",
-            text,
-            str(error["msg"]),
-            file=file,
-            hint="define settings without `imports`: the block is the settings themselves"
-            if etype == "settings_imports"
-            else "settings must be plain JSON: attrsets, lists, strings, numbers, booleans and null",
-        )
+    if etype in ("settings_imports", "settings_not_json") or (etype == "dict_type" and is_settings_path(path)):
+        return _settings_block_problem(etype, text, str(error["msg"]), value, file)
     if etype == "value_error":
         cause = ctx.get("error")
         return Problem("inventory-type", text, str(cause or error["msg"]), file=file)
@@ -537,8 +624,11 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
         message = f"expected {expected}, but {got}" if expected else f"invalid value: {got}"
     elif etype == "string_pattern_mismatch":
         message = f"expected a string matching {ctx.get('pattern')}, got {short_value(value)}"
-    elif etype == "literal_error":
-        message = f"expected {expected or ctx.get('expected')}, got {short_value(value)}"
+    elif etype == "literal_error":  # an enum (machineClass): the module system's type mismatch
+        message = (
+            f"A definition for option {option(text)} is not of type `{expected or ctx.get('expected')}'. "
+            f"Definition values:\n- In `{file or '<unknown-file>'}': {short_value(value)}"
+        )
     elif expected is not None:
         message = f"expected {expected}, got {value_kind(value)} ({short_value(value)})"
     else:

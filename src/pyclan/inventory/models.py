@@ -82,7 +82,7 @@ def _find_non_json(value: Any) -> tuple[str, str] | None:
     return None
 
 
-def _settings_block(value: JsonObject) -> JsonObject:
+def validate_settings_block(value: JsonObject) -> JsonObject:
     """R1.8: a settings block is a JSON object (a/c: serialisable, no top-level `imports`)."""
     if not value:
         return value
@@ -105,7 +105,7 @@ def _settings_block(value: JsonObject) -> JsonObject:
     )
 
 
-SettingsBlock = Annotated[JsonObject, AfterValidator(_settings_block)]
+SettingsBlock = Annotated[JsonObject, AfterValidator(validate_settings_block)]
 
 
 class _Strict(BaseModel):

@@ -31,12 +31,48 @@ def module_name_of(path: Path) -> str:
 
 
 def checked_service(obj: object, where: str, expected: str) -> Service:
-    """`obj` must be a `Service` with at least one role (R4.8); `expected` says what was wanted."""
+    """`obj` must be a `Service` with at least one role (R4.8) and well-typed constraints (R6.2);
+    `expected` says what was wanted."""
     if not isinstance(obj, Service):
         raise ClanError.single("service-error", where, expected)
     if not obj.roles:
         raise ClanError.single("service-error", where, f"Role behavior of service '{obj.name}' must be defined.")
+    problems = constraint_problems(obj, where)
+    if problems:
+        raise ClanError(problems)
     return obj
+
+
+_POSITIVE = "null or (positive integer, meaning >0)"
+_UNSIGNED = "null or (unsigned integer, meaning >=0)"
+
+
+def constraint_problems(service: Service, where: str) -> list[Problem]:
+    """R6.2: `maxInstances` and `maxMachines` are null or positive, `minMachines` null or unsigned."""
+    checks: list[tuple[str, object, int, str]] = [
+        ("manifest.constraints.maxInstances", service.constraints.max_instances, 1, _POSITIVE)
+    ]
+    for role in sorted(service.constraints.roles):
+        rule = service.constraints.roles[role]
+        base = f"manifest.constraints.roles.{role}"
+        checks.append((f"{base}.minMachines", rule.min_machines, 0, _UNSIGNED))
+        checks.append((f"{base}.maxMachines", rule.max_machines, 1, _POSITIVE))
+    problems: list[Problem] = []
+    for option, value, least, description in checks:
+        if value is None or (isinstance(value, int) and not isinstance(value, bool) and value >= least):
+            continue
+        problems.append(
+            Problem(
+                "service-error",
+                option,
+                f"A definition for option `{option}' of service '{service.name}' is not of type "
+                f"`{description}'. Definition values:\n- In `{where}': {value!r}",
+                file=where,
+                hint="use None for no limit"
+                + ("" if least == 0 else ", or a limit of at least 1 (0 would forbid the service or role)"),
+            )
+        )
+    return problems
 
 
 def _service_of(module: ModuleType, where: str) -> Service:
@@ -200,7 +236,8 @@ class ServiceRegistry:
             raise ClanError.single(
                 "unknown-module",
                 f"{path}.module.input",
-                f"flake input '{input_name}' doesn't export any clan services",
+                f"flake input '{input_name}' doesn't provide clan-module with name '{name}'. "
+                f"flake input '{input_name}' doesn't export any clan services.",
                 hint="a git or path input provides services as .py modules in its `services/` folder; "
                 "a package input by entry points in the group `pyclan.services`",
             )
