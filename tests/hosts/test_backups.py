@@ -131,7 +131,7 @@ def _round_trip(clan: DeployClan, provider: str, client: HostInfo, ssh_run: SshR
     ssh_run(client, WRITE)
     app_before = ssh_run(client, DIGEST.format("/var/lib/appdata")).stdout
     alice_before = ssh_run(client, DIGEST.format("/home/alice")).stdout
-    assert len(app_before.splitlines()) == 2 and len(alice_before.splitlines()) == 2
+    assert len(app_before.splitlines()) == 2 and "./docs/notes.txt" in alice_before  # (and the skeleton files)
 
     created = _json(clan, "backups", "create", CLIENT, "--provider", provider)
     assert created["providers"] == [provider]
