@@ -12,6 +12,7 @@ APT_PACKAGES=(
   wireguard-tools wireguard-go           # VPN checks (userspace WireGuard)
   bubblewrap                             # sandbox for vars generator scripts
   borgbackup libsodium23                 # borgbackup service tests; fast ZeroTier identities
+  rsnapshot                              # localbackup service tests
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then
