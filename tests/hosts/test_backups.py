@@ -159,5 +159,12 @@ def _round_trip(clan: DeployClan, provider: str, client: HostInfo, ssh_run: SshR
     assert ssh_run(client, DIGEST.format("/var/lib/appdata")).stdout == app_before
     assert ssh_run(client, "cat /run/appdata-restores && rm /run/appdata-restores").stdout.split() == ["done", "done"]
 
+    # a failed restore still starts the stopped unit again, and says what failed
+    missing = "disk::/var/backup/snapshot.9" if provider == "localbackup" else f"{SERVER}::no-such-archive"
+    failed = clan.cli("backups", "restore", CLIENT, provider, missing, "--service", "appdata")
+    assert failed.returncode == 1 and "restoring state 'appdata'" in failed.stderr, failed.stderr
+    assert ssh_run(client, "systemctl is-active appdata.service").stdout.strip() == "active"
+    assert ssh_run(client, DIGEST.format("/var/lib/appdata")).stdout == app_before
+
     wrong = clan.cli("backups", "restore", CLIENT, provider, name, "--service", "appdat")
     assert wrong.returncode == 1 and "no state named 'appdat'" in wrong.stderr and "appdata" in wrong.stderr

@@ -6,7 +6,8 @@ state (`MachineConfig.state`), which the evaluated config knows. Commands run ov
 transport; inventory strings reach the host only as arguments or environment, never as shell text.
 A restore stops the units the restored states name (those that were running), runs each state's
 pre-restore command, the provider's restore with the state's folders, the post-restore command, and
-starts the stopped units again, also when the restore failed.
+starts the stopped units again, also when the restore failed. As in Clan, a state that fails does not
+keep the others from being restored; all failures are reported together.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyclan.config.machine_config import BACKUP_PROVIDERS_DIR, MachineConfig, StateSpec
-from pyclan.errors import ClanError, did_you_mean
+from pyclan.errors import ClanError, Problem, did_you_mean
 
 if TYPE_CHECKING:  # the SSH transport (asyncssh) is imported only when a command runs
     from pyclan.clan import Clan
@@ -230,6 +231,17 @@ async def _stop_units(conn: Connection, units: Sequence[str]) -> list[str]:
     return running
 
 
+async def _restore_state(conn: Connection, provider: str, name: str, state: StateSpec, progress: Progress) -> None:
+    env = [f"NAME={name}", f"FOLDERS={':'.join(state.folders)}"]
+    progress(f"{provider}: restoring {state.name} ({', '.join(state.folders)}) from {name}")
+    await _state_hook(conn, state, "pre-restore", env)
+    result = await _provider_command(conn, provider, "restore", *env)
+    _report(progress, provider, result)
+    if result.exit_status != 0:
+        raise _failed(conn, f"restoring state '{state.name}' from {name}", result)
+    await _state_hook(conn, state, "post-restore", env)
+
+
 def restore_backup(
     clan: Clan, machine: str, provider: str, name: str, service: str | None = None,
     opts: HostOptions | None = None, progress: Progress = no_progress,
@@ -247,22 +259,21 @@ def restore_backup(
             stopped = await _stop_units(conn, units)
             if stopped:
                 progress(f"stopped {', '.join(stopped)}")
+            failures: list[Problem] = []
             try:
-                for state in states:
-                    env = [f"NAME={name}", f"FOLDERS={':'.join(state.folders)}"]
-                    progress(f"{provider}: restoring {state.name} ({', '.join(state.folders)}) from {name}")
-                    await _state_hook(conn, state, "pre-restore", env)
-                    result = await _provider_command(conn, provider, "restore", *env)
-                    _report(progress, provider, result)
-                    if result.exit_status != 0:
-                        raise _failed(conn, f"restoring state '{state.name}' from {name}", result)
-                    await _state_hook(conn, state, "post-restore", env)
+                for state in states:  # as Clan: a state that fails does not keep the others from being restored
+                    try:
+                        await _restore_state(conn, provider, name, state, progress)
+                    except ClanError as err:
+                        failures += err.problems
             finally:
                 if stopped:
                     started = await conn.run('systemctl start -- "$@"', *stopped)
                     if started.exit_status != 0:
                         raise _failed(conn, "starting " + ", ".join(stopped) + " again", started)
                     progress(f"started {', '.join(stopped)}")
+            if failures:
+                raise ClanError(failures)
             return stopped
 
     restarted = asyncio.run(go())
