@@ -145,3 +145,46 @@ NAME=other::/srv/backup/snapshot.0 FOLDERS=/etc {PROVIDER}/restore 2>&1 || echo 
         "localbackup: no target named other",
         "refused",
     ]
+
+
+MOUNTED = """
+[meta]
+name = "lbm"
+[machines.laptop]
+[instances.appdata]
+module = { name = "appdata", input = "self" }
+roles.default.machines.laptop = {}
+[instances.localbackup]
+roles.default.machines.laptop.settings.targets.disk.directory = "/srv/mnt/disk/backups"
+roles.default.machines.laptop.settings.targets.disk.mountpoint = "/srv/mnt/disk"
+roles.default.machines.laptop.settings.targets.disk.preMountHook = "echo pre-mount"
+roles.default.machines.laptop.settings.targets.disk.postMountHook = "echo post-mount"
+roles.default.machines.laptop.settings.targets.disk.preUnmountHook = "echo pre-unmount"
+roles.default.machines.laptop.settings.targets.disk.postUnmountHook = "echo post-unmount"
+"""
+
+
+def test_a_target_with_a_mountpoint_is_mounted_around_each_command(make_clan: MakeClan, isolated: Isolated) -> None:
+    made = make_clan(MOUNTED)
+    (made.dir / "services").mkdir(exist_ok=True)
+    (made.dir / "services" / "appdata.py").write_text(DATA_SERVICE)
+    cfg = made.evaluator.config("laptop")
+    files = {path: spec.content.encode() for path, spec in cfg.files.items() if path.startswith("/etc/pyclan/")}
+    script = f"""set -e
+chmod 0755 /etc/pyclan/state/*/*-* {PROVIDER}/*
+mkdir -p /srv/drive /var/lib/appdata && echo data > /var/lib/appdata/db
+echo '/srv/drive /srv/mnt/disk none bind 0 0' >> /etc/fstab
+{PROVIDER}/create
+mountpoint -q /srv/mnt/disk || echo unmounted
+echo ---
+{PROVIDER}/list
+find /srv/drive/backups -path '*appdata/db'
+"""
+    done = isolated(script, files=files)
+    created, listed = done.stdout.split("---\n")
+    lines = created.splitlines()
+    assert lines[:2] == ["pre-mount", "post-mount"] and lines[-3:] == ["pre-unmount", "post-unmount", "unmounted"]
+    assert listed.splitlines() == [
+        "pre-mount", "post-mount", "disk::/srv/mnt/disk/backups/snapshot.0", "pre-unmount", "post-unmount",
+        "/srv/drive/backups/snapshot.0/laptop/var/lib/appdata/db",  # on the drive, not under the mountpoint
+    ]  # fmt: skip
