@@ -227,7 +227,7 @@ class MachineConfig(BaseModel):
     def backup_provider(self, name: str, *, create: str, list: str, restore: str) -> MachineConfig:
         """Clan's `clan.core.backups.providers.<name>`: sh scripts the `backups` verbs run on the host.
 
-        `list` prints a JSON array of `{"name": …}`; `restore` gets NAME and FOLDERS (`:`-separated) in its env.
+        `list` prints one backup name a line; `restore` gets NAME and FOLDERS (`:`-separated) in its env.
         """
         for verb, script in (("create", create), ("list", list), ("restore", restore)):
             self.file(f"{BACKUP_PROVIDERS_DIR}/{name}/{verb}", f"#!/bin/sh\nset -eu\n{script}", mode="0755")
