@@ -15,6 +15,7 @@ APT_PACKAGES=(
   tor                                    # tor service: tor --verify-config of the rendered torrc
   syncthing                              # syncthing service: device ids as syncthing computes them
   yggdrasil nftables                     # yggdrasil service: addresses as yggdrasil derives them; nft -c
+  rsnapshot                              # localbackup service tests
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

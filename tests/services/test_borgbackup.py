@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from pyclan.clan import Clan, open_clan
+from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.vars.api import decrypt_secret
 from pyclan.vars.generate import generate
@@ -226,3 +227,50 @@ echo ---
     assert restored.split() == ["/restore/var/lib/data/file"]  # *.tmp excluded
     assert "initialising ssh://borg@192.168.1.100/var/lib/borgbackup/laptop2" in second
     assert denied.splitlines() == ["Repository path not allowed: /var/lib/borgbackup/laptop1", "refused"]
+
+
+def test_provider_lists_and_restores_state_folders_with_real_borg(
+    clan: Clan, isolated: Isolated, tmp_path: Path
+) -> None:
+    """The job backs up `directories` and every declared state folder; the provider restores one state's."""
+    server = clan.evaluator.config("backup-server")
+    forced = next(k.split('"')[1] for k in server.users["borg"].authorized_keys if k.endswith("@laptop2"))
+    rsh = tmp_path / "ssh-laptop2"
+    rsh.write_text(f"#!/bin/sh\nexec {forced}\n")
+    rsh.chmod(0o755)
+    cfg = clan.evaluator.config("laptop2")
+    files = _files(cfg)
+    wrapper = "/etc/borgbackup/borg-job-backup-server"
+    files[wrapper] = b"".join(
+        f"export BORG_RSH={rsh}\n".encode() if line.startswith(b"export BORG_RSH=") else line
+        for line in files[wrapper].splitlines(keepends=True)
+    )
+    # two states, as services declare them (one folder also in `directories`: backed up once)
+    files |= _files(MachineConfig().state("data", ["/var/lib/data"]).state("other", ["/srv/other"]))
+    files[PASS] = decrypt_secret(clan, "laptop2", "borgbackup", "borgbackup.repokey")
+    provider = "/etc/pyclan/backups/borgbackup"
+    script = f"""set -e
+useradd --system --user-group borg
+{server.hooks["borgbackup-repos-borgbackup"].script}
+chmod 0755 {wrapper} {provider}/*
+mkdir -p /var/lib/data/sub /srv/other
+echo precious > /var/lib/data/sub/file && echo other > /srv/other/file
+sed '/^exec /d' {wrapper} > /tmp/job-env
+(. /tmp/job-env && BORG_HOSTNAME_IS_UNIQUE=yes sh /etc/borgbackup/job-borgbackup.sh)
+echo ---
+{provider}/list
+echo ---
+rm -rf /var/lib/data/sub /srv/other/file && echo after > /srv/other/new && echo junk > /var/lib/data/junk
+NAME="$({provider}/list | tail -n 1)" FOLDERS=/var/lib/data {provider}/restore
+find /var/lib/data /srv/other -type f | sort
+"""
+    done = isolated(script, files=files)
+    created, listed, restored = done.stdout.split("---\n")
+    assert "initialising ssh://borg@192.168.1.100/var/lib/borgbackup/laptop2" in created
+    [name] = listed.split()
+    assert name.startswith(f"backup-server::{socket.gethostname()}-")
+    assert restored.splitlines() == [
+        "borgbackup: restoring /var/lib/data",
+        "/srv/other/new",  # the other state is untouched
+        "/var/lib/data/sub/file",  # back, and what was made after the backup is gone
+    ]

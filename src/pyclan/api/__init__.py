@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar, get_type_hints
 
 from pyclan.clan import Clan, open_clan
+from pyclan.deploy.backups import BackupList, CreatedBackups, RestoredBackup
 from pyclan.errors import ClanError, Problem
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -291,6 +292,40 @@ def list_inputs(flake: str | None = None) -> dict[str, Any]:
 
     clan = _clan(flake)
     return describe_inputs(InputSet(clan.dir, clan.loaded.inventory.inputs, clan.input_overrides))
+
+
+# -- backups (Clan's `clan backups`) ----------------------------------------------------------
+
+
+@register
+def list_backups(
+    machine: str, provider: str | None = None, target_host: str | None = None, flake: str | None = None
+) -> BackupList:
+    """Backups of the machine, per provider (`pyclan backups list`)."""
+    from pyclan.deploy import backups
+
+    return backups.list_backups(_clan(flake), machine, provider, backups.HostOptions(target_host))
+
+
+@register
+def create_backup(
+    machine: str, provider: str | None = None, target_host: str | None = None, flake: str | None = None
+) -> CreatedBackups:
+    """Back up every state folder of the machine with each provider, or one (`pyclan backups create`)."""
+    from pyclan.deploy import backups
+
+    return backups.create_backups(_clan(flake), machine, provider, backups.HostOptions(target_host))
+
+
+@register
+def restore_backup(
+    machine: str, provider: str, name: str, service: str | None = None, target_host: str | None = None,
+    flake: str | None = None,
+) -> RestoredBackup:
+    """Restore a backup: every state of the machine, or one service's (`pyclan backups restore`)."""
+    from pyclan.deploy import backups
+
+    return backups.restore_backup(_clan(flake), machine, provider, name, service, backups.HostOptions(target_host))
 
 
 # -- the JSON envelope -------------------------------------------------------------------------

@@ -100,6 +100,36 @@ class SecretFileSpec(_Frozen):
     needed_for: str = "services"
 
 
+STATE_DIR = "/etc/pyclan/state"  # on the host: <name>/folders and <name>/<hook> for backup providers
+BACKUP_PROVIDERS_DIR = "/etc/pyclan/backups"  # on the host: <provider>/{create,list,restore}
+_STATE_HOOKS = ("pre-backup", "post-backup", "pre-restore", "post-restore")
+
+
+class StateSpec(_Frozen):
+    """Folders holding a machine's data that backups must cover (Clan's `clan.core.state.<name>`).
+
+    The scripts are Clan's `preBackupScript` … `postRestoreScript` (POSIX sh, run as root with
+    `set -eu`); `stop_on_restore` names units stopped before a restore and started after it.
+    """
+
+    name: str = Field(pattern=r"^[a-zA-Z0-9_-]+$")
+    folders: tuple[str, ...]
+    pre_backup_script: str | None = None
+    post_backup_script: str | None = None
+    pre_restore_script: str | None = None
+    post_restore_script: str | None = None
+    stop_on_restore: tuple[str, ...] = ()
+
+    def scripts(self) -> dict[str, str]:
+        """Hook name (`pre-backup`, …) → script, for the hooks that are set."""
+        given = (self.pre_backup_script, self.post_backup_script, self.pre_restore_script, self.post_restore_script)
+        return {hook: script for hook, script in zip(_STATE_HOOKS, given, strict=True) if script is not None}
+
+    def command(self, hook: str) -> str | None:
+        """The host path of a hook's command (Clan's `preBackupCommand` …), None if the hook is unset."""
+        return f"{STATE_DIR}/{self.name}/{hook}" if hook in self.scripts() else None
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who contributed a definition: service, instance, role (role None for perMachine)."""
@@ -129,6 +159,7 @@ class MachineConfig(BaseModel):
     units: dict[str, UnitSpec] = Field(default_factory=dict)
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     secrets: dict[str, SecretFileSpec] = Field(default_factory=dict)
+    states: dict[str, StateSpec] = Field(default_factory=dict)  # Clan's clan.core.state
 
     # -- builders (what service authors call) ---------------------------------------------
     def file(
@@ -176,9 +207,45 @@ class MachineConfig(BaseModel):
         self.hooks[name] = HookSpec(name=name, script=script, after=tuple(after))
         return self
 
+    def state(
+        self,
+        name: str,
+        folders: list[str] | tuple[str, ...],
+        *,
+        pre_backup: str | None = None,
+        post_backup: str | None = None,
+        pre_restore: str | None = None,
+        post_restore: str | None = None,
+        stop_on_restore: list[str] | tuple[str, ...] = (),
+    ) -> MachineConfig:
+        """Declare state for backup providers; its folders and hooks also land under STATE_DIR on the host."""
+        for folder in folders:
+            if not folder.startswith("/") or folder.rstrip("/") == "" or "\n" in folder or ":" in folder:
+                raise ValueError(f"state folder must be an absolute path (not /, no ':' or newline), not {folder!r}")
+        spec = StateSpec(
+            name=name, folders=tuple(f.rstrip("/") for f in folders), pre_backup_script=pre_backup,
+            post_backup_script=post_backup, pre_restore_script=pre_restore, post_restore_script=post_restore,
+            stop_on_restore=tuple(stop_on_restore),
+        )  # fmt: skip
+        self.states[name] = spec
+        self.file(f"{STATE_DIR}/{name}/folders", "".join(f"{f}\n" for f in spec.folders))
+        for hook, script in spec.scripts().items():
+            self.file(f"{STATE_DIR}/{name}/{hook}", f"#!/bin/sh\nset -eu\n{script}\n", mode="0755")
+        return self
+
+    def backup_provider(self, name: str, *, create: str, list: str, restore: str) -> MachineConfig:
+        """Clan's `clan.core.backups.providers.<name>`: sh scripts the `backups` verbs run on the host.
+
+        `list` prints one backup name a line; `restore` gets NAME and FOLDERS (`:`-separated) in its env.
+        """
+        for verb, script in (("create", create), ("list", list), ("restore", restore)):
+            self.file(f"{BACKUP_PROVIDERS_DIR}/{name}/{verb}", f"#!/bin/sh\nset -eu\n{script}", mode="0755")
+        return self
+
     def is_empty(self) -> bool:
         return not (
             self.files or self.packages or self.users or self.groups or self.units or self.hooks or self.secrets
+            or self.states
         )
 
 

@@ -98,6 +98,8 @@ def merge_fragments(
             place("hooks", result.hooks, name, hook, origin)
         for path, secret in frag.secrets.items():
             place("secrets", result.secrets, path, secret, origin)
+        for name, state in frag.states.items():
+            place("states", result.states, name, state, origin)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
             _conflict(

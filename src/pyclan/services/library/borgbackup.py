@@ -22,7 +22,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from pyclan.config.machine_config import MachineConfig
+from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services.api import InstanceContext, Service
 from pyclan.services.library._common import SshKeygenRun, random_password, sh_quote, systemd_unit
@@ -235,18 +235,33 @@ def _known_host(job: Job, key: str) -> str:
     return f"[{host}]:{port} {key}" if port else f"{host} {key}"
 
 
+def _state_commands(hook: str) -> str:
+    """Run `hook` of every state of the machine that has one; fail once all ran if any failed (as Clan)."""
+    return f"""failed=""
+for state in {STATE_DIR}/*/; do
+    [ -x "${{state}}{hook}" ] || continue
+    echo "borgbackup: running {hook} command of $(basename "$state")"
+    "${{state}}{hook}" || failed="$failed $(basename "$state")"
+done
+if [ -n "$failed" ]; then
+    echo "borgbackup: {hook} commands failed for:$failed" >&2
+    exit 1
+fi
+"""
+
+
 def job_script(settings: ClientSettings) -> str:
-    """POSIX sh run by the job's service; BORG_REPO, BORG_RSH and BORG_PASSCOMMAND come from the unit."""
+    """POSIX sh run by the job's service; BORG_REPO, BORG_RSH and BORG_PASSCOMMAND come from the unit.
+
+    It backs up `directories` and every state folder of the machine (read from the host's state
+    declarations when it runs, so a service added later is covered without touching this script).
+    """
     create = ["borg", "create", "--stats", "--compression", COMPRESSION]
     for pattern in settings.exclude:
         create += ["--exclude", pattern]
-    create += ["::{hostname}-{now:%Y-%m-%dT%H:%M:%S}", *settings.directories]
+    create.append("::{hostname}-{now:%Y-%m-%dT%H:%M:%S}")
     prune = ["borg", "prune", "--list", "--glob-archives", "{hostname}-*", *PRUNE_KEEP]
-    backup = (
-        f"{shlex.join(create)}\n{shlex.join(prune)}\n"
-        if settings.directories
-        else 'echo "borgbackup: no directories to back up (set `directories`)"\n'
-    )
+    directories = "".join(f"{sh_quote(d)}\n" for d in settings.directories)
     return f"""#!/bin/sh
 # Managed by pyclan (service borgbackup).
 set -eu
@@ -254,17 +269,92 @@ if ! borg info >/dev/null 2>&1; then
     echo "borgbackup: initialising $BORG_REPO"
     borg init --encryption=repokey
 fi
-{backup}"""
+list=$(mktemp)
+trap 'rm -f "$list"' EXIT
+{{ printf '%s' {sh_quote(directories)}; cat {STATE_DIR}/*/folders 2>/dev/null || true; }} | sort -u > "$list"
+set --
+while IFS= read -r folder; do
+    if [ -z "$folder" ]; then continue; fi
+    if [ -e "$folder" ]; then set -- "$@" "$folder"; continue; fi
+    echo "borgbackup: $folder does not exist, not backed up" >&2
+done < "$list"
+if [ "$#" -eq 0 ]; then
+    echo 'borgbackup: no directories to back up (set `directories`, or run a service that declares state)'
+    exit 0
+fi
+{_state_commands("pre-backup")}{shlex.join(create)} "$@"
+{shlex.join(prune)}
+{_state_commands("post-backup")}"""
+
+
+def borg_wrapper(job: Job, passphrase_file: str) -> str:
+    """`borg-job-<name> ARGS…`: borg with the job's repository, ssh command and passphrase (Clan's `borg-job-*`)."""
+    env = "".join(f"export {k}={sh_quote(v)}\n" for k, v in _job_env(job, passphrase_file))
+    return f"#!/bin/sh\n# Managed by pyclan (service borgbackup).\n{env}exec borg \"$@\"\n"
+
+
+def _job_env(job: Job, passphrase_file: str) -> list[tuple[str, str]]:
+    return [
+        ("BORG_REPO", job.repo),
+        ("BORG_RSH", job.rsh),
+        ("BORG_PASSCOMMAND", f"cat {passphrase_file}"),
+        ("BORG_RELOCATED_REPO_ACCESS_IS_OK", "yes"),
+        ("HOME", "/root"),
+    ]
+
+
+# The backup provider (Clan's `clan.core.backups.providers.borgbackup`): the same on every client, whatever its
+# instances, so it finds the jobs on the host. Names are `<job>::<archive>` (Clan's also name the repository).
+PROVIDER_CREATE = """failed=""
+for unit in /etc/systemd/system/borgbackup-job-*.service; do
+    [ -e "$unit" ] || continue
+    name=$(basename "$unit")
+    echo "borgbackup: running $name"
+    if ! systemctl start "$name"; then
+        journalctl -u "$name" -n 40 --no-pager -o cat >&2 || true
+        failed="$failed $name"
+    fi
+done
+if [ -n "$failed" ]; then
+    echo "borgbackup: failed:$failed" >&2
+    exit 1
+fi
+"""
+
+PROVIDER_LIST = f"""for wrapper in {JOBS_DIR}/borg-job-*; do
+    [ -x "$wrapper" ] || continue
+    job=${{wrapper#{JOBS_DIR}/borg-job-}}
+    "$wrapper" list --short | sed "s|^|$job::|"
+done
+"""
+
+PROVIDER_RESTORE = f""": "${{NAME:?no backup name given (NAME)}}" "${{FOLDERS:?no folders given (FOLDERS)}}"
+job=${{NAME%%::*}}
+archive=${{NAME#*::}}
+case "$job" in
+    ""|*[!a-zA-Z0-9._-]*) echo "borgbackup: invalid job name in $NAME" >&2; exit 1 ;;
+esac
+wrapper={JOBS_DIR}/borg-job-$job
+[ -x "$wrapper" ] || {{ echo "borgbackup: no job named $job: the backup name is invalid" >&2; exit 1; }}
+staging=$(mktemp -d /var/tmp/pyclan-borg-restore.XXXXXX)
+trap 'rm -rf "$staging"' EXIT
+set -f
+IFS=:
+set --
+for folder in $FOLDERS; do set -- "$@" "${{folder#/}}"; done
+unset IFS
+cd "$staging"
+"$wrapper" extract -- "::$archive" "$@"
+for path in "$@"; do
+    echo "borgbackup: restoring /$path"
+    mkdir -p "/$path"
+    rsync -a --delete --checksum "$staging/$path/" "/$path/"
+done
+"""
 
 
 def _job_units(job: Job, script_path: str, passphrase_file: str, start_at: str) -> tuple[str, str]:
-    env = [
-        f"BORG_REPO={job.repo}",
-        f"BORG_RSH={job.rsh}",
-        f"BORG_PASSCOMMAND=cat {passphrase_file}",
-        "BORG_RELOCATED_REPO_ACCESS_IS_OK=yes",
-        "HOME=/root",
-    ]
+    env = [f"{k}={v}" for k, v in _job_env(job, passphrase_file)]
     svc = systemd_unit(
         {
             "Unit": {
@@ -319,7 +409,11 @@ def client(ctx: InstanceContext[ClientSettings]) -> MachineConfig:
             )
         jobs[name] = Job(name, dest.repo, dest.rsh or default_rsh)  # Clan: external destinations win
 
-    cfg = MachineConfig().package("borgbackup", "openssh-client")
+    cfg = (
+        MachineConfig()
+        .package("borgbackup", "openssh-client", "rsync")
+        .backup_provider(SERVICE_NAME, create=PROVIDER_CREATE, list=PROVIDER_LIST, restore=PROVIDER_RESTORE)
+    )
     known = [_known_host(jobs[s], k) for s in servers if s in jobs and (k := _host_key(ctx, s)) is not None]
     if known:
         cfg.file(KNOWN_HOSTS, "\n".join(known) + "\n")
@@ -329,6 +423,7 @@ def client(ctx: InstanceContext[ClientSettings]) -> MachineConfig:
         svc, timer = _job_units(job, script, passphrase, ctx.settings.startAt)
         cfg.unit(f"borgbackup-job-{name}.service", svc, enabled=False, start=False)
         cfg.unit(f"borgbackup-job-{name}.timer", timer)
+        cfg.file(f"{JOBS_DIR}/borg-job-{name}", borg_wrapper(job, passphrase), mode="0700")
     return cfg
 
 

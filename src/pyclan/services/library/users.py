@@ -247,7 +247,7 @@ def default(ctx: InstanceContext[User]) -> MachineConfig | None:
     if shell is not None:
         fields["shell"] = shell
     cfg = authorized_keys_config(f"{USER_AUTHORIZED_KEYS_DIR}/{user}", keys) if keys else MachineConfig()
-    return cfg.user(user, **fields)
+    return cfg.user(user, **fields).state(f"home-{user}", [f"/home/{user}"]) if regular else cfg.user(user, **fields)
 
 
 @default.exports
