@@ -8,12 +8,36 @@ generation can be built and diffed from it, and deploy can remove what is no lon
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _MODE_PATTERN = r"^[0-7]{3,4}$"
+_MODE = re.compile(_MODE_PATTERN)
+_CHECKED_MODES = frozenset({"0644", "0600", "0755", "0400", "0444", "0700", "0640", "0750"})
+
+
+def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance from already-checked values of *every* field, without pydantic's validation
+    pass (about twice as fast as validating, and four times faster than `model_construct`)."""
+    obj = cls.__new__(cls)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
+def _text(what: str, value: Any) -> str:
+    """The builders' cheap type check (they construct specs without pydantic validation)."""
+    if type(value) is not str:
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class _Frozen(BaseModel):
@@ -121,13 +145,35 @@ class MachineConfig(BaseModel):
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     secrets: dict[str, SecretFileSpec] = Field(default_factory=dict)
 
+    def __init__(self, /, **data: Any) -> None:
+        """`MachineConfig()` (what services start from) is built without a validation pass:
+        a fragment is made per machine and instance, so this is on the evaluation's hot path."""
+        if data:
+            super().__init__(**data)
+            return
+        object.__setattr__(
+            self,
+            "__dict__",
+            {"files": {}, "packages": [], "users": {}, "groups": {}, "units": {}, "hooks": {}, "secrets": {}},
+        )
+        object.__setattr__(self, "__pydantic_fields_set__", set())
+        object.__setattr__(self, "__pydantic_extra__", None)
+        object.__setattr__(self, "__pydantic_private__", None)
+
     # -- builders (what service authors call) ---------------------------------------------
     def file(
         self, path: str, content: str, *, mode: str = "0644", owner: str = "root", group: str = "root"
     ) -> MachineConfig:
+        if not (type(path) is str and type(content) is str and type(owner) is str and type(group) is str):
+            for what, value in (("path", path), ("content", content), ("owner", owner), ("group", group)):
+                _text(f"file {what}", value)
         if not path.startswith("/"):
             raise ValueError(f"file path must be absolute, not {path!r}")
-        self.files[path] = FileSpec(path=path, content=content, mode=mode, owner=owner, group=group)
+        if type(mode) is not str or (mode not in _CHECKED_MODES and not _MODE.match(mode)):
+            raise ValueError(f"file mode must be octal like '0644', not {mode!r}")
+        self.files[path] = _construct(
+            FileSpec, {"path": path, "content": content, "mode": mode, "owner": owner, "group": group}
+        )
         return self
 
     def package(self, *names: str) -> MachineConfig:

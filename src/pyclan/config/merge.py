@@ -51,47 +51,50 @@ def merge_fragments(
     machine: str, fragments: Sequence[tuple[Origin, MachineConfig]]
 ) -> tuple[MachineConfig, list[Problem]]:
     result = MachineConfig()
-    owners: dict[str, Origin] = {}
+    owners: dict[tuple[str, str], Origin] = {}
     problems: list[Problem] = []
+    tables: dict[str, dict[str, Any]] = {
+        "files": result.files,
+        "users": result.users,
+        "groups": result.groups,
+        "units": result.units,
+        "hooks": result.hooks,
+        "secrets": result.secrets,
+    }
 
-    def place(kind: str, table: dict[str, Any], key: str, value: Any, origin: Origin) -> None:
-        slot = f"{kind}.{key}"
-        if key not in table:
-            table[key] = value
-            owners[slot] = origin
-            return
+    def place(kind: str, key: str, value: Any, origin: Origin) -> None:
+        """A definition already there: equal is fine, records merge, anything else conflicts."""
+        table = tables[kind]
         if table[key] == value:
             return
+        slot = f"{kind}.{key}"
         if isinstance(value, UserSpec | GroupSpec):
             merged, field = _merge_record(table[key], value)
             if merged is not None:
                 table[key] = merged
                 return
-            problems.append(_conflict(machine, f"{slot}", owners[slot], origin, f" (field '{field}')"))
+            problems.append(_conflict(machine, slot, owners[kind, key], origin, f" (field '{field}')"))
             return
-        problems.append(_conflict(machine, slot, owners[slot], origin, ""))
+        problems.append(_conflict(machine, slot, owners[kind, key], origin, ""))
 
+    packages = result.packages
     for origin, frag in fragments:
-        for path, spec in frag.files.items():
-            place("files", result.files, path, spec, origin)
+        for kind, table in tables.items():
+            defined = getattr(frag, kind)
+            if not defined:
+                continue
+            for key, value in defined.items():
+                if key in table:
+                    place(kind, key, value, origin)
+                else:
+                    table[key] = value
+                    owners[kind, key] = origin
         for name in frag.packages:
-            if name not in result.packages:
-                result.packages.append(name)
-        for name, user in frag.users.items():
-            place("users", result.users, name, user, origin)
-        for name, group in frag.groups.items():
-            place("groups", result.groups, name, group, origin)
-        for name, unit in frag.units.items():
-            place("units", result.units, name, unit, origin)
-        for name, hook in frag.hooks.items():
-            place("hooks", result.hooks, name, hook, origin)
-        for path, secret in frag.secrets.items():
-            place("secrets", result.secrets, path, secret, origin)
+            if name not in packages:
+                packages.append(name)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
-            _conflict(
-                machine, f"files.{path}", owners[f"files.{path}"], owners[f"secrets.{path}"], " (file and secret)"
-            )
+            _conflict(machine, f"files.{path}", owners["files", path], owners["secrets", path], " (file and secret)")
         )
-    result.packages.sort()
+    packages.sort()
     return result, problems

@@ -51,10 +51,15 @@ class _Group:
     machine_instances: dict[str, list[str]] = field(default_factory=dict)  # machine → instances
     # machine → (role, instance) in the order R9.2 imports them: roles sorted, then instances
     memberships: dict[str, list[tuple[str, ResolvedInstance]]] = field(default_factory=dict)
+    # instance → machine → `{name, roles}` (roles sorted), made once for every member
+    refs: dict[str, dict[str, MachineRef]] = field(default_factory=dict)
+    # (role, instance) → what pass 3 needs per call, made once: function, origin, error label
+    calls: dict[tuple[str, str], tuple[Callable[[Any], Any], Origin, str]] = field(default_factory=dict)
 
 
 def _groups(resolved: ResolvedInventory) -> list[_Group]:
     groups = []
+    refs: dict[tuple[str, tuple[str, ...]], MachineRef] = {}  # equal refs shared (they are frozen)
     for gid, (service, instances) in resolved.services().items():
         g = _Group(gid, service, sorted(instances, key=lambda i: i.name))
         for inst in g.instances:
@@ -64,13 +69,24 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
                     for r, role in inst.roles.items()
                 }
             )
-            for m in {m for role in inst.roles.values() for m in role.settings}:
+            roles_of: dict[str, list[str]] = {}
+            for rname in sorted(inst.roles):
+                for m in inst.roles[rname].settings:
+                    roles_of.setdefault(m, []).append(rname)
+            mine = g.refs[inst.name] = {}
+            for m, roles in roles_of.items():
+                key = (m, tuple(roles))
+                ref = refs.get(key)
+                mine[m] = ref if ref is not None else refs.setdefault(key, MachineRef(*key))
+            for m in roles_of:
                 g.machine_instances.setdefault(m, []).append(inst.name)
         for rname in sorted(service.roles):
-            if service.roles[rname].per_instance is None:
+            fn = service.roles[rname].per_instance
+            if fn is None:
                 continue
             for inst in g.instances:
                 if rname in inst.roles:
+                    g.calls[rname, inst.name] = (fn, Origin(service.name, inst.name, rname), f"{gid}.roles.{rname}")
                     for m in inst.roles[rname].settings:
                         g.memberships.setdefault(m, []).append((rname, inst))
         groups.append(g)
@@ -109,20 +125,18 @@ class Evaluator:
         reader: VarsReader,
     ) -> InstanceContext[Any]:
         rr = inst.roles[role]
-        settings = rr.settings[machine]
-        defs = rr.defs[machine]
-        path = f"instances.{inst.name}.roles.{role}.machines.{machine}.settings"
 
         def extend(extra: dict[str, Any]) -> BaseModel:
-            return extend_settings(rr.interface, defs, extra, path)
+            path = f"instances.{inst.name}.roles.{role}.machines.{machine}.settings"
+            return extend_settings(rr.interface, rr.defs[machine], extra, path)
 
         return InstanceContext(
             service_name=g.service.name,
             instance_name=inst.name,
             role_name=role,
-            machine=inst.machine_ref(machine),
+            machine=g.refs[inst.name][machine],
             roles=g.views[inst.name].roles,
-            settings=settings,
+            settings=rr.settings[machine],
             meta=self.meta,
             exports=exports,
             vars=reader,
@@ -133,7 +147,7 @@ class Evaluator:
         self, g: _Group, machine: str, exports: Mapping[str, ExportValue], reader: VarsReader
     ) -> MachineContext:
         names = g.machine_instances.get(machine, [])
-        roles = sorted({r for i in g.instances if i.name in names for r in i.roles_of(machine)})
+        roles = sorted({r for i in names for r in g.refs[i][machine].roles})
         return MachineContext(
             service_name=g.service.name,
             machine=MachineRef(machine, tuple(roles)),
@@ -274,13 +288,10 @@ class Evaluator:
                 if frag is not None:
                     fragments.append((Origin(service=s.name), _check_fragment(frag, g.gid)))
             for rname, inst in g.memberships.get(machine, ()):
-                fn = s.roles[rname].per_instance
-                assert fn is not None
-                ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                frag = _call(f"{g.gid}.roles.{rname}", fn, ctx)
+                fn, origin, what = g.calls[rname, inst.name]
+                frag = _call(what, fn, self._instance_ctx(g, inst, rname, machine, exports, reader))
                 if frag is not None:
-                    origin = Origin(service=s.name, instance=inst.name, role=rname)
-                    fragments.append((origin, _check_fragment(frag, g.gid)))
+                    fragments.append((origin, frag if type(frag) is MachineConfig else _check_fragment(frag, g.gid)))
         declared = self.generators()[machine]
         secrets = MachineConfig() if declared else None
         for name, decl in sorted(declared.items()):
