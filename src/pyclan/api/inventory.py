@@ -46,8 +46,11 @@ def resolve_inventory(
     flake: str | None = None, input_overrides: dict[str, str] | None = None
 ) -> ResolvedInventoryJson:
     """Role members and merged settings per machine (the shape tools depend on)."""
+    from pyclan.perf import gc_paused
+
     resolved = open_flake(flake, input_overrides).resolved
-    data = resolved.to_json()
+    with gc_paused():
+        data = resolved.to_json()
     return {
         "machines": data["machines"],
         "members": data["members"],

@@ -110,7 +110,8 @@ class Evaluator:
         self.resolved = resolved
         self.clan_dir: Path = resolved.loaded.clan_dir
         self.meta: dict[str, Any] = resolved.inventory.meta.to_json()
-        self.groups = _groups(resolved)
+        with gc_paused():
+            self.groups = _groups(resolved)
         self._generators: dict[str, dict[str, DeclaredGenerator]] | None = None
         self._exports: dict[str, ExportValue] | None = None
 
