@@ -124,7 +124,9 @@ def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         arguments = _validate_arguments(fn, bound.arguments)
         data = fn(**arguments)
     except ClanError as err:
-        return error_envelope(err.problems)
+        from pyclan.api.common import with_positions
+
+        return error_envelope(with_positions(err.problems, args.get("flake")))
     return {"status": "success", "op": name, "data": to_jsonable(data)}
 
 

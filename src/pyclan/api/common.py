@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyclan.errors import Problem
+
 if TYPE_CHECKING:
     from pyclan.clan import Clan
 
@@ -54,3 +56,17 @@ def notices(warnings: list[str]) -> list[Notice]:
         else:
             out.append(Notice("warning", "", text))
     return out
+
+
+def with_positions(problems: list[Problem], flake: str | Path | None) -> list[Problem]:
+    """Problems with the `file:line` of their inventory path, where it is written (best effort)."""
+    if not any(p.file and p.line is None for p in problems):
+        return problems
+    from pyclan.inventory.load import find_clan_dir
+    from pyclan.inventory.positions import attach
+
+    try:
+        clan_dir = find_clan_dir(Path(flake) if flake else None)
+    except Exception:  # no clan here: nothing to look into
+        return problems
+    return attach(problems, clan_dir)

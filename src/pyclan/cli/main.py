@@ -91,7 +91,9 @@ class PyclanGroup(TyperGroup):
         try:
             return super().invoke(ctx)
         except ClanError as err:
-            print_problems(err.problems, as_json)
+            from pyclan.api.common import with_positions
+
+            print_problems(with_positions(err.problems, common.flake(_own_flake(rest))), as_json)
             ctx.exit(1)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
@@ -102,6 +104,18 @@ class PyclanGroup(TyperGroup):
             problem = Problem("internal-error", "", f"{type(exc).__name__}: {exc}", hint=hint)
             print_problems([problem], as_json)
             ctx.exit(2)
+
+
+def _own_flake(args: list[str]) -> Path | None:
+    """A subcommand's own `-C/--flake DIR` (the error handler runs outside that command)."""
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg in ("-C", "--flake") and i + 1 < len(args):
+            return Path(args[i + 1])
+        if arg.startswith("--flake="):
+            return Path(arg.removeprefix("--flake="))
+    return None
 
 
 app = typer.Typer(
