@@ -119,7 +119,7 @@ def check_clan(flake: str | None = None, input_overrides: dict[str, str] | None 
     """Everything `pyclan check` verifies: inventory, services, settings, configs, constraints."""
     clan = open_flake(flake, input_overrides)
     resolved = clan.resolved
-    clan.evaluator.configs()
+    clan.evaluator.configs(keep=False)
     checks = [CheckResult(c.id, c.message, c.severity) for c in resolved.checks]
     return CheckReport(
         ok=not any(c.severity == "error" for c in checks),

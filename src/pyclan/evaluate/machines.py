@@ -317,16 +317,22 @@ class Evaluator:
             raise ClanError(problems)
         return merged
 
-    def configs(self, machines: Iterable[str] | None = None) -> dict[str, MachineConfig]:
-        """Configs of the given (default: all) machines, collecting every machine's problems."""
+    def configs(self, machines: Iterable[str] | None = None, *, keep: bool = True) -> dict[str, MachineConfig]:
+        """Configs of the given (default: all) machines, collecting every machine's problems.
+
+        `keep=False` evaluates each and lets it go (`pyclan check` wants only the problems; at
+        100,000 machines the configs would be most of the memory)."""
         out: dict[str, MachineConfig] = {}
         problems: list[Problem] = []
         with gc_paused():
             for m in machines if machines is not None else self.resolved.machine_names:
                 try:
-                    out[m] = self.config(m)
+                    config = self.config(m)
                 except ClanError as err:
                     problems.extend(err.problems)
+                    continue
+                if keep:
+                    out[m] = config
         if problems:
             raise ClanError(problems)
         return out
