@@ -22,12 +22,20 @@ _CHECKED_MODES = frozenset({"0644", "0600", "0755", "0400", "0444", "0700", "064
 def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
     """An instance from already-checked values of *every* field, without pydantic's validation
     pass (about twice as fast as validating, and four times faster than `model_construct`)."""
-    obj = cls.__new__(cls)
-    object.__setattr__(obj, "__dict__", values)
-    object.__setattr__(obj, "__pydantic_fields_set__", set(values))
-    object.__setattr__(obj, "__pydantic_extra__", None)
-    object.__setattr__(obj, "__pydantic_private__", None)
+    obj = _new(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
     return obj
+
+
+# The slots of every pydantic model, set directly (frozen models refuse setattr).
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
 
 
 def _text(what: str, value: Any) -> str:
@@ -151,14 +159,12 @@ class MachineConfig(BaseModel):
         if data:
             super().__init__(**data)
             return
-        object.__setattr__(
-            self,
-            "__dict__",
-            {"files": {}, "packages": [], "users": {}, "groups": {}, "units": {}, "hooks": {}, "secrets": {}},
+        _set_dict(
+            self, {"files": {}, "packages": [], "users": {}, "groups": {}, "units": {}, "hooks": {}, "secrets": {}}
         )
-        object.__setattr__(self, "__pydantic_fields_set__", set())
-        object.__setattr__(self, "__pydantic_extra__", None)
-        object.__setattr__(self, "__pydantic_private__", None)
+        _set_fields_set(self, set())
+        _set_extra(self, None)
+        _set_private(self, None)
 
     # -- builders (what service authors call) ---------------------------------------------
     def file(
