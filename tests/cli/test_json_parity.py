@@ -108,3 +108,41 @@ def test_hosts_down_all_is_accepted_like_hosts_up_all(tmp_path: Path) -> None:
     up = CliRunner().invoke(app, ["hosts", "up", "--help"])
     down = CliRunner().invoke(app, ["hosts", "down", "--help"])
     assert "--all" in up.stdout and "--all" in down.stdout
+
+
+def test_shell_completion_lists_commands_loaded_on_demand() -> None:
+    result = CliRunner().invoke(
+        app, [], env={"_PYCLAN_COMPLETE": "complete_bash", "COMP_WORDS": "pyclan machines up", "COMP_CWORD": "2"},
+        prog_name="pyclan",
+    )  # fmt: skip
+    assert "update" in result.stdout
+
+
+def _leaf_commands(group: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    out = []
+    for name in group.list_commands(None):
+        cmd = group.get_command(None, name)
+        if cmd is None or cmd.hidden:
+            continue
+        if hasattr(cmd, "list_commands"):
+            out += _leaf_commands(cmd, (*prefix, name))
+        else:
+            out.append(((*prefix, name), cmd))
+    return out
+
+
+def test_every_clan_command_takes_flake_and_every_listing_json() -> None:
+    """Clan's habit: `-C/--flake DIR` on each subcommand; one `--json` option for all."""
+    import typer
+
+    root = typer.main.get_command(app)
+    commands = _leaf_commands(root)
+    assert len(commands) >= 28
+    no_clan = {("hosts", "status"), ("hosts", "down"), ("api", "list"), ("api", "call"), ("init",),
+               ("inventory", "schema")}  # fmt: skip
+    for path, cmd in commands:
+        options = {opt for p in cmd.params for opt in getattr(p, "opts", [])}
+        if path not in no_clan:
+            assert {"-C", "--flake"} <= options, path
+        if path != ("ssh",):
+            assert "--json" in options, path

@@ -11,14 +11,16 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from pyclan.errors import Problem
+from pyclan.errors import ClanError, Problem
 
 if TYPE_CHECKING:
     from rich.console import Console
+
+    from pyclan.clan import Clan
 
 
 @dataclass
@@ -132,3 +134,27 @@ def print_checks(checks: list[Any]) -> None:
     for c in checks:
         colour = "red" if c.severity == "error" else "yellow"
         err.print(f"[{colour}]{c.severity}:[/] " + escape(f"[{c.id}] {c.message}"), highlight=False)
+
+
+# -- for commands written before the API faces (other branches merge into this module) --------
+
+OPTIONS = CURRENT
+
+
+def get_clan(own: Path | None = None) -> Clan:
+    """The clan of this command (its `-C`, else the global one), with the input overrides."""
+    from pyclan.api.common import open_flake
+
+    args = clan_args(own)
+    return open_flake(args["flake"], args["input_overrides"])
+
+
+def fail(err: ClanError, as_json: bool = False) -> NoReturn:
+    """Re-raise: the root command prints every error once (as JSON with `--json`)."""
+    raise err
+
+
+def __getattr__(name: str) -> Any:
+    if name == "err_console":  # the old module-level stderr console, made on first use
+        return console(stderr=True)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
