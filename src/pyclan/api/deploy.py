@@ -82,21 +82,14 @@ class BuiltGeneration:
 
 @dataclass(frozen=True)
 class GenerationInfo:
-    """A generation recorded on a host."""
+    """A generation recorded on a host; `unfinished`: its activation did not finish (the next
+    update completes it)."""
 
     generation: int
     id: str
     current: bool
     activated: str | None = None
-
-
-@dataclass(frozen=True)
-class Generations:
-    """The generations on a host; `unfinished` names one whose activation did not finish."""
-
-    machine: str
-    items: list[GenerationInfo] = field(default_factory=list)
-    unfinished: int | None = None
+    unfinished: bool = False
 
 
 def host_result(r: HostReport) -> HostResult:
@@ -202,14 +195,15 @@ def install_machine(
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
     debug: bool = False,
-) -> HostResult:
-    """Set up a fresh Debian host reachable as root as `machine`: prepare it, then a first update."""
+) -> list[HostResult]:
+    """Set up a fresh Debian host reachable as root as `machine`: prepare it, then a first update
+    (one result, in a list like `update_machines`)."""
     from pyclan.deploy import update as deploy
 
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])
     opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug)
-    return host_result(deploy.install(clan, machine, opts, progress or _no_progress))  # type: ignore[arg-type]
+    return [host_result(deploy.install(clan, machine, opts, progress or _no_progress))]  # type: ignore[arg-type]
 
 
 @register
@@ -232,7 +226,7 @@ def rollback_machine(
 @register
 def list_generations(
     machine: str, target_host: str | None = None, host_key_check: HostKeyMode = "strict", flake: str | None = None
-) -> Generations:
+) -> list[GenerationInfo]:
     """The generations recorded on a machine's host, the current one marked."""
     from pyclan.deploy import update as deploy
     from pyclan.deploy.transport import HostKeyCheck
@@ -240,8 +234,7 @@ def list_generations(
     clan = open_flake(flake)
     clan.require_machines([machine])
     gens = deploy.generations(clan, machine, target_host, HostKeyCheck(host_key_check))
-    return Generations(
-        machine=machine,
-        items=[GenerationInfo(g.number, g.id, g.current, g.activated) for g in gens.items],
-        unfinished=gens.journal,
-    )
+    items = [GenerationInfo(g.number, g.id, g.current, g.activated, g.number == gens.journal) for g in gens.items]
+    if gens.journal is not None and all(g.generation != gens.journal for g in items):
+        items.append(GenerationInfo(gens.journal, "", False, None, True))
+    return items

@@ -125,12 +125,12 @@ def install_cmd(
     args = clan_args(flake_dir)
     open_flake(args["flake"]).require_machines([machine])
     with ProgressView([machine], console(stderr=True), "installing") as view:
-        report = api.install_machine(
+        reports = api.install_machine(
             machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
             sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update, debug=CURRENT.debug,
             **args,
         )  # fmt: skip
-    _report_and_exit([report], json_out)
+    _report_and_exit(reports, json_out)
 
 
 @machines_app.command("rollback")
@@ -172,15 +172,16 @@ def generations_cmd(
     from rich.table import Table
 
     table = Table("generation", "id", "activated", "current", show_edge=False)
-    for g in gens.items:
-        table.add_row(str(g.generation), g.id[:12], g.activated or "-", "*" if g.current else "")
+    for g in gens:
+        table.add_row(str(g.generation), g.id[:12] or "-", g.activated or "-", "*" if g.current else "")
     console().print(table)
-    if gens.unfinished is not None:
-        console(stderr=True).print(
-            f"[yellow]note:[/] the activation of generation {gens.unfinished} did not finish; "
-            "the next `pyclan machines update` completes it",
-            highlight=False,
-        )
+    for g in gens:
+        if g.unfinished:
+            console(stderr=True).print(
+                f"[yellow]note:[/] the activation of generation {g.generation} did not finish; "
+                "the next `pyclan machines update` completes it",
+                highlight=False,
+            )
 
 
 def ssh_cmd(
