@@ -58,9 +58,22 @@ def _report_and_exit(reports: list[HostResult], json_out: bool, dry_run: bool = 
     if not emit(reports, json_out):
         from pyclan.deploy.progress import summary
 
-        summary(reports, console(), dry_run)  # type: ignore[arg-type]  # HostResult has HostReport's fields
+        summary([_for_summary(r) for r in reports], console(), dry_run)
     if any(r.error for r in reports):
         raise typer.Exit(1)
+
+
+def _for_summary(r: HostResult) -> Any:
+    """The result with the library's `Changes` (which knows how to list itself) for the table."""
+    if r.changes is None:
+        return r
+    from dataclasses import asdict, replace
+
+    from pyclan.deploy.diff import Changes, FileChange
+
+    data = asdict(r.changes)
+    data["files"] = [FileChange(**f) for f in data["files"]]
+    return replace(r, changes=Changes(**data))  # type: ignore[arg-type]  # the same fields, plus methods
 
 
 @machines_app.command("build")
@@ -152,7 +165,7 @@ def rollback_cmd(
     else:
         from pyclan.deploy.progress import summary
 
-        summary([report], console())  # type: ignore[list-item]
+        summary([_for_summary(report)], console())
     if report.error:
         raise typer.Exit(1)
 
