@@ -158,11 +158,17 @@ class Evaluator:
             vars=reader,
         )
 
-    def _memberships(self, g: _Group) -> Iterable[tuple[ResolvedInstance, str, str]]:
+    def _memberships(self, g: _Group, roles: set[str]) -> Iterable[tuple[ResolvedInstance, str, str]]:
+        """(instance, role, member) of the given roles, in order; other roles are not walked."""
+        if not roles:
+            return
         for inst in g.instances:
             for rname in sorted(inst.roles):
+                if rname not in roles:
+                    continue
+                settings = inst.roles[rname].settings
                 for m in inst.roles[rname].members:
-                    if m in inst.roles[rname].settings:
+                    if m in settings:
                         yield inst, rname, m
 
     def reader(self, machine: str) -> VarsReader:
@@ -201,7 +207,8 @@ class Evaluator:
                         )
 
         for g in self.groups:
-            for inst, rname, m in self._memberships(g):
+            with_fn = {r for r, role in g.service.roles.items() if role.generators_fn is not None}
+            for inst, rname, m in self._memberships(g, with_fn):
                 fn = g.service.roles[rname].generators_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, {}, NO_VARS)
@@ -232,7 +239,8 @@ class Evaluator:
         for g in self.groups:
             s = g.service
             contributions: list[tuple[ExportMap, Scope, str]] = []
-            for inst, rname, m in self._memberships(g):
+            with_fn = {r for r, role in s.roles.items() if role.exports_fn is not None}
+            for inst, rname, m in self._memberships(g, with_fn):
                 fn = s.roles[rname].exports_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, empty, self.reader(m))
