@@ -15,12 +15,11 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
-from pyclan.errors import ClanError, Problem
-
 if TYPE_CHECKING:
     from rich.console import Console
 
     from pyclan.clan import Clan
+    from pyclan.errors import ClanError, Problem
 
 
 @dataclass

@@ -18,7 +18,8 @@ from typer.core import TyperGroup
 from pyclan import __version__
 from pyclan.cli import common
 from pyclan.cli.common import CURRENT, Invocation, print_problems
-from pyclan.errors import ClanError, Problem
+
+# pyclan.errors is imported when something fails: `--help` does not pay for it.
 
 # name → (module, attribute, one-line help, hidden). The attribute is a typer app or a command
 # function; `register(app)` functions of the modules are not needed for these.
@@ -79,7 +80,11 @@ class PyclanGroup(TyperGroup):
         argv = list(sys.argv[1:] if args is None else args)
         try:
             argv, overrides = take_overrides(argv)
-        except ClanError as err:
+        except Exception as err:
+            from pyclan.errors import ClanError
+
+            if not isinstance(err, ClanError):
+                raise
             print_problems(err.problems, "--json" in argv)
             sys.exit(1)
         extra["obj"] = {"input_overrides": overrides}
@@ -90,14 +95,16 @@ class PyclanGroup(TyperGroup):
         as_json = "--json" in rest[: rest.index("--")] if "--" in rest else "--json" in rest
         try:
             return super().invoke(ctx)
-        except ClanError as err:
-            from pyclan.api.common import with_positions
-
-            print_problems(with_positions(err.problems, common.flake(_own_flake(rest))), as_json)
-            ctx.exit(1)
         except (typer.Exit, typer.Abort, KeyboardInterrupt, SystemExit):
             raise
         except Exception as exc:
+            from pyclan.errors import ClanError, Problem
+
+            if isinstance(exc, ClanError):
+                from pyclan.api.common import with_positions
+
+                print_problems(with_positions(exc.problems, common.flake(_own_flake(rest))), as_json)
+                ctx.exit(1)
             if CURRENT.debug or type(exc).__module__.startswith(("typer", "click")):
                 raise
             hint = "run with --debug for a traceback"
@@ -169,6 +176,8 @@ def take_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:
             break
         if arg == "--override-input":
             if i + 2 >= len(argv):
+                from pyclan.errors import ClanError
+
                 raise ClanError.single("usage-error", "--override-input", "--override-input needs NAME and PATH")
             overrides[argv[i + 1]] = str(Path(argv[i + 2]).resolve())
             i += 3
