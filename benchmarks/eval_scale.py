@@ -132,7 +132,8 @@ def measure(n: int, runs: int) -> dict[str, float]:
         results = []
         for _ in range(runs):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(root)], check=True, capture_output=True, text=True
+                [sys.executable, __file__, "--child", str(root)], check=True, capture_output=True, text=True,
+                env=child_env(),
             ).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     med = {k: statistics.median(r[k] for r in results) for k in ("resolve", "evaluate", "rss_mib")}
@@ -149,11 +150,16 @@ def pyclan_argv() -> list[str]:
     return [str(exe)] if exe.exists() else [sys.executable, "-c", "from pyclan.cli.main import run; run()"]
 
 
+def child_env() -> dict[str, str]:
+    """As users run pyclan: with bytecode caches (the warm-up run writes them)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
 def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, float]:
     """(wall s, CPU s of the child, its peak RSS MiB); output discarded, failure raises."""
     t0 = time.perf_counter()
     with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(argv, cwd=cwd, stdout=null, stderr=subprocess.PIPE)
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=null, stderr=subprocess.PIPE, env=child_env())
         _, status, usage = os.wait4(proc.pid, 0)
         proc.returncode = os.waitstatus_to_exitcode(status)
         err = proc.stderr.read() if proc.stderr else b""
@@ -176,7 +182,8 @@ def measure_cli(n: int, runs: int) -> dict[str, dict[str, float]]:
         root = Path(tmp) / "clan"
         make_clan(root, n)
         samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in COMMANDS}
-        subprocess.run([*pyclan_argv(), "check"], cwd=root, check=True, capture_output=True)  # warm caches
+        for argv in COMMANDS.values():  # bytecode caches
+            subprocess.run(argv(root), cwd=root, check=True, capture_output=True, env=child_env())
         for _ in range(runs):
             for name, argv in COMMANDS.items():
                 samples[name].append(run_measured(argv(root), root))
