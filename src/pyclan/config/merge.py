@@ -47,20 +47,19 @@ def _merge_record(existing: T, new: T) -> tuple[T | None, str]:
     return type(existing).model_validate(data), ""
 
 
+_KINDS = ("files", "users", "groups", "units", "hooks", "secrets")
+
+
 def merge_fragments(
     machine: str, fragments: Sequence[tuple[Origin, MachineConfig]]
 ) -> tuple[MachineConfig, list[Problem]]:
     result = MachineConfig()
-    owners: dict[tuple[str, str], Origin] = {}
     problems: list[Problem] = []
-    tables: dict[str, dict[str, Any]] = {
-        "files": result.files,
-        "users": result.users,
-        "groups": result.groups,
-        "units": result.units,
-        "hooks": result.hooks,
-        "secrets": result.secrets,
-    }
+    tables: dict[str, dict[str, Any]] = {kind: getattr(result, kind) for kind in _KINDS}
+
+    def owner(kind: str, key: str) -> Origin:
+        """The first fragment that defined `kind.key` (looked up only when there is a clash)."""
+        return next(origin for origin, frag in fragments if key in getattr(frag, kind))
 
     def place(kind: str, key: str, value: Any, origin: Origin) -> None:
         """A definition already there: equal is fine, records merge, anything else conflicts."""
@@ -73,28 +72,32 @@ def merge_fragments(
             if merged is not None:
                 table[key] = merged
                 return
-            problems.append(_conflict(machine, slot, owners[kind, key], origin, f" (field '{field}')"))
+            problems.append(_conflict(machine, slot, owner(kind, key), origin, f" (field '{field}')"))
             return
-        problems.append(_conflict(machine, slot, owners[kind, key], origin, ""))
+        problems.append(_conflict(machine, slot, owner(kind, key), origin, ""))
 
     packages = result.packages
     for origin, frag in fragments:
-        for kind, table in tables.items():
-            defined = getattr(frag, kind)
+        defs = frag.__dict__
+        for kind in _KINDS:
+            defined = defs[kind]
             if not defined:
+                continue
+            table = tables[kind]
+            if table.keys().isdisjoint(defined):  # the common case: nothing defined twice
+                table.update(defined)
                 continue
             for key, value in defined.items():
                 if key in table:
                     place(kind, key, value, origin)
                 else:
                     table[key] = value
-                    owners[kind, key] = origin
-        for name in frag.packages:
+        for name in defs["packages"]:
             if name not in packages:
                 packages.append(name)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
-            _conflict(machine, f"files.{path}", owners["files", path], owners["secrets", path], " (file and secret)")
+            _conflict(machine, f"files.{path}", owner("files", path), owner("secrets", path), " (file and secret)")
         )
     packages.sort()
     return result, problems
