@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from pyclan.api import deploy as api
+from pyclan.api import deploy as deploy_api
 from pyclan.api.common import open_flake
 from pyclan.cli.common import CURRENT, FlakeOpt, JsonOpt, TagsOpt, clan_args, console, emit, flake, say
 from pyclan.cli.inventory_cmds import machines_app
@@ -83,7 +83,7 @@ def build_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Build MACHINE's configuration into a generation (manifest, files, activation script); print its id."""
-    gen = api.build_machine(machine, **clan_args(flake_dir))
+    gen = deploy_api.build_machine(machine, **clan_args(flake_dir))
     if emit(gen, json_out):
         return
     say(f"{gen.id}  {gen.path}")
@@ -99,21 +99,21 @@ def update_cmd(
     tags: TagsOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="Update every machine.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Hosts updated at once.")] = api.DEFAULT_JOBS,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Hosts updated at once.")] = deploy_api.DEFAULT_JOBS,
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = KeyCheck.STRICT,
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
-    connect_timeout: TimeoutOpt = api.CONNECT_TIMEOUT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     from pyclan.deploy.progress import ProgressView
 
-    selected = api.selected_machines(flake(flake_dir), machines, tags, all_)
+    selected = deploy_api.selected_machines(flake(flake_dir), machines, tags, all_)
     with ProgressView(selected, console(stderr=True), "checking" if dry_run else "updating") as view:
-        reports = api.update_machines(
+        reports = deploy_api.update_machines(
             selected, dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check.value,
             check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update,
             debug=CURRENT.debug, **clan_args(flake_dir),
@@ -128,7 +128,7 @@ def install_cmd(
     host_key_check: KeyCheckOpt = KeyCheck.TOFU,
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
-    connect_timeout: TimeoutOpt = api.CONNECT_TIMEOUT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
@@ -138,7 +138,7 @@ def install_cmd(
     args = clan_args(flake_dir)
     open_flake(args["flake"]).require_machines([machine])
     with ProgressView([machine], console(stderr=True), "installing") as view:
-        reports = api.install_machine(
+        reports = deploy_api.install_machine(
             machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
             sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update, debug=CURRENT.debug,
             **args,
@@ -156,7 +156,7 @@ def rollback_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
-    report = api.rollback_machine(machine, to, target_host, host_key_check.value, flake=flake(flake_dir))
+    report = deploy_api.rollback_machine(machine, to, target_host, host_key_check.value, flake=flake(flake_dir))
     if emit(report, json_out):
         pass
     elif report.error is None:
@@ -179,7 +179,7 @@ def generations_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """List the generations recorded on MACHINE (the current one marked)."""
-    gens = api.list_generations(machine, target_host, host_key_check.value, flake=flake(flake_dir))
+    gens = deploy_api.list_generations(machine, target_host, host_key_check.value, flake=flake(flake_dir))
     if emit(gens, json_out):
         return
     from rich.table import Table

@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from pyclan.api import vars as api
+from pyclan.api import vars as vars_api
 from pyclan.cli.common import FlakeOpt, JsonOpt, clan_args, emit, flake, note, say
 
 vars_app = typer.Typer(
@@ -37,7 +37,7 @@ def keygen_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Create (or reuse) your admin age key and register it as keys/admins/<user>.pub."""
-    result = api.keygen(user, force, flake=flake(flake_dir))
+    result = vars_api.keygen(user, force, flake=flake(flake_dir))
     if emit(result, json_out):
         return
     verb = "created" if result.createdKey else "reusing"
@@ -64,7 +64,7 @@ def generate_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Run missing or outdated generators (plus their dependents) and store their vars."""
-    report = api.run_generators(
+    report = vars_api.run_generators(
         machines or None, generator or None, regenerate=regenerate,
         prompt_values=str(prompt_values) if prompt_values is not None else None,
         sandbox=not no_sandbox, no_check=no_check, **clan_args(flake_dir),
@@ -86,7 +86,7 @@ def generate_cmd(
 @vars_app.command("list")
 def list_cmd(machine: MachineArg, json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """List a machine's vars: `<gen>/<file>: <value>` (secrets masked)."""
-    entries = api.list_vars(machine, **clan_args(flake_dir))
+    entries = vars_api.list_vars(machine, **clan_args(flake_dir))
     if emit(entries, json_out):
         return
     for e in entries:
@@ -97,7 +97,7 @@ def list_cmd(machine: MachineArg, json_out: JsonOpt = False, flake_dir: FlakeOpt
 @vars_app.command("get")
 def get_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """Print a var's value (a unique prefix of the id is enough; secrets need the admin key)."""
-    value = api.get_var(machine, var_id, **clan_args(flake_dir))
+    value = vars_api.get_var(machine, var_id, **clan_args(flake_dir))
     if emit(value, json_out):
         return
     if value.id != var_id:
@@ -116,7 +116,7 @@ def set_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False, fl
         text, as_base64 = raw.decode(), None
     except UnicodeDecodeError:
         text, as_base64 = None, base64.b64encode(raw).decode()
-    entry = api.set_var(machine, var_id, text, as_base64, **clan_args(flake_dir))
+    entry = vars_api.set_var(machine, var_id, text, as_base64, **clan_args(flake_dir))
     if not emit(entry, json_out):
         say(f"set {machine} {entry.id}" + (" (encrypted)" if entry.secret else ""))
 
@@ -128,7 +128,7 @@ def check_cmd(
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Exit 1 if any var is missing, outdated, undecryptable or encrypted to the wrong keys."""
-    report = api.check_vars(machines or None, **clan_args(flake_dir))
+    report = vars_api.check_vars(machines or None, **clan_args(flake_dir))
     if not emit(report, json_out):
         for text in report.notes:
             note(f"note: {text}")
