@@ -6,13 +6,20 @@ via tag `all` plus 2 tags with tag-level settings and role settings, so every ma
 10 instances. Each size runs in a fresh process (3 runs, median) that reports the time to load
 + resolve, the time to evaluate every machine's configuration, and its peak RSS.
 
-    python benchmarks/eval_scale.py [--sizes 100 1000 10000] [--runs 3] [--write BENCHMARKS.md]
+Then, as users run them, the whole commands `pyclan check` and `pyclan inventory resolve --json`
+(CPU time of the process, user + system, and its peak RSS), beside `benchmarks/floor.py` (the
+same walk in minimal pure Python) measured in the same run: the ratio is the cost of pyclan's
+validation, defaults and error reporting.
+
+    python benchmarks/eval_scale.py [--sizes 100 1000 10000] [--runs 3] [--cli-sizes 10000 100000]
+                                    [--cli-runs 3] [--write BENCHMARKS.md]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -125,7 +132,8 @@ def measure(n: int, runs: int) -> dict[str, float]:
         results = []
         for _ in range(runs):
             out = subprocess.run(
-                [sys.executable, __file__, "--child", str(root)], check=True, capture_output=True, text=True
+                [sys.executable, __file__, "--child", str(root)], check=True, capture_output=True, text=True,
+                env=child_env(),
             ).stdout
             results.append(json.loads(out.strip().splitlines()[-1]))
     med = {k: statistics.median(r[k] for r in results) for k in ("resolve", "evaluate", "rss_mib")}
@@ -134,10 +142,68 @@ def measure(n: int, runs: int) -> dict[str, float]:
     return med
 
 
+FLOOR = Path(__file__).with_name("floor.py")
+
+
+def pyclan_argv() -> list[str]:
+    exe = Path(sys.executable).with_name("pyclan")
+    return [str(exe)] if exe.exists() else [sys.executable, "-c", "from pyclan.cli.main import run; run()"]
+
+
+def child_env() -> dict[str, str]:
+    """As users run pyclan: with bytecode caches (the warm-up run writes them)."""
+    return {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
+
+
+def run_measured(argv: list[str], cwd: Path) -> tuple[float, float, float]:
+    """(wall s, CPU s of the child, its peak RSS MiB); output discarded, failure raises."""
+    t0 = time.perf_counter()
+    with open(os.devnull, "wb") as null:
+        proc = subprocess.Popen(argv, cwd=cwd, stdout=null, stderr=subprocess.PIPE, env=child_env())
+        _, status, usage = os.wait4(proc.pid, 0)
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        err = proc.stderr.read() if proc.stderr else b""
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv} failed: {err.decode(errors='replace')[-2000:]}")
+    return wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
+
+
+COMMANDS = {
+    "floor": lambda root: [sys.executable, str(FLOOR), str(root)],
+    "check": lambda root: [*pyclan_argv(), "check"],
+    "resolve --json": lambda root: [*pyclan_argv(), "inventory", "resolve", "--json"],
+}
+
+
+def measure_cli(n: int, runs: int) -> dict[str, dict[str, float]]:
+    """Median wall, CPU and peak RSS of the floor and of each command, interleaved per run."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "clan"
+        make_clan(root, n)
+        samples: dict[str, list[tuple[float, float, float]]] = {k: [] for k in COMMANDS}
+        for argv in COMMANDS.values():  # bytecode caches
+            subprocess.run(argv(root), cwd=root, check=True, capture_output=True, env=child_env())
+        for _ in range(runs):
+            for name, argv in COMMANDS.items():
+                samples[name].append(run_measured(argv(root), root))
+    return {
+        name: {
+            "wall": statistics.median(s[0] for s in got),
+            "cpu": statistics.median(s[1] for s in got),
+            "rss_mib": statistics.median(s[2] for s in got),
+        }
+        for name, got in samples.items()
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000, 10000])
     parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--cli-sizes", type=int, nargs="*", default=[10000, 100000])
+    parser.add_argument("--cli-runs", type=int, default=3)
+    parser.add_argument("--big-runs", type=int, default=1, help="runs for sizes of 100,000 and more")
     parser.add_argument("--write", type=Path, help="update the eval_scale section of this Markdown file")
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -153,8 +219,66 @@ def main() -> None:
             f"total {m['total']:.3f}s  peak RSS {m['rss_mib']:.0f} MiB  ({m['files']:.0f} files)",
             flush=True,
         )
+    cli_rows = []
+    for n in args.cli_sizes:
+        c = measure_cli(n, args.big_runs if n >= 100_000 else args.cli_runs)
+        cli_rows.append((n, c))
+        floor = c["floor"]["cpu"]
+        for name in ("check", "resolve --json"):
+            m = c[name]
+            print(
+                f"{n:>6} machines: pyclan {name:<15} CPU {m['cpu']:.2f}s  wall {m['wall']:.2f}s  "
+                f"peak RSS {m['rss_mib']:.0f} MiB  = {m['cpu'] / floor:.2f}x floor ({floor:.2f}s CPU)",
+                flush=True,
+            )
     if args.write:
         write_section(args.write, rows, args.runs)
+        write_cli_section(args.write, cli_rows, args.cli_runs, args.big_runs)
+
+
+CLI_TARGETS = {10000: (0.8, None), 100000: (8.0, 1024.0)}  # CPU s, peak RSS MiB
+
+
+def write_cli_section(
+    path: Path, rows: list[tuple[int, dict[str, dict[str, float]]]], runs: int, big_runs: int
+) -> None:
+    lines = [
+        "<!-- eval_cli -->",
+        "## Whole commands at scale (`benchmarks/eval_scale.py`, `benchmarks/floor.py`)",
+        "",
+        "The same inventories, as a user runs the commands: a new process each time, CPU time (user +",
+        f"system) and peak RSS of that process, median of {runs} runs ({big_runs} at 100,000). The floor",
+        "(`benchmarks/floor.py`) is json.loads + one dict walk per machine × instance × role merging role,",
+        "tag and machine settings + json.dumps, in the same run, with the GC off as in pyclan's loops.",
+        "Targets: 10,000 machines ≤ 0.8 s CPU; 100,000 machines ≤ 8 s and ≤ 1 GiB; ≤ 2× the floor.",
+        "",
+        "| machines | command | CPU | target | wall | peak RSS | × floor (target ≤ 2×) | floor CPU |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for n, c in rows:
+        floor = c["floor"]["cpu"]
+        cpu_target, rss_target = CLI_TARGETS.get(n, (None, None))
+        for name in ("check", "resolve --json"):
+            m = c[name]
+            target = f"≤ {cpu_target:g} s" if cpu_target else "-"
+            if rss_target:
+                target += f", ≤ {rss_target / 1024:g} GiB"
+            lines.append(
+                f"| {n:,} | `{name}` | {m['cpu']:.2f} s | {target} | {m['wall']:.2f} s | {m['rss_mib']:.0f} MiB | "
+                f"{m['cpu'] / floor:.2f}× | {floor:.2f} s |"
+            )
+    lines.append("<!-- /eval_cli -->")
+    replace_section(path, "eval_cli", "\n".join(lines))
+
+
+def replace_section(path: Path, tag: str, section: str) -> None:
+    text = path.read_text() if path.exists() else "# Benchmarks\n"
+    start, end = text.find(f"<!-- {tag} -->"), text.find(f"<!-- /{tag} -->")
+    if start != -1 and end != -1:
+        text = text[:start] + section + text[end + len(f"<!-- /{tag} -->") :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
 
 
 def write_section(path: Path, rows: list[tuple[int, dict[str, float]]], runs: int) -> None:

@@ -1,4 +1,4 @@
-"""The JSON API: one registry, JSON in and out, errors as data (never exceptions)."""
+"""The JSON API: one registry, typed functions, JSON in and out, errors as data (never exceptions)."""
 
 from __future__ import annotations
 
@@ -13,23 +13,43 @@ from pyclan import api
 
 
 def _starter(tmp_path: Path) -> str:
-    created = api.init_clan(tmp_path / "c", name="demo")
+    created = api.init_clan(str(tmp_path / "c"), name="demo")
     return str(created.path)
 
 
 def test_every_function_registered_once_and_described() -> None:
     with pytest.raises(RuntimeError, match="already registered"):
         api.register(api.REGISTRY["resolve_inventory"])
-    described = api.describe()
+    described = {f["name"]: f for f in api.describe()}
     assert {"resolve_inventory", "list_machines", "get_machine_config", "run_generators"} <= set(described)
-    assert "flake" in described["resolve_inventory"]["arguments"]
+    for name, fn in described.items():
+        assert fn["doc"], name
+        assert fn["parameters"]["type"] == "object", name
+        assert fn["result"], name
+        assert "<class" not in json.dumps(fn), name
+    assert "flake" in described["resolve_inventory"]["parameters"]["properties"]
+    machine = described["list_machines"]["result"]
+    assert machine["type"] == "array" and "$defs" in machine
+    assert "progress" not in described["update_machines"]["parameters"]["properties"]
+
+
+def test_every_cli_verb_has_an_api_function() -> None:
+    """Each verb the CLI offers (but the interactive `ssh`) is a registered function."""
+    verbs = {
+        "init_clan", "get_clan_details", "check_clan", "list_machines", "create_machine", "delete_machine",
+        "get_machine_config", "build_machine", "update_machines", "install_machine", "rollback_machine",
+        "list_generations", "list_service_modules", "get_service_module", "resolve_inventory",
+        "inventory_schema", "keygen", "run_generators", "list_vars", "get_var", "set_var", "check_vars",
+        "list_inputs", "update_inputs", "hosts_up", "hosts_down", "hosts_status",
+    }  # fmt: skip
+    assert verbs <= set(api.load_all())
 
 
 def test_call_success_and_error_envelopes(tmp_path: Path) -> None:
     flake = _starter(tmp_path)
     ok = api.call("list_machines", {"flake": flake})
     assert ok["status"] == "success"
-    assert list(ok["data"]) == ["my-machine"]
+    assert [m["name"] for m in ok["data"]] == ["my-machine"]
     config = api.call("get_machine_config", {"machine": "my-machine", "flake": flake})
     assert config["data"]["files"]["/etc/motd"]["content"] == "Welcome to demo\n"
     missing = api.call("get_machine_config", {"machine": "nope", "flake": flake})
@@ -37,7 +57,11 @@ def test_call_success_and_error_envelopes(tmp_path: Path) -> None:
     assert missing["errors"][0]["kind"] == "unknown-machine"
     bad_args = api.call("list_machines", {"flake": flake, "colour": "red"})
     assert bad_args["status"] == "error" and bad_args["errors"][0]["kind"] == "usage-error"
-    json.dumps([ok, config, missing, bad_args])
+    wrong_type = api.call("list_machines", {"flake": flake, "tags": "server"})
+    assert wrong_type["status"] == "error" and wrong_type["errors"][0]["path"] == "tags"
+    hidden = api.call("update_machines", {"flake": flake, "progress": None})
+    assert hidden["status"] == "error"
+    json.dumps([ok, config, missing, bad_args, wrong_type, hidden])
 
 
 def test_cli_api_call_is_the_same_function(tmp_path: Path) -> None:
@@ -47,7 +71,7 @@ def test_cli_api_call_is_the_same_function(tmp_path: Path) -> None:
         [str(pyclan), "api", "call", "resolve_inventory", "--args", json.dumps({"flake": flake})],
         capture_output=True, text=True, check=True,
     )
-    assert json.loads(out.stdout)["data"] == api.resolve_inventory(flake)
+    assert json.loads(out.stdout)["data"] == api.to_jsonable(api.resolve_inventory(flake))
 
 
 def test_init_refuses_existing_clan(tmp_path: Path) -> None:
@@ -55,3 +79,49 @@ def test_init_refuses_existing_clan(tmp_path: Path) -> None:
     result = api.call("init_clan", {"directory": flake})
     assert result["status"] == "error"
     assert "already exists" in result["errors"][0]["message"]
+
+
+def test_missing_machine_is_one_error_everywhere(tmp_path: Path) -> None:
+    """Every function naming a machine refuses an unknown one with the same kind, wording and hint."""
+    flake = _starter(tmp_path)
+    calls = {
+        "get_machine_config": {"machine": "my-machin"},
+        "list_vars": {"machine": "my-machin"},
+        "get_var": {"machine": "my-machin", "var_id": "x/y"},
+        "build_machine": {"machine": "my-machin"},
+        "delete_machine": {"name": "my-machin"},
+        "check_vars": {"machines": ["my-machin"]},
+        "update_machines": {"machines": ["my-machin"]},
+        "rollback_machine": {"machine": "my-machin"},
+    }
+    for name, args in calls.items():
+        result = api.call(name, {**args, "flake": flake})
+        assert result["status"] == "error", name
+        (problem,) = result["errors"]
+        assert problem == {
+            "kind": "unknown-machine",
+            "path": "machines.my-machin",
+            "message": "no machine named 'my-machin' in the inventory",
+            "hint": "did you mean 'my-machine'?",
+        }, name
+
+
+def test_unknown_tag_gets_did_you_mean(tmp_path: Path) -> None:
+    flake = _starter(tmp_path)
+    result = api.call("list_machines", {"flake": flake, "tags": ["servr"]})
+    assert result["errors"][0]["kind"] == "unknown-tag"
+    assert result["errors"][0]["hint"] == "did you mean 'server'?"
+    assert [m["name"] for m in api.call("list_machines", {"flake": flake, "tags": ["server", "all"]})["data"]] == [
+        "my-machine"
+    ]
+
+
+def test_warnings_are_objects_like_errors(tmp_path: Path) -> None:
+    flake = Path(_starter(tmp_path))
+    toml = (flake / "clan.toml").read_text().replace('domain = "clan"', 'tld = "lan"')
+    (flake / "clan.toml").write_text(toml + '\n[tags]\nextra = ["my-machine", "ghost"]\n')
+    data = api.call("check_clan", {"flake": str(flake)})["data"]
+    kinds = {(w["kind"], w["path"]) for w in data["warnings"]}
+    assert ("deprecated-option", "meta.tld") in kinds
+    assert ("unknown-machine", "tags.extra") in kinds
+    assert all(set(w) == {"kind", "path", "message"} for w in data["warnings"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,7 +12,7 @@ from typer.testing import CliRunner
 
 from pyclan import api
 from pyclan.check import open_for_check, run_check
-from pyclan.clan import RUNTIME, Clan, open_clan
+from pyclan.clan import Clan, open_clan
 from pyclan.cli.main import _register, app
 from pyclan.errors import ClanError
 
@@ -73,11 +74,10 @@ def server(ctx: InstanceContext) -> MachineConfig:
 
 
 @pytest.fixture(autouse=True)
-def _runtime() -> Iterator[None]:
-    """The CLI sets process-wide options (-C, --debug): put them back."""
-    before = (RUNTIME.debug, RUNTIME.flake)
+def _no_debug(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """`--debug` sets PYCLAN_DEBUG for the process: each test starts without it."""
+    monkeypatch.delenv("PYCLAN_DEBUG", raising=False)
     yield
-    RUNTIME.debug, RUNTIME.flake = before
 
 
 def clan_with(make_clan: MakeClan, instances: str) -> Clan:
@@ -188,7 +188,7 @@ def test_debug_shows_the_traceback(make_clan: MakeClan) -> None:
         '[instances.x]\nmodule = { name = "svc", input = "self" }\nroles.peer.machines.jon.settings.crash = true\n'
         "roles.server.machines.srv = {}\n",
     )
-    RUNTIME.debug = True
+    os.environ["PYCLAN_DEBUG"] = "1"  # what `--debug` sets (the fixture removes it)
     [problem] = run_check(clan).problems
     assert problem.hint is not None
     assert problem.hint.startswith("Traceback (most recent call last):")

@@ -33,7 +33,7 @@ def _clan(tmp_path: Path, toml: str = TOML) -> Path:
 def test_create_machine_keeps_comments_and_loads(tmp_path: Path) -> None:
     clan = _clan(tmp_path)
     result = api.create_machine("db", ["server", "backup"], "root@db.example.org", "the database", flake=str(clan))
-    assert result == {"machine": "db", "file": "clan.toml"}
+    assert (result.machine, result.file) == ("db", "clan.toml")
     text = (clan / "clan.toml").read_text()
     lines = text.splitlines()
     # everything the user wrote is still there, in order, comments included; the new table sits with the machines
@@ -58,7 +58,7 @@ def test_create_refuses_existing_and_invalid_names_without_writing(tmp_path: Pat
 
 def test_create_in_inventory_json_when_there_is_no_toml(tmp_path: Path) -> None:
     (tmp_path / "inventory.json").write_text(json.dumps({"meta": {"name": "j"}}))
-    assert api.create_machine("a", ["x"], flake=str(tmp_path))["file"] == "inventory.json"
+    assert api.create_machine("a", ["x"], flake=str(tmp_path)).file == "inventory.json"
     assert json.loads((tmp_path / "inventory.json").read_text())["machines"] == {"a": {"tags": ["x"]}}
 
 
@@ -77,7 +77,7 @@ def test_delete_removes_machine_vars_and_key(tmp_path: Path) -> None:
     (clan / "vars/per-machine/old/gen/file/value").write_text("x")
     (clan / "keys/machines").mkdir(parents=True)
     (clan / "keys/machines/old.pub").write_text("age1…")
-    removed = api.delete_machine("old", flake=str(clan))["removed"]
+    removed = api.delete_machine("old", flake=str(clan)).removed
     assert removed == ["clan.toml: machines.old", "vars/per-machine/old", "keys/machines/old.pub"]
     assert "old" not in load_inventory(clan).inventory.machines
     assert (clan / "clan.toml").read_text() == TOML

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyclan.clan import RUNTIME, Clan
+from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.machines import Collected, Evaluator
 from pyclan.evaluate.resolve import ResolvedInventory, resolve
@@ -44,12 +44,12 @@ class CheckReport:
         }
 
 
-def open_for_check(flake: Path | None = None) -> Clan:
+def open_for_check(flake: Path | None = None, input_overrides: dict[str, Path] | None = None) -> Clan:
     """The clan, loaded leniently: a settings block that is not a valid block is a problem of the
     report (R1.8a/c) instead of stopping every later stage. Other load problems still stop here."""
-    clan_dir = find_clan_dir(flake or RUNTIME.flake)
+    clan_dir = find_clan_dir(flake)
     loaded = load_inventory(clan_dir, lenient=True)
-    return Clan(dir=clan_dir, loaded=loaded, input_overrides=dict(RUNTIME.input_overrides))
+    return Clan(dir=clan_dir, loaded=loaded, input_overrides=dict(input_overrides or {}))
 
 
 def _not_generated(p: Problem) -> bool:

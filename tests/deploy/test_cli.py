@@ -89,7 +89,9 @@ def test_machine_selection_and_target_host_rules(clan: Path) -> None:
     both = pyclan(clan, "machines", "update", "a", "--tags", "web")
     assert both.returncode == 1 and "not both" in both.stderr
     none = pyclan(clan, "machines", "update", "--tags", "db")
-    assert none.returncode == 1 and "no machine carries all of the tags db" in none.stderr
+    assert none.returncode == 1 and "no machine carries the tag 'db'" in none.stderr
+    typo_tag = pyclan(clan, "machines", "update", "--tags", "wbe", "all")
+    assert typo_tag.returncode == 1 and "did you mean 'web'?" in typo_tag.stderr
     bad = pyclan(clan, "machines", "update", "a", "--target-host", "root@@x y")
     assert bad.returncode == 1 and "cannot read target host" in bad.stderr
     typo = pyclan(clan, "ssh", "aa", "-c", "true")

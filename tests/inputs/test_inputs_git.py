@@ -79,7 +79,7 @@ def test_seed_example_resolves_end_to_end_with_the_cli(tmp_path: Path, make_repo
     # inputs list shows kind, lock and services
     inputs = run_pyclan("-C", str(clan), "inputs", "list", "--json")
     assert inputs.code == 0, inputs.stderr
-    info = json.loads(inputs.stdout)
+    info = {row["name"]: row for row in json.loads(inputs.stdout)}
     assert info["libstd"]["kind"] == "git"
     assert info["libstd"]["locked"]["rev"] == libstd.head()
     assert info["libstd"]["services"] == ["mod-A"]
@@ -372,9 +372,9 @@ def test_override_input_uses_a_folder_and_leaves_the_lock_alone(tmp_path: Path, 
     [row] = [s for s in json.loads(cli.stdout) if s["input"] == "libstd"]
     assert row["description"] == "work in progress"
     assert row["origin"].startswith(str(checkout))
-    listing = json.loads(
+    listing = {r["name"]: r for r in json.loads(
         run_pyclan("--override-input", "libstd", str(checkout), "-C", str(clan), "inputs", "list", "--json").stdout
-    )
+    )}
     assert listing["libstd"]["overridden"] == str(checkout)
     assert (clan / "clan.lock").read_bytes() == locked
     # no `__pycache__` is written into the override folder

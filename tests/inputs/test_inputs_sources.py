@@ -127,7 +127,7 @@ def test_package_input_by_entry_points(tmp_path: Path, monkeypatch: pytest.Monke
     env = {"PYTHONPATH": str(site)}
     cli = run_pyclan("-C", str(clan), "inputs", "list", "--json", env=env)
     assert cli.code == 0, cli.stderr
-    assert json.loads(cli.stdout)["pkg"]["services"] == ["broken", "mod-X", "mod-y"]
+    assert {r["name"]: r for r in json.loads(cli.stdout)}["pkg"]["services"] == ["broken", "mod-X", "mod-y"]
 
     # another installed version than the locked one is refused until `inputs update`
     (site / "libpkg_services-1.0.dist-info").rename(site / "libpkg_services-1.1.dist-info")
@@ -186,9 +186,9 @@ def test_clan_core_is_the_bundled_library_and_can_be_overridden(tmp_path: Path) 
     assert cli.code == 0, cli.stderr
     rows = json.loads(cli.stdout)
     assert [(r["name"], r["description"]) for r in rows if r["input"] is None] == [("packages", "from a checkout")]
-    listing = json.loads(
+    listing = {r["name"]: r for r in json.loads(
         run_pyclan("--override-input", "clan-core", str(checkout), "-C", str(clan), "inputs", "list", "--json").stdout
-    )
+    )}
     assert listing["clan-core"]["overridden"] == str(checkout)
     assert not (clan / "clan.lock").exists()
     assert [p.name for p in library.iterdir()] == ["packages.py"]  # no bytecode written
@@ -279,5 +279,5 @@ def test_inputs_are_fetched_only_when_needed(tmp_path: Path) -> None:
     assert not (clan / "clan.lock").exists()
     listed = run_pyclan("-C", str(clan), "inputs", "list", "--json")
     assert listed.code == 1
-    assert "fetching 'main'" in json.loads(listed.stdout)["unreachable"]["error"]
+    assert "fetching 'main'" in {r["name"]: r for r in json.loads(listed.stdout)}["unreachable"]["error"]
     assert sys.executable  # the CLI ran under this interpreter's environment

@@ -75,7 +75,8 @@ def test_generate_list_get_set_check(vclan: VarsClan, answers: Path) -> None:
     assert r.returncode == 1 and b"Couldn't find var: wgx/priv for machine: a" in r.stderr
     assert b"did you mean 'wg/priv'" in r.stderr
     r = vclan.run("vars", "get", "a", "pw/password", "--json")
-    assert json.loads(r.stdout) == {"id": "pw/password", "secret": True, "value": ANSWERS["pw"]["password"]}
+    password = ANSWERS["pw"]["password"]
+    assert json.loads(r.stdout) == {"id": "pw/password", "secret": True, "value": password, "base64": None}
     # secrets need the admin key
     r = vclan.run("vars", "get", "a", "wg/priv", env={KEY_FILE_ENV: str(vclan.dir / "nope.key")})
     assert r.returncode == 1 and b"pyclan vars keygen" in r.stderr

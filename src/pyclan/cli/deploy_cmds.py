@@ -1,34 +1,44 @@
-"""Deploy commands: `machines build/update/install/rollback/generations` and `pyclan ssh`."""
+"""Deploy commands: `machines build/update/install/rollback/generations` and `pyclan ssh`.
+
+Thin over `pyclan.api.deploy`; the deploy stack (asyncssh) is imported only when one runs.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
-from typing import Annotated, Any
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
-from pyclan.clan import Clan
-from pyclan.cli.common import OPTIONS, console, err_console, fail, get_clan, print_json
-from pyclan.deploy import update as deploy
-from pyclan.deploy.build import build, store
-from pyclan.deploy.progress import ProgressView, summary
-from pyclan.deploy.runner import HostReport
-from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
+from pyclan.api import deploy as deploy_api
+from pyclan.api.common import open_flake
+from pyclan.cli.common import CURRENT, FlakeOpt, JsonOpt, TagsOpt, clan_args, console, emit, flake, say
+from pyclan.cli.inventory_cmds import machines_app
 from pyclan.errors import ClanError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+if TYPE_CHECKING:
+    from pyclan.api.deploy import HostResult
+
+
+class KeyCheck(StrEnum):
+    """How a host's SSH key is checked (pyclan.deploy.transport.HostKeyCheck)."""
+
+    STRICT = "strict"
+    ASK = "ask"
+    TOFU = "tofu"
+    NONE = "none"
+
+
 TargetOpt = Annotated[
-    str | None, typer.Option("--target-host", help="Deploy to \\[user@]host\\[:port] instead of the known target.")
+    str | None, typer.Option("--target-host", help="Deploy to [user@]host[:port] instead of the known target.")
 ]
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
-
-
 KeyCheckOpt = Annotated[
-    HostKeyCheck,
+    KeyCheck,
     typer.Option(
         "--host-key-check",
         case_sensitive=False,
@@ -39,183 +49,152 @@ KeyCheckOpt = Annotated[
 
 
 def register(app: typer.Typer) -> None:
-    from pyclan.cli.inventory_cmds import machines_app
-
-    machines_app.command("build")(build_cmd)
-    machines_app.command("update")(update_cmd)
-    machines_app.command("install")(install_cmd)
-    machines_app.command("rollback")(rollback_cmd)
-    machines_app.command("generations")(generations_cmd)
-    app.command(
-        "ssh",
-        context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False},
-    )(ssh_cmd)
+    """Add `ssh` to `app` (the machines verbs hang off `machines_app` on import)."""
+    fn, settings = ssh_command
+    app.command("ssh", **settings)(fn)
 
 
-def _report_and_exit(reports: list[HostReport], json_out: bool, dry_run: bool = False) -> None:
-    if json_out:
-        print_json([r.to_json() for r in reports])
-    else:
-        summary(reports, console, dry_run)
+def _report_and_exit(reports: list[HostResult], json_out: bool, dry_run: bool = False) -> None:
+    if not emit(reports, json_out):
+        from pyclan.deploy.progress import summary
+
+        summary([_for_summary(r) for r in reports], console(), dry_run)
     if any(r.error for r in reports):
         raise typer.Exit(1)
 
 
+def _for_summary(r: HostResult) -> Any:
+    """The result with the library's `Changes` (which knows how to list itself) for the table."""
+    if r.changes is None:
+        return r
+    from dataclasses import asdict, replace
+
+    from pyclan.deploy.diff import Changes, FileChange
+
+    data = asdict(r.changes)
+    data["files"] = [FileChange(**f) for f in data["files"]]
+    return replace(r, changes=Changes(**data))  # type: ignore[arg-type]  # the same fields, plus methods
+
+
+@machines_app.command("build")
 def build_cmd(
     machine: Annotated[str, typer.Argument(help="The machine to build.")],
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Build MACHINE's configuration into a generation (manifest, files, activation script); print its id."""
-    try:
-        clan = _clan_with(machine)
-        gen = build(clan, machine, write=False)
-        path = store(gen)
-    except ClanError as err:
-        fail(err, json_out)
-    m = gen.manifest
-    if json_out:
-        print_json(
-            {
-                "machine": machine,
-                "id": gen.id,
-                "path": str(path),
-                "files": len(m.managed_paths()),
-                "packages": len(m.packages),
-                "users": len(m.users),
-                "units": len(m.units),
-                "secrets": len(m.secrets),
-            }
-        )
+    gen = deploy_api.build_machine(machine, **clan_args(flake_dir))
+    if emit(gen, json_out):
         return
-    console.print(f"{gen.id}  {path}", highlight=False)
-    err_console.print(
-        f"{machine}: {len(m.managed_paths())} paths, {len(m.packages)} packages, {len(m.users)} users, "
-        f"{len(m.units)} units, {len(m.hooks)} hooks, {len(m.secrets)} secrets (by reference)",
-        highlight=False,
+    say(f"{gen.id}  {gen.path}")
+    sys.stderr.write(
+        f"{machine}: {gen.files} paths, {gen.packages} packages, {gen.users} users, "
+        f"{gen.units} units, {gen.hooks} hooks, {gen.secrets} secrets (by reference)\n"
     )
 
 
-def _clan_with(machine: str) -> Clan:
-    """The clan, after checking that `machine` is one of its machines (with a did-you-mean)."""
-    clan = get_clan()
-    deploy.select_machines(clan, [machine])
-    return clan
-
-
-def _options(
-    target_host: str | None,
-    host_key_check: HostKeyCheck,
-    no_check: bool,
-    no_sandbox: bool,
-    connect_timeout: float,
-    **extra: Any,
-) -> deploy.UpdateOptions:
-    """The UpdateOptions that `update` and `install` share, from their CLI flags."""
-    return deploy.UpdateOptions(
-        target_host=target_host,
-        host_key_check=host_key_check,
-        check=not no_check,
-        sandbox=not no_sandbox,
-        connect_timeout=connect_timeout,
-        debug=OPTIONS.debug,
-        **extra,
-    )
-
-
+@machines_app.command("update")
 def update_cmd(
     machines: Annotated[list[str] | None, typer.Argument(help="Machines to update (default: all).")] = None,
-    tags: Annotated[list[str] | None, typer.Option("--tags", help="Only machines carrying all these tags.")] = None,
+    tags: TagsOpt = None,
     all_: Annotated[bool, typer.Option("--all", help="Update every machine.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; change nothing.")] = False,
-    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Hosts updated at once.")] = deploy.DEFAULT_JOBS,
+    jobs: Annotated[int, typer.Option("--jobs", "-j", min=1, help="Hosts updated at once.")] = deploy_api.DEFAULT_JOBS,
     target_host: TargetOpt = None,
-    host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    host_key_check: KeyCheckOpt = KeyCheck.STRICT,
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
-    connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs)
-    try:
-        clan = get_clan()
-        selected = deploy.select_machines(clan, machines or [], tags or [], all_)
-        with ProgressView(selected, err_console, "checking" if dry_run else "updating") as view:
-            reports = deploy.update(clan, selected, opts, view.update)
-    except ClanError as err:
-        fail(err, json_out)
+    from pyclan.deploy.progress import ProgressView
+
+    selected = deploy_api.selected_machines(flake(flake_dir), machines, tags, all_)
+    with ProgressView(selected, console(stderr=True), "checking" if dry_run else "updating") as view:
+        reports = deploy_api.update_machines(
+            selected, dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check.value,
+            check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update,
+            debug=CURRENT.debug, **clan_args(flake_dir),
+        )  # fmt: skip
     _report_and_exit(reports, json_out, dry_run)
 
 
+@machines_app.command("install")
 def install_cmd(
     machine: Annotated[str, typer.Argument(help="The machine to install.")],
     target_host: TargetOpt = None,
-    host_key_check: KeyCheckOpt = HostKeyCheck.TOFU,
+    host_key_check: KeyCheckOpt = KeyCheck.TOFU,
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
-    connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout)
-    try:
-        clan = _clan_with(machine)
-        with ProgressView([machine], err_console, "installing") as view:
-            report = deploy.install(clan, machine, opts, view.update)
-    except ClanError as err:
-        fail(err, json_out)
-    _report_and_exit([report], json_out)
+    from pyclan.deploy.progress import ProgressView
+
+    args = clan_args(flake_dir)
+    open_flake(args["flake"]).require_machines([machine])
+    with ProgressView([machine], console(stderr=True), "installing") as view:
+        reports = deploy_api.install_machine(
+            machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
+            sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update, debug=CURRENT.debug,
+            **args,
+        )  # fmt: skip
+    _report_and_exit(reports, json_out)
 
 
+@machines_app.command("rollback")
 def rollback_cmd(
     machine: Annotated[str, typer.Argument(help="The machine to roll back.")],
     to: Annotated[int | None, typer.Option("--to", help="The generation to switch to (default: previous).")] = None,
     target_host: TargetOpt = None,
-    host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    host_key_check: KeyCheckOpt = KeyCheck.STRICT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
-    try:
-        clan = _clan_with(machine)
-        report = deploy.rollback(clan, machine, to, target_host, host_key_check)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(report.to_json())
+    report = deploy_api.rollback_machine(machine, to, target_host, host_key_check.value, flake=flake(flake_dir))
+    if emit(report, json_out):
+        pass
     elif report.error is None:
         state = "switched to" if report.changed else "already on"
-        console.print(f"{machine}: {state} generation {report.generation}", highlight=False)
+        say(f"{machine}: {state} generation {report.generation}")
     else:
-        summary([report], console)
+        from pyclan.deploy.progress import summary
+
+        summary([_for_summary(report)], console())
     if report.error:
         raise typer.Exit(1)
 
 
+@machines_app.command("generations")
 def generations_cmd(
     machine: Annotated[str, typer.Argument(help="The machine.")],
     target_host: TargetOpt = None,
-    host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    host_key_check: KeyCheckOpt = KeyCheck.STRICT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """List the generations recorded on MACHINE (the current one marked)."""
-    try:
-        clan = _clan_with(machine)
-        gens = deploy.generations(clan, machine, target_host, host_key_check)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json([g.to_json() for g in gens.items])
+    gens = deploy_api.list_generations(machine, target_host, host_key_check.value, flake=flake(flake_dir))
+    if emit(gens, json_out):
         return
+    from rich.table import Table
+
     table = Table("generation", "id", "activated", "current", show_edge=False)
-    for g in gens.items:
-        table.add_row(str(g.number), g.id[:12], g.activated or "-", "*" if g.current else "")
-    console.print(table)
-    if gens.journal is not None:
-        err_console.print(
-            f"[yellow]note:[/] the activation of generation {gens.journal} did not finish; "
-            "the next `pyclan machines update` completes it",
-            highlight=False,
-        )
+    for g in gens:
+        table.add_row(str(g.generation), g.id[:12] or "-", g.activated or "-", "*" if g.current else "")
+    console().print(table)
+    for g in gens:
+        if g.unfinished:
+            console(stderr=True).print(
+                f"[yellow]note:[/] the activation of generation {g.generation} did not finish; "
+                "the next `pyclan machines update` completes it",
+                highlight=False,
+            )
 
 
 def ssh_cmd(
@@ -223,11 +202,16 @@ def ssh_cmd(
     machine: Annotated[str, typer.Argument(help="The machine.")],
     command: Annotated[bool, typer.Option("-c", "--command", help="Run the remaining arguments as a command.")] = False,
     target_host: TargetOpt = None,
-    host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    host_key_check: KeyCheckOpt = KeyCheck.STRICT,
+    flake_dir: FlakeOpt = None,
 ) -> None:
-    """Open a shell on MACHINE, or run `-c CMD…` there (exit status: the command's)."""
+    """Open a shell on MACHINE, or run `-c CMD…` there (exit status: the command's).
+
+    Interactive, so not an API function: it replaces this process with ssh.
+    """
     from pyclan.deploy.shell import openssh_argv, run_command
     from pyclan.deploy.targets import resolve_target
+    from pyclan.deploy.transport import HostKeyCheck
 
     # After MACHINE, pyclan's own options may still come; `-c` ends them: the rest is the command
     # verbatim, options and all (`pyclan ssh m -c ping -c 3 host`).
@@ -235,42 +219,41 @@ def ssh_cmd(
     while args and args[0] != "--" and args[0] not in ("-c", "--command"):
         opt, _, inline = args.pop(0).partition("=")
         if opt not in ("--target-host", "--host-key-check") or not (inline or args):
-            fail(
-                ClanError.single(
-                    "usage-error",
-                    opt,
-                    f"unexpected {opt!r} after the machine name",
-                    hint="pyclan ssh MACHINE [--target-host H] [--host-key-check MODE] [-c CMD…]",
-                )
+            raise ClanError.single(
+                "usage-error",
+                opt,
+                f"unexpected {opt!r} after the machine name",
+                hint="pyclan ssh MACHINE [--target-host H] [--host-key-check MODE] [-c CMD…]",
             )
         value = inline or args.pop(0)
         if opt == "--target-host":
             target_host = value
         else:
             try:
-                host_key_check = HostKeyCheck(value)
+                host_key_check = KeyCheck(value)
             except ValueError:
-                fail(
-                    ClanError.single(
-                        "usage-error",
-                        opt,
-                        f"invalid host key check {value!r}",
-                        hint="one of " + ", ".join(m.value for m in HostKeyCheck),
-                    )
-                )
+                raise ClanError.single(
+                    "usage-error",
+                    opt,
+                    f"invalid host key check {value!r}",
+                    hint="one of " + ", ".join(m.value for m in KeyCheck),
+                ) from None
     if args:
         command, args = True, args[1:]
-    try:
-        clan = _clan_with(machine)
-        target = resolve_target(clan, machine, target_host)
-        if command and not args:
-            raise ClanError.single("usage-error", "-c", "-c needs a command", hint="pyclan ssh MACHINE -c uname -a")
-        if args:
-            status = run_command(target, host_key_check, " ".join(args))
-        else:
-            argv = openssh_argv(target, host_key_check)
-            sys.stdout.flush()
-            os.execv(argv[0], argv)
-    except ClanError as err:
-        fail(err)
-    raise typer.Exit(status)
+    clan = open_flake(flake(flake_dir), clan_args(flake_dir)["input_overrides"])
+    clan.require_machines([machine])
+    target = resolve_target(clan, machine, target_host)
+    if command and not args:
+        raise ClanError.single("usage-error", "-c", "-c needs a command", hint="pyclan ssh MACHINE -c uname -a")
+    check = HostKeyCheck(host_key_check.value)
+    if args:
+        raise typer.Exit(run_command(target, check, " ".join(args)))
+    argv = openssh_argv(target, check)
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+
+
+ssh_command: tuple[Any, dict[str, Any]] = (
+    ssh_cmd,
+    {"context_settings": {"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False}},
+)

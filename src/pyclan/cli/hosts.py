@@ -1,40 +1,30 @@
-"""`pyclan hosts`: run inventory machines as real local Debian hosts (thin over the library)."""
+"""`pyclan hosts`: run inventory machines as real local Debian hosts (thin over `pyclan.api.hosts`)."""
 
 from __future__ import annotations
 
-import json
-import sys
-from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
-from pyclan.deploy import hosts as lib
-from pyclan.errors import ClanError, Problem
+from pyclan.cli.common import FlakeOpt, JsonOpt, console, emit, flake, note
+
+if TYPE_CHECKING:
+    from pyclan.api.hosts import LocalHost
 
 app = typer.Typer(
     help="Local test hosts: each machine becomes a Debian host booted with systemd-nspawn.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
 
 
-def _fail(problems: list[Problem], code: int = 1) -> typer.Exit:
-    for problem in problems:
-        print(problem.render(), file=sys.stderr)
-    return typer.Exit(code)
-
-
-def _print_hosts(infos: list[lib.HostInfo], as_json: bool) -> None:
-    if as_json:
-        print(json.dumps([i.to_json() for i in infos], indent=2))
+def _print_hosts(infos: list[LocalHost], as_json: bool) -> None:
+    if emit(infos, as_json):
         return
     if not infos:
-        err.print("no local hosts")
+        note("no local hosts")
         return
+    from rich.table import Table
+
     table = Table("name", "address", "running", "pid", "host key")
     for i in infos:
         key = i.host_key.split()[-1]
@@ -45,68 +35,39 @@ def _print_hosts(infos: list[lib.HostInfo], as_json: bool) -> None:
             str(i.pid or "-"),
             f"{key[:12]}…" if len(key) > 12 else key,
         )
-    out.print(table)
+    console().print(table)
 
 
 @app.command()
 def up(
     machines: Annotated[list[str] | None, typer.Argument(help="Machines to start.")] = None,
     all_: Annotated[bool, typer.Option("--all", help="Start every machine of the inventory.")] = False,
-    flake: Annotated[Path | None, typer.Option("--flake", "-C", help="The clan directory (for --all).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print the hosts as JSON.")] = False,
+    json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Start a local host for each machine (already running ones are kept)."""
-    try:
-        names = list(machines or [])
-        if all_:
-            from pyclan.cli.common import inventory_machine_names
+    from pyclan.api.hosts import hosts_up
 
-            names += [n for n in inventory_machine_names(flake) if n not in names]
-        if not names:
-            raise _fail([Problem("usage-error", "hosts up", "name machines to start, or use --all")], 2)
-        cfg = lib.HostsConfig.from_env()
-        if not lib.rootfs_ready(cfg.rootfs):
-            err.print(f"building the Debian rootfs once at {cfg.rootfs} (about 40 s)…")
-        infos = lib.up(names, config=cfg, addresses=_internet_addresses(names, flake))
-    except ClanError as exc:
-        raise _fail(exc.problems) from None
-    except KeyboardInterrupt:
-        raise typer.Exit(130) from None
-    _print_hosts(infos, as_json)
-
-
-def _internet_addresses(names: list[str], flake: Path | None) -> dict[str, str]:
-    """Each machine's `internet` host, if a clan is at hand: hosts take it when they can."""
-    from pyclan.cli.common import get_clan
-    from pyclan.services.library.internet import machine_host
-
-    try:
-        exports = get_clan(flake).evaluator.exports()
-    except ClanError:
-        return {}
-    found = {n: machine_host(exports, n) for n in names}
-    return {n: h for n, h in found.items() if h}
+    _print_hosts(hosts_up(machines, all_, flake=flake(flake_dir), progress=note), json_out)
 
 
 @app.command()
 def down(
     machines: Annotated[list[str] | None, typer.Argument(help="Machines to stop (default: all).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every host, the proxy and the bridge.")] = False,
+    json_out: JsonOpt = False,
 ) -> None:
-    """Stop hosts and remove every trace of them (no names: all hosts, the proxy and the bridge)."""
-    try:
-        stopped = lib.down(machines or None)
-    except ClanError as exc:
-        raise _fail(exc.problems) from None
-    err.print(f"stopped: {', '.join(stopped)}" if stopped else "no host was running")
+    """Stop hosts and remove every trace of them (no names or --all: all hosts, the proxy and the bridge)."""
+    from pyclan.api.hosts import hosts_down
+
+    result = hosts_down(machines, all_ or not machines)
+    if not emit(result, json_out):
+        note(f"stopped: {', '.join(result.stopped)}" if result.stopped else "no host was running")
 
 
 @app.command()
-def status(
-    as_json: Annotated[bool, typer.Option("--json", help="Print the hosts as JSON.")] = False,
-) -> None:
+def status(json_out: JsonOpt = False) -> None:
     """List the local hosts with their address, state and host key."""
-    try:
-        infos = lib.status()
-    except ClanError as exc:
-        raise _fail(exc.problems) from None
-    _print_hosts(infos, as_json)
+    from pyclan.api.hosts import hosts_status
+
+    _print_hosts(hosts_status(), json_out)

@@ -1,4 +1,4 @@
-"""Inventory-level commands: init, show, check, machines list/config, services, inventory resolve."""
+"""Inventory-level commands: init, show, check, machines list/create/delete/config, services, inventory."""
 
 from __future__ import annotations
 
@@ -6,21 +6,28 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from pyclan import api
-from pyclan.cli.common import console, err_console, fail, print_json, print_problems
-from pyclan.errors import ClanError
+from pyclan.cli.common import (
+    FlakeOpt,
+    JsonOpt,
+    TagsOpt,
+    clan_args,
+    console,
+    emit,
+    flake,
+    print_checks,
+    print_problems,
+    print_warnings,
+    say,
+)
 
 machines_app = typer.Typer(help="Machines of the clan: list, configuration, build and deploy.", no_args_is_help=True)
 services_app = typer.Typer(help="Service modules available to this clan.", no_args_is_help=True)
 inventory_app = typer.Typer(help="The inventory as data, for tools.", no_args_is_help=True)
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
-
 
 def register(app: typer.Typer) -> None:
+    """Add this module's commands to `app` (the root loads them lazily instead, see cli.main)."""
     app.command("init")(init_cmd)
     app.command("show")(show_cmd)
     app.command("check")(check_cmd)
@@ -34,136 +41,119 @@ def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Where to create the clan.")] = Path("."),
     name: Annotated[str | None, typer.Option(help="The clan's name (default: the folder's name).")] = None,
     domain: Annotated[str, typer.Option(help="The clan's domain.")] = "clan",
+    json_out: JsonOpt = False,
 ) -> None:
     """Create a working starter clan (clan.toml, a self-defined service, .gitignore)."""
-    try:
-        created = api.init_clan(directory, name=name, domain=domain)
-    except ClanError as err:
-        fail(err)
-    console.print(f"Created clan [bold]{created.name}[/] in {created.path}")
-    console.print(f"Next: [bold]pyclan -C {directory} machines list[/], then [bold]pyclan -C {directory} check[/]")
+    from pyclan.api.clan import init_clan
 
-
-def show_cmd(json_out: JsonOpt = False) -> None:
-    """Print the clan's name, description and domain."""
-    try:
-        meta = api.get_clan_details()
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(meta)
+    created = init_clan(str(directory), name=name, domain=domain)
+    if emit(created, json_out):
         return
-    console.print(f"Name: {meta['name']}", highlight=False)
-    console.print(f"Description: {meta['description'] or '-'}", highlight=False)
-    console.print(f"Domain: {meta['domain']}", highlight=False)
+    console().print(f"Created clan [bold]{created.name}[/] in {created.path}")
+    console().print(f"Next: [bold]pyclan -C {directory} machines list[/], then [bold]pyclan -C {directory} check[/]")
 
 
-def check_cmd(json_out: JsonOpt = False) -> None:
-    """Load, resolve, evaluate and build everything (no host, no admin key); report every problem,
-    failed constraint and warning at once."""
-    from pyclan.check import open_for_check, run_check
+def show_cmd(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
+    """Print the clan's name, description and domain."""
+    from pyclan.api.clan import get_clan_details
 
-    try:
-        result = run_check(open_for_check())
-    except ClanError as err:  # the inventory cannot be loaded: nothing else can be checked
-        fail(err, json_out)
-    report = result.to_json()
-    if json_out:
-        if result.problems:
-            report["errors"] = [p.to_json() for p in result.problems]
-        print_json(report)
-    else:
-        for warning in report["warnings"]:
-            err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
-        if result.problems:
-            print_problems(result.problems, False)  # failed constraints are among them
+    meta = get_clan_details(flake(flake_dir))
+    if emit(meta, json_out):
+        return
+    say(f"Name: {meta.name}")
+    say(f"Description: {meta.description or '-'}")
+    say(f"Domain: {meta.domain}")
+
+
+def check_cmd(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
+    """Load, resolve and evaluate everything; report every problem and failed constraint."""
+    from pyclan.api.clan import check_clan
+
+    report = check_clan(**clan_args(flake_dir))
+    if not emit(report, json_out):
+        print_warnings(report.warnings)
+        if report.errors:  # failed constraints are among them
+            from dataclasses import asdict
+
+            from pyclan.errors import Problem
+
+            print_problems([Problem(**asdict(e)) for e in report.errors], False)
         else:
-            for check in report["checks"]:
-                colour = "red" if check["severity"] == "error" else "yellow"
-                line = escape(f"[{check['id']}] {check['message']}")  # ids in brackets are not rich markup
-                err_console.print(f"[{colour}]{check['severity']}:[/] {line}", highlight=False)
-        if report["ok"]:
-            console.print(f"[green]ok[/]: {report['machines']} machine(s), {report['instances']} instance(s)")
-    if not report["ok"]:
+            print_checks(report.checks)
+        if report.ok:
+            say(f"ok: {report.machines} machine(s), {report.instances} instance(s)")
+    if not report.ok:
         raise typer.Exit(1)
 
 
 @machines_app.command("list")
-def machines_list(
-    tags: Annotated[list[str] | None, typer.Option("--tags", help="Only machines carrying all these tags.")] = None,
-    json_out: JsonOpt = False,
-) -> None:
+def machines_list(tags: TagsOpt = None, json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """List the inventory's machines."""
-    try:
-        machines = api.list_machines(tags or [])
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(machines)
+    from pyclan.api.machines import list_machines
+
+    machines = list_machines(tags or [], flake=flake(flake_dir))
+    if emit(machines, json_out):
         return
+    from rich.table import Table
+
     table = Table("machine", "class", "tags", "target host", "description")
-    for name, m in machines.items():
-        table.add_row(
-            name, m["machineClass"], ", ".join(m["tags"]), m["deploy"]["targetHost"] or "-", m["description"] or ""
-        )
-    console.print(table)
+    for m in machines:
+        table.add_row(m.name, m.machineClass, ", ".join(m.tags), m.deploy.targetHost or "-", m.description or "")
+    console().print(table)
 
 
 @machines_app.command("create")
 def machines_create(
     name: Annotated[str, typer.Argument(help="The new machine's name.")],
-    tags: Annotated[list[str] | None, typer.Option("--tags", help="Its tags.")] = None,
+    tags: TagsOpt = None,
     target_host: Annotated[str | None, typer.Option("--target-host", help="deploy.targetHost")] = None,
     description: Annotated[str | None, typer.Option("--description", help="A description.")] = None,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Add a machine to the inventory (clan.toml keeps its comments and layout)."""
-    try:
-        result = api.create_machine(name, tags, target_host, description)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(result)
-    else:
-        console.print(f"added machine [bold]{name}[/] to {result['file']}")
+    from pyclan.api.machines import create_machine
+
+    result = create_machine(name, tags, target_host, description, flake=flake(flake_dir))
+    if not emit(result, json_out):
+        say(f"added machine {name} to {result.file}")
 
 
 @machines_app.command("delete")
 def machines_delete(
     name: Annotated[str, typer.Argument(help="The machine to remove.")],
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Remove a machine, its vars and its machine key (refused while a role names it)."""
-    try:
-        result = api.delete_machine(name)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(result)
-    else:
-        console.print(f"removed machine [bold]{name}[/]: " + ", ".join(result["removed"]))
+    from pyclan.api.machines import delete_machine
+
+    result = delete_machine(name, flake=flake(flake_dir))
+    if not emit(result, json_out):
+        say(f"removed machine {name}: " + ", ".join(result.removed))
 
 
 @machines_app.command("config")
 def machines_config(
     machine: Annotated[str, typer.Argument(help="The machine.")],
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Show a machine's complete evaluated configuration (secrets as references only)."""
-    try:
-        config = api.get_machine_config(machine)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(config)
-        return
-    _print_config(machine, config)
+    from pyclan.api.machines import get_machine_config
+
+    config = get_machine_config(machine, **clan_args(flake_dir))
+    if not emit(config, json_out):
+        _print_config(machine, config.model_dump(mode="json"))
 
 
 def _print_config(machine: str, config: dict[str, Any]) -> None:
-    console.rule(f"[bold]{machine}")
+    from rich.table import Table
+
+    out = console()
+    out.rule(f"[bold]{machine}")
     if config["packages"]:
-        console.print("[bold]packages:[/] " + ", ".join(config["packages"]), highlight=False)
+        out.print("[bold]packages:[/] " + ", ".join(config["packages"]), highlight=False)
     for title, key, cols in (
         ("users", "users", ("name", "groups", "shell")),
         ("groups", "groups", ("name", "members")),
@@ -172,22 +162,22 @@ def _print_config(machine: str, config: dict[str, Any]) -> None:
             table = Table(*cols, title=title, title_justify="left")
             for item in config[key].values():
                 table.add_row(*(_cell(item.get(c)) for c in cols))
-            console.print(table)
+            out.print(table)
     if config["units"]:
         table = Table("unit", "enabled", "restart on", title="systemd units", title_justify="left")
         for u in config["units"].values():
             table.add_row(u["name"], str(u["enabled"]), _cell(u["restart_on"]))
-        console.print(table)
+        out.print(table)
     if config["secrets"]:
         table = Table("path", "var", "owner", "mode", title="secrets (placed at deploy)", title_justify="left")
         for s in config["secrets"].values():
             table.add_row(s["path"], f"{s['generator']}/{s['file']}", f"{s['owner']}:{s['group']}", s["mode"])
-        console.print(table)
+        out.print(table)
     if config["hooks"]:
-        console.print("[bold]activation hooks:[/] " + ", ".join(config["hooks"]), highlight=False)
+        out.print("[bold]activation hooks:[/] " + ", ".join(config["hooks"]), highlight=False)
     for f in config["files"].values():
-        console.print(f"[bold cyan]{f['path']}[/] ({f['mode']} {f['owner']}:{f['group']})", highlight=False)
-        console.print(f["content"], markup=False, highlight=False, end="" if f["content"].endswith("\n") else "\n")
+        out.print(f"[bold cyan]{f['path']}[/] ({f['mode']} {f['owner']}:{f['group']})", highlight=False)
+        out.print(f["content"], markup=False, highlight=False, end="" if f["content"].endswith("\n") else "\n")
 
 
 def _cell(value: Any) -> str:
@@ -199,19 +189,19 @@ def _cell(value: Any) -> str:
 
 
 @services_app.command("list")
-def services_list(json_out: JsonOpt = False) -> None:
+def services_list(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """List every service module this clan can use, and where it comes from."""
-    try:
-        services = api.list_service_modules()
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(services)
+    from pyclan.api.services import list_service_modules
+
+    services = list_service_modules(**clan_args(flake_dir))
+    if emit(services, json_out):
         return
+    from rich.table import Table
+
     table = Table("service", "input", "roles", "description", "from")
     for s in services:
-        table.add_row(s["name"], s["input"] or "(bundled)", ", ".join(s["roles"]), s["description"], s["origin"])
-    console.print(table)
+        table.add_row(s.name, s.input or "(bundled)", ", ".join(s.roles), s.description, s.origin)
+    console().print(table)
 
 
 @services_app.command("show")
@@ -221,50 +211,49 @@ def services_show(
         str | None, typer.Option("--input", help="The input providing it (default: bundled).")
     ] = None,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Show a service's manifest, roles and each role's settings JSON Schema."""
-    try:
-        info = api.get_service_module(name, input_name)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(info)
+    from pyclan.api.services import get_service_module
+
+    info = get_service_module(name, input_name, **clan_args(flake_dir))
+    if emit(info, json_out):
         return
-    m = info["manifest"]
-    console.print(f"[bold]{m['name']}[/]: {m['description']}", highlight=False)
-    console.print(f"categories: {', '.join(m['categories'])}", highlight=False)
-    for rname, role in info["roles"].items():
-        console.rule(f"role {rname}")
-        console.print(role["description"] or "(no description)", highlight=False)
-        console.print_json(data=role["schema"])
+    out = console()
+    m = info.manifest
+    out.print(f"[bold]{m['name']}[/]: {m['description']}", highlight=False)
+    out.print(f"categories: {', '.join(m['categories'])}", highlight=False)
+    for rname, role in info.roles.items():
+        out.rule(f"role {rname}")
+        out.print(role.description or "(no description)", highlight=False)
+        out.print_json(data=role.schema)
     if m["readme"]:
-        console.rule("readme")
-        console.print(m["readme"], markup=False, highlight=False)
+        out.rule("readme")
+        out.print(m["readme"], markup=False, highlight=False)
 
 
 @inventory_app.command("resolve")
-def inventory_resolve(json_out: JsonOpt = False) -> None:
+def inventory_resolve(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """Role members and merged settings per machine (the shape tools depend on)."""
-    try:
-        data = api.resolve_inventory()
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(data)
+    from pyclan.api.inventory import resolve_inventory
+
+    data = resolve_inventory(**clan_args(flake_dir))
+    if emit(data, json_out):
         return
+    from rich.table import Table
+
     table = Table("instance", "role", "members")
     for iname, roles in data["members"].items():
         for rname, members in roles.items():
             table.add_row(iname, rname, ", ".join(members) or "-")
-    console.print(table)
-    for check in data["checks"]:
-        line = escape(f"[{check['id']}] {check['message']}")
-        err_console.print(f"[red]{check['severity']}:[/] {line}", highlight=False)
-    for warning in data["warnings"]:
-        err_console.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    console().print(table)
+    print_checks(data["checks"])
+    print_warnings(data["warnings"])
 
 
 @inventory_app.command("schema")
-def inventory_schema() -> None:
-    """The JSON Schema of the inventory (clan.toml / inventory.json)."""
-    print_json(api.inventory_schema())
+def inventory_schema(json_out: JsonOpt = True) -> None:
+    """The JSON Schema of the inventory (clan.toml / inventory.json); always JSON."""
+    from pyclan.api.inventory import inventory_schema as schema
+
+    emit(schema(), True)

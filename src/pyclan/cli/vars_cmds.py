@@ -1,4 +1,4 @@
-"""`pyclan vars …` (alias `va`): keygen, generate, list, get, set, check, import — thin over `pyclan.vars.api`."""
+"""`pyclan vars …` (alias `va`): keygen, generate, list, get, set, check, import — thin over `pyclan.api.vars`."""
 
 from __future__ import annotations
 
@@ -10,25 +10,21 @@ from typing import Annotated
 
 import typer
 
-from pyclan.cli.common import OPTIONS, fail, get_clan, print_json
-from pyclan.errors import ClanError
-from pyclan.vars import api
+from pyclan.api import vars as vars_api
+from pyclan.cli.common import FlakeOpt, JsonOpt, clan_args, emit, flake, note, say
 
 vars_app = typer.Typer(
     help="Vars: generated secrets (age-encrypted) and public values of the machines.", no_args_is_help=True
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 MachineArg = Annotated[str, typer.Argument(help="The machine.")]
 VarIdArg = Annotated[str, typer.Argument(help="The var id: <generator>/<file>.")]
-
-
-def _say(text: str) -> None:
-    """Plain lines (no wrapping or markup): scripts and tests read them."""
-    sys.stdout.write(text + "\n")
+NOT_SET = "<not set>"
+SECRET_MASK = "********"
 
 
 def register(app: typer.Typer) -> None:
+    """Add `vars` (and its alias `va`) to `app` (the root loads them lazily instead, see cli.main)."""
     app.add_typer(vars_app, name="vars")
     app.add_typer(vars_app, name="va", hidden=True)
 
@@ -38,22 +34,17 @@ def keygen_cmd(
     user: Annotated[str | None, typer.Option("--user", help="Admin name (default: $USER, else root).")] = None,
     force: Annotated[bool, typer.Option("--force", "-f", help="Replace this user's registered key.")] = False,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Create (or reuse) your admin age key and register it as keys/admins/<user>.pub."""
-    from pyclan.inventory.load import find_clan_dir
-
-    try:
-        result = api.keygen(find_clan_dir(OPTIONS.flake), user, force)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(result.to_json())
+    result = vars_api.keygen(user, force, flake=flake(flake_dir))
+    if emit(result, json_out):
         return
-    verb = "created" if result.created_key else "reusing"
-    _say(f"{verb} admin key {result.key_file}")
-    _say(f"registered {result.public_key} as {result.registered}")
-    _say("next: `pyclan vars generate` re-encrypts existing secrets for this key "
-         "(run by an admin who can already read them)")
+    verb = "created" if result.createdKey else "reusing"
+    say(f"{verb} admin key {result.keyFile}")
+    say(f"registered {result.publicKey} as {result.registered}")
+    say("next: `pyclan vars generate` re-encrypts existing secrets for this key "
+        "(run by an admin who can already read them)")
 
 
 @vars_app.command("generate")
@@ -70,110 +61,92 @@ def generate_cmd(
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run scripts without bubblewrap.")] = False,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the inventory constraint checks.")] = False,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Run missing or outdated generators (plus their dependents) and store their vars."""
-    try:
-        report = api.generate(
-            get_clan(), machines or None, generator or None, regenerate=regenerate,
-            prompt_values=prompt_values, sandbox=not no_sandbox, no_check=no_check,
-        )
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(report.to_json())
+    report = vars_api.run_generators(
+        machines or None, generator or None, regenerate=regenerate,
+        prompt_values=str(prompt_values) if prompt_values is not None else None,
+        sandbox=not no_sandbox, no_check=no_check, **clan_args(flake_dir),
+    )  # fmt: skip
+    if emit(report, json_out):
         return
-    for m in report.machine_keys_created:
-        _say(f"created age key of machine {m} (keys/machines/{m}.pub)")
+    for m in report.machineKeysCreated:
+        say(f"created age key of machine {m} (keys/machines/{m}.pub)")
     for label in report.generated:
-        _say(f"generated {label}")
+        say(f"generated {label}")
     for what in report.reencrypted:
-        _say(f"re-encrypted {what}")
-    for m in report.machine_keys_reencrypted:
-        _say(f"re-encrypted the age key of machine {m}")
-    if not (report.generated or report.reencrypted or report.machine_keys_reencrypted):
-        _say("all vars are up to date")
+        say(f"re-encrypted {what}")
+    for m in report.machineKeysReencrypted:
+        say(f"re-encrypted the age key of machine {m}")
+    if not (report.generated or report.reencrypted or report.machineKeysReencrypted):
+        say("all vars are up to date")
 
 
 @vars_app.command("list")
-def list_cmd(machine: MachineArg, json_out: JsonOpt = False) -> None:
+def list_cmd(machine: MachineArg, json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """List a machine's vars: `<gen>/<file>: <value>` (secrets masked)."""
-    try:
-        entries = api.list_machine_vars(get_clan(), machine)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json([e.to_json() for e in entries])
+    entries = vars_api.list_vars(machine, **clan_args(flake_dir))
+    if emit(entries, json_out):
         return
     for e in entries:
-        sys.stdout.write(f"{e.id}: {e.shown()}\n")
+        shown = NOT_SET if not e.set else SECRET_MASK if e.secret else (e.value or "").removesuffix("\n")
+        sys.stdout.write(f"{e.id}: {shown}\n")
 
 
 @vars_app.command("get")
-def get_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False) -> None:
+def get_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     """Print a var's value (a unique prefix of the id is enough; secrets need the admin key)."""
-    try:
-        entry, value = api.get(get_clan(), machine, var_id)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        try:
-            data = {"id": entry.id, "secret": entry.secret, "value": value.decode()}
-        except UnicodeDecodeError:
-            data = {"id": entry.id, "secret": entry.secret, "base64": base64.b64encode(value).decode()}
-        print_json(data)
+    value = vars_api.get_var(machine, var_id, **clan_args(flake_dir))
+    if emit(value, json_out):
         return
-    if entry.id != var_id:
-        sys.stderr.write(f"note: {var_id!r} matched {entry.id}\n")
-    sys.stdout.buffer.write(value)
+    if value.id != var_id:
+        note(f"note: {var_id!r} matched {value.id}")
+    raw = base64.b64decode(value.base64) if value.base64 is not None else (value.value or "").encode()
+    sys.stdout.buffer.write(raw)
     sys.stdout.flush()
 
 
 @vars_app.command("set")
 def set_cmd(
-    machine: MachineArg, var_id: VarIdArg,
+    machine: MachineArg,
+    var_id: VarIdArg,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Re-run a prompt's generator without bubblewrap.")]
     = False,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Set a var from stdin (asked for, hidden, when stdin is a terminal); a prompt's answer re-runs its generator."""
+    asked = sys.stdin.isatty()
+    raw = getpass.getpass(f"value for {machine} {var_id}: ").encode() if asked else sys.stdin.buffer.read()
     try:
-        clan = get_clan()
-        if sys.stdin.isatty():
-            value = getpass.getpass(f"value for {machine} {var_id}: ").encode()
-        else:
-            value = sys.stdin.buffer.read()
-        entry = api.set_value(clan, machine, var_id, value, sandbox=not no_sandbox)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json({"id": entry.id, "secret": entry.secret, "set": True})
-        return
-    _say(f"set {machine} {entry.id}" + (" (encrypted)" if entry.secret else ""))
-    for label in entry.regenerated:
-        _say(f"generated {label}")
+        text, as_base64 = raw.decode(), None
+    except UnicodeDecodeError:
+        text, as_base64 = None, base64.b64encode(raw).decode()
+    entry = vars_api.set_var(machine, var_id, text, as_base64, not no_sandbox, **clan_args(flake_dir))
+    if not emit(entry, json_out):
+        say(f"set {machine} {entry.id}" + (" (encrypted)" if entry.secret else ""))
+        for label in entry.regenerated:
+            say(f"generated {label}")
 
 
 @vars_app.command("check")
 def check_cmd(
     machines: Annotated[list[str] | None, typer.Argument(help="Machines (default: all).")] = None,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Exit 1 if any var is missing, outdated, undecryptable or encrypted to the wrong keys."""
-    try:
-        report = api.check(get_clan(), machines or None)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(report.to_json())
-    else:
-        for note in report.notes:
-            sys.stderr.write(f"note: {note}\n")
+    report = vars_api.check_vars(machines or None, **clan_args(flake_dir))
+    if not emit(report, json_out):
+        for text in report.notes:
+            note(f"note: {text}")
         for issue in report.issues:
-            _say(f"{issue.kind}: {issue.var}: {issue.message}\n  fix: {issue.fix}")
+            say(f"{issue.kind}: {issue.var}: {issue.message}\n  fix: {issue.fix}")
         if report.ok:
-            _say(f"ok: {report.checked} generator(s) of {len(report.machines)} machine(s)")
+            say(f"ok: {report.checked} generator(s) of {len(report.machines)} machine(s)")
         else:
-            sys.stderr.write(f"{len(report.issues)} problem(s) found\n")
+            note(f"{len(report.issues)} problem(s) found")
     if not report.ok:
         raise typer.Exit(1)
 
@@ -183,28 +156,29 @@ def import_cmd(
     from_clan: Annotated[bool, typer.Option("--from-clan", help="Import the vars Clan's sops backend wrote.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would be imported; change nothing.")] = False,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Take over vars written by Clan (sops): decrypt with your sops age key, store them pyclan's way."""
+    from pyclan.errors import ClanError
+
     if not from_clan:
-        fail(ClanError.single("usage-error", "vars import", "say where to import from: --from-clan",
-                         hint="pyclan vars import --from-clan --dry-run"), json_out)
-    try:
-        report = api.import_from_clan(get_clan(), dry_run=dry_run)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(report.to_json())
+        raise ClanError.single(
+            "usage-error", "vars import", "say where to import from: --from-clan",
+            hint="pyclan vars import --from-clan --dry-run",
+        )
+    report = vars_api.import_clan_vars(dry_run, **clan_args(flake_dir))
+    if emit(report, json_out):
         return
     verb = "would import" if dry_run else "imported"
     would = "would " if dry_run else ""
     for user in report.admins:
-        _say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin (keys/admins/{user}.pub)")
+        say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin (keys/admins/{user}.pub)")
     for m in report.machine_keys:
-        _say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} (keys/machines/{m}.pub)")
+        say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} (keys/machines/{m}.pub)")
     for g in report.generators:
         files = ", ".join([*g.public, *(f"{f} (secret)" for f in g.secret)])
-        _say(f"{verb} {g.label}: {files} [{g.status}]" + (f"\n  note: {g.note}" if g.note else ""))
-    for note in report.notes:
-        _say(f"note: {note}")
+        say(f"{verb} {g.label}: {files} [{g.status}]" + (f"\n  note: {g.note}" if g.note else ""))
+    for text in report.notes:
+        say(f"note: {text}")
     if dry_run and (report.generators or report.admins or report.machine_keys):
-        _say("dry run: nothing was changed")
+        say("dry run: nothing was changed")

@@ -10,11 +10,42 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
 _MODE_PATTERN = r"^[0-7]{3,4}$"
+_MODE = re.compile(_MODE_PATTERN)
+_CHECKED_MODES = frozenset({"0644", "0600", "0755", "0400", "0444", "0700", "0640", "0750"})
+
+
+def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
+    """An instance from already-checked values of *every* field, without pydantic's validation
+    pass (about twice as fast as validating, and four times faster than `model_construct`)."""
+    obj = _new(cls)
+    _set_dict(obj, values)
+    _set_fields_set(obj, set(values))
+    _set_extra(obj, None)
+    _set_private(obj, None)
+    return obj
+
+
+# The slots of every pydantic model, set directly (frozen models refuse setattr).
+_new = object.__new__
+_set_dict = BaseModel.__dict__["__dict__"].__set__
+_set_fields_set = BaseModel.__dict__["__pydantic_fields_set__"].__set__
+_set_extra = BaseModel.__dict__["__pydantic_extra__"].__set__
+_set_private = BaseModel.__dict__["__pydantic_private__"].__set__
+
+
+def _text(what: str, value: Any) -> str:
+    """The builders' cheap type check (they construct specs without pydantic validation)."""
+    if type(value) is not str:
+        raise ValueError(f"{what} must be a string, not {type(value).__name__}")
+    return value
+
+
+_M = TypeVar("_M", bound=BaseModel)
 
 # Names that become host state. The same rules as the build (`deploy.manifest`), checked when fragments
 # merge (`merge.merge_fragments`) so that an error names the service, instance and role that declared them.
@@ -161,13 +192,33 @@ class MachineConfig(BaseModel):
     secrets: dict[str, SecretFileSpec] = Field(default_factory=dict)
     states: dict[str, StateSpec] = Field(default_factory=dict)  # Clan's clan.core.state
 
+    def __init__(self, /, **data: Any) -> None:
+        """`MachineConfig()` (what services start from) is built without a validation pass:
+        a fragment is made per machine and instance, so this is on the evaluation's hot path."""
+        if data:
+            super().__init__(**data)
+            return
+        _set_dict(
+            self, {"files": {}, "packages": [], "users": {}, "groups": {}, "units": {}, "hooks": {}, "secrets": {}}
+        )
+        _set_fields_set(self, set())
+        _set_extra(self, None)
+        _set_private(self, None)
+
     # -- builders (what service authors call) ---------------------------------------------
     def file(
         self, path: str, content: str, *, mode: str = "0644", owner: str = "root", group: str = "root"
     ) -> MachineConfig:
+        if not (type(path) is str and type(content) is str and type(owner) is str and type(group) is str):
+            for what, value in (("path", path), ("content", content), ("owner", owner), ("group", group)):
+                _text(f"file {what}", value)
         if not path.startswith("/"):
             raise ValueError(f"file path must be absolute, not {path!r}")
-        self.files[path] = FileSpec(path=path, content=content, mode=mode, owner=owner, group=group)
+        if type(mode) is not str or (mode not in _CHECKED_MODES and not _MODE.match(mode)):
+            raise ValueError(f"file mode must be octal like '0644', not {mode!r}")
+        self.files[path] = _construct(
+            FileSpec, {"path": path, "content": content, "mode": mode, "owner": owner, "group": group}
+        )
         return self
 
     def package(self, *names: str) -> MachineConfig:

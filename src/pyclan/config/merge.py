@@ -48,31 +48,34 @@ def _merge_record(existing: T, new: T) -> tuple[T | None, str]:
     return type(existing).model_validate(data), ""
 
 
+_KINDS = ("files", "users", "groups", "units", "hooks", "secrets", "states")
+
+
 def merge_fragments(
     machine: str, fragments: Sequence[tuple[Origin, MachineConfig]]
 ) -> tuple[MachineConfig, list[Problem]]:
     result = MachineConfig()
-    owners: dict[str, Origin] = {}
     problems: list[Problem] = []
+    tables: dict[str, dict[str, Any]] = {kind: getattr(result, kind) for kind in _KINDS}
 
-    def place(kind: str, table: dict[str, Any], key: str, value: Any, origin: Origin) -> None:
-        slot = f"{kind}.{key}"
-        if key not in table:
-            if kind in _NAMED:
-                check_name(kind, key, slot, origin)
-            table[key] = value
-            owners[slot] = origin
-            return
+    def owner(kind: str, key: str) -> Origin:
+        """The first fragment that defined `kind.key` (looked up only when there is a clash)."""
+        return next(origin for origin, frag in fragments if key in getattr(frag, kind))
+
+    def place(kind: str, key: str, value: Any, origin: Origin) -> None:
+        """A definition already there: equal is fine, records merge, anything else conflicts."""
+        table = tables[kind]
         if table[key] == value:
             return
+        slot = f"{kind}.{key}"
         if isinstance(value, UserSpec | GroupSpec):
             merged, field = _merge_record(table[key], value)
             if merged is not None:
                 table[key] = merged
                 return
-            problems.append(_conflict(machine, f"{slot}", owners[slot], origin, f" (field '{field}')"))
+            problems.append(_conflict(machine, slot, owner(kind, key), origin, f" (field '{field}')"))
             return
-        problems.append(_conflict(machine, slot, owners[slot], origin, ""))
+        problems.append(_conflict(machine, slot, owner(kind, key), origin, ""))
 
     def check_name(kind: str, name: str, where: str, origin: Origin) -> None:
         bad = invalid_name(kind, name)
@@ -81,30 +84,32 @@ def merge_fragments(
                 Problem("service-error", f"machines.{machine}.{where}", f"{bad[0]}, declared by {origin}", hint=bad[1])
             )
 
+    packages = result.packages
     for origin, frag in fragments:
-        for path, spec in frag.files.items():
-            place("files", result.files, path, spec, origin)
-        for name in frag.packages:
-            if name not in result.packages:
+        defs = frag.__dict__
+        for kind in _KINDS:
+            defined = defs[kind]
+            if not defined:
+                continue
+            table = tables[kind]
+            if kind in _NAMED:
+                for key in [k for k in defined if k not in table]:
+                    check_name(kind, key, f"{kind}.{key}", origin)
+            if table.keys().isdisjoint(defined):  # the common case: nothing defined twice
+                table.update(defined)
+                continue
+            for key, value in defined.items():
+                if key in table:
+                    place(kind, key, value, origin)
+                else:
+                    table[key] = value
+        for name in defs["packages"]:
+            if name not in packages:
                 check_name("packages", name, "packages", origin)
-                result.packages.append(name)
-        for name, user in frag.users.items():
-            place("users", result.users, name, user, origin)
-        for name, group in frag.groups.items():
-            place("groups", result.groups, name, group, origin)
-        for name, unit in frag.units.items():
-            place("units", result.units, name, unit, origin)
-        for name, hook in frag.hooks.items():
-            place("hooks", result.hooks, name, hook, origin)
-        for path, secret in frag.secrets.items():
-            place("secrets", result.secrets, path, secret, origin)
-        for name, state in frag.states.items():
-            place("states", result.states, name, state, origin)
+                packages.append(name)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
-            _conflict(
-                machine, f"files.{path}", owners[f"files.{path}"], owners[f"secrets.{path}"], " (file and secret)"
-            )
+            _conflict(machine, f"files.{path}", owner("files", path), owner("secrets", path), " (file and secret)")
         )
-    result.packages.sort()
+    packages.sort()
     return result, problems

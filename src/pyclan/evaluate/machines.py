@@ -11,6 +11,7 @@ Three passes over the service groups (clan-semantics §7–§9, §11):
 from __future__ import annotations
 
 import contextlib
+import os
 import traceback
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -53,10 +54,15 @@ class _Group:
     machine_instances: dict[str, list[str]] = field(default_factory=dict)  # machine → instances
     # machine → (role, instance) in the order R9.2 imports them: roles sorted, then instances
     memberships: dict[str, list[tuple[str, ResolvedInstance]]] = field(default_factory=dict)
+    # instance → machine → `{name, roles}` (roles sorted), made once for every member
+    refs: dict[str, dict[str, MachineRef]] = field(default_factory=dict)
+    # (role, instance) → what pass 3 needs per call, made once: function, origin, error label
+    calls: dict[tuple[str, str], tuple[Callable[[Any], Any], Origin, str]] = field(default_factory=dict)
 
 
 def _groups(resolved: ResolvedInventory) -> list[_Group]:
     groups = []
+    refs: dict[tuple[str, tuple[str, ...]], MachineRef] = {}  # equal refs shared (they are frozen)
     for gid, (service, instances) in resolved.services().items():
         g = _Group(gid, service, sorted(instances, key=lambda i: i.name))
         for inst in g.instances:
@@ -66,13 +72,24 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
                     for r, role in inst.roles.items()
                 }
             )
-            for m in {m for role in inst.roles.values() for m in role.settings}:
+            roles_of: dict[str, list[str]] = {}
+            for rname in sorted(inst.roles):
+                for m in inst.roles[rname].settings:
+                    roles_of.setdefault(m, []).append(rname)
+            mine = g.refs[inst.name] = {}
+            for m, roles in roles_of.items():
+                key = (m, tuple(roles))
+                ref = refs.get(key)
+                mine[m] = ref if ref is not None else refs.setdefault(key, MachineRef(*key))
+            for m in roles_of:
                 g.machine_instances.setdefault(m, []).append(inst.name)
         for rname in sorted(service.roles):
-            if service.roles[rname].per_instance is None:
+            fn = service.roles[rname].per_instance
+            if fn is None:
                 continue
             for inst in g.instances:
                 if rname in inst.roles:
+                    g.calls[rname, inst.name] = (fn, Origin(service.name, inst.name, rname), f"{gid}.roles.{rname}")
                     for m in inst.roles[rname].settings:
                         g.memberships.setdefault(m, []).append((rname, inst))
         groups.append(g)
@@ -115,9 +132,8 @@ class ServiceCodeError(ClanError):
 
 
 def _debug() -> bool:
-    from pyclan.clan import RUNTIME  # the CLI's --debug (imported late: pyclan.clan imports this module)
-
-    return RUNTIME.debug
+    """`--debug` (or PYCLAN_DEBUG=1 for API callers): show a service crash's traceback in its hint."""
+    return os.environ.get("PYCLAN_DEBUG", "") not in ("", "0")
 
 
 def _where(fn: Callable[..., Any], exc: BaseException, clan_dir: Path | None) -> str | None:
@@ -218,7 +234,8 @@ class Evaluator:
         self.resolved = resolved
         self.clan_dir: Path = resolved.loaded.clan_dir
         self.meta: dict[str, Any] = resolved.inventory.meta.to_json()
-        self.groups = _groups(resolved)
+        with gc_paused():
+            self.groups = _groups(resolved)
         self._generators: tuple[dict[str, dict[str, DeclaredGenerator]], list[Problem]] | None = None
         self._exports: tuple[dict[str, ExportValue], list[Problem]] | None = None
 
@@ -233,20 +250,18 @@ class Evaluator:
         reader: VarsReader,
     ) -> InstanceContext[Any]:
         rr = inst.roles[role]
-        settings = rr.settings[machine]
-        defs = rr.defs[machine]
-        path = f"instances.{inst.name}.roles.{role}.machines.{machine}.settings"
 
         def extend(extra: dict[str, Any]) -> BaseModel:
-            return extend_settings(rr.interface, defs, extra, path)
+            path = f"instances.{inst.name}.roles.{role}.machines.{machine}.settings"
+            return extend_settings(rr.interface, rr.defs[machine], extra, path)
 
         return InstanceContext(
             service_name=g.service.name,
             instance_name=inst.name,
             role_name=role,
-            machine=inst.machine_ref(machine),
+            machine=g.refs[inst.name][machine],
             roles=g.views[inst.name].roles,
-            settings=settings,
+            settings=rr.settings[machine],
             meta=self.meta,
             exports=exports,
             vars=reader,
@@ -257,7 +272,7 @@ class Evaluator:
         self, g: _Group, machine: str, exports: Mapping[str, ExportValue], reader: VarsReader
     ) -> MachineContext:
         names = g.machine_instances.get(machine, [])
-        roles = sorted({r for i in g.instances if i.name in names for r in i.roles_of(machine)})
+        roles = sorted({r for i in names for r in g.refs[i][machine].roles})
         return MachineContext(
             service_name=g.service.name,
             machine=MachineRef(machine, tuple(roles)),
@@ -267,11 +282,17 @@ class Evaluator:
             vars=reader,
         )
 
-    def _memberships(self, g: _Group) -> Iterable[tuple[ResolvedInstance, str, str]]:
+    def _memberships(self, g: _Group, roles: set[str]) -> Iterable[tuple[ResolvedInstance, str, str]]:
+        """(instance, role, member) of the given roles, in order; other roles are not walked."""
+        if not roles:
+            return
         for inst in g.instances:
             for rname in sorted(inst.roles):
+                if rname not in roles:
+                    continue
+                settings = inst.roles[rname].settings
                 for m in inst.roles[rname].members:
-                    if m in inst.roles[rname].settings:
+                    if m in settings:
                         yield inst, rname, m
 
     def reader(self, machine: str) -> VarsReader:
@@ -330,7 +351,8 @@ class Evaluator:
                         )
 
         for g in self.groups:
-            for inst, rname, m in self._memberships(g):
+            with_fn = {r for r, role in g.service.roles.items() if role.generators_fn is not None}
+            for inst, rname, m in self._memberships(g, with_fn):
                 fn = g.service.roles[rname].generators_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, {}, NO_VARS)
@@ -369,7 +391,8 @@ class Evaluator:
         for g in self.groups:
             s = g.service
             contributions: list[tuple[ExportMap, Scope, str]] = []
-            for inst, rname, m in self._memberships(g):
+            with_fn = {r for r, role in s.roles.items() if role.exports_fn is not None}
+            for inst, rname, m in self._memberships(g, with_fn):
                 fn = s.roles[rname].exports_fn
                 if fn is not None:
                     ctx = self._instance_ctx(g, inst, rname, m, empty, self.reader(m))
@@ -459,15 +482,14 @@ class Evaluator:
                 except ClanError as err:
                     problems.add(err)
             for rname, inst in g.memberships.get(machine, ()):
-                fn = s.roles[rname].per_instance
-                assert fn is not None
+                fn, origin, _what = g.calls[rname, inst.name]
                 ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
                 label = (g.gid, s.name, inst.name, rname, "")
                 try:
                     frag = _call(fn, ctx, label, machine, clan_dir)
                     if frag is not None:
-                        origin = Origin(service=s.name, instance=inst.name, role=rname)
-                        fragments.append((origin, _check_fragment(frag, label)))
+                        checked = frag if type(frag) is MachineConfig else _check_fragment(frag, label)
+                        fragments.append((origin, checked))
                 except ClanError as err:
                     problems.add(err)
         declared = declared_all.get(machine, {})
@@ -495,18 +517,24 @@ class Evaluator:
             raise problems.error()
         return merged
 
-    def configs(self, machines: Iterable[str] | None = None) -> dict[str, MachineConfig]:
+    def configs(self, machines: Iterable[str] | None = None, *, keep: bool = True) -> dict[str, MachineConfig]:
         """Configs of the given (default: all) machines, collecting every machine's problems
-        (a crash of the same service code on several machines is reported once, naming them all)."""
+        (a crash of the same service code on several machines is reported once, naming them all).
+
+        `keep=False` evaluates each and lets it go (`pyclan check` wants only the problems; at
+        100,000 machines the configs would be most of the memory)."""
         out: dict[str, MachineConfig] = {}
         problems = Collected()
         with gc_paused():
             problems.problems.extend(self.pass_problems())
             for m in machines if machines is not None else self.resolved.machine_names:
                 try:
-                    out[m] = self.config(m, partial=True)
+                    config = self.config(m, partial=True)
                 except ClanError as err:
                     problems.add(err)
+                    continue
+                if keep:
+                    out[m] = config
         if problems:
             raise problems.error()
         return out

@@ -1,0 +1,240 @@
+"""API of deploy: build a machine's generation; update, install and roll back hosts over SSH."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+from pyclan.api import register
+from pyclan.api.common import open_flake
+from pyclan.errors import ClanError
+
+if TYPE_CHECKING:
+    from pyclan.deploy.runner import HostReport
+
+Progress = Callable[[str, str], None]
+HostKeyMode = Literal["strict", "ask", "tofu", "none"]
+DEFAULT_JOBS = 32  # pyclan.deploy.update.DEFAULT_JOBS (not imported: asyncssh is slow to load)
+CONNECT_TIMEOUT = 10.0  # pyclan.deploy.transport.CONNECT_TIMEOUT
+
+
+@dataclass(frozen=True)
+class FileChangeJson:
+    """A path that an update adds, changes or removes (a diff for non-secret files)."""
+
+    path: str
+    kind: str
+    secret: bool = False
+    diff: str | None = None
+
+
+@dataclass
+class ChangesJson:
+    """What an update would change on a host (`--dry-run`)."""
+
+    files: list[FileChangeJson] = field(default_factory=list)
+    packages_added: list[str] = field(default_factory=list)
+    packages_removed: list[str] = field(default_factory=list)
+    users_added: list[str] = field(default_factory=list)
+    users_changed: list[str] = field(default_factory=list)
+    users_removed: list[str] = field(default_factory=list)
+    groups_added: list[str] = field(default_factory=list)
+    groups_removed: list[str] = field(default_factory=list)
+    units_started: list[str] = field(default_factory=list)
+    units_restarted: list[str] = field(default_factory=list)
+    units_stopped: list[str] = field(default_factory=list)
+    hooks: list[str] = field(default_factory=list)
+
+
+@dataclass
+class HostResult:
+    """The outcome for one machine: changed or not, its generation, or the error and its hint."""
+
+    machine: str
+    changed: bool
+    seconds: float
+    generation: int | None = None
+    error: str | None = None
+    id: str | None = None
+    target: str | None = None
+    hint: str | None = None
+    step: str | None = None
+    output: str | None = None
+    rolled_back_to: int | None = None
+    changes: ChangesJson | None = None
+
+
+@dataclass(frozen=True)
+class BuiltGeneration:
+    """A generation built into the local cache: its id, folder, and what it holds."""
+
+    machine: str
+    id: str
+    path: str
+    files: int
+    packages: int
+    users: int
+    units: int
+    hooks: int
+    secrets: int
+
+
+@dataclass(frozen=True)
+class GenerationInfo:
+    """A generation recorded on a host; `unfinished`: its activation did not finish (the next
+    update completes it)."""
+
+    generation: int
+    id: str
+    current: bool
+    activated: str | None = None
+    unfinished: bool = False
+
+
+def host_result(r: HostReport) -> HostResult:
+    changes = None
+    if r.changes is not None:
+        from dataclasses import asdict
+
+        data = asdict(r.changes)
+        data["files"] = [FileChangeJson(**f) for f in data["files"]]
+        changes = ChangesJson(**data)
+    return HostResult(
+        machine=r.machine, changed=r.changed, seconds=round(r.seconds, 3), generation=r.generation,
+        error=r.error, id=r.id, target=r.target, hint=r.hint, step=r.step, output=r.output,
+        rolled_back_to=r.rolled_back_to, changes=changes,
+    )  # fmt: skip
+
+
+def _options(
+    target_host: str | None, host_key_check: HostKeyMode, check: bool, sandbox: bool, connect_timeout: float,
+    debug: bool = False, **extra: object,
+) -> object:  # fmt: skip
+    from pyclan.deploy.transport import HostKeyCheck
+    from pyclan.deploy.update import UpdateOptions
+
+    return UpdateOptions(
+        target_host=target_host, host_key_check=HostKeyCheck(host_key_check), check=check, sandbox=sandbox,
+        connect_timeout=connect_timeout, debug=debug, **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def _no_progress(machine: str, status: str) -> None:
+    """Report nothing."""
+
+
+@register
+def build_machine(
+    machine: str, flake: str | None = None, input_overrides: dict[str, str] | None = None
+) -> BuiltGeneration:
+    """Build a machine's configuration into a generation (manifest, files, activation script) in
+    the local cache, without contacting the host."""
+    from pyclan.deploy.build import build, store
+
+    clan = open_flake(flake, input_overrides)
+    clan.require_machines([machine])
+    gen = build(clan, machine, write=False)
+    path = store(gen)
+    m = gen.manifest
+    return BuiltGeneration(
+        machine=machine, id=gen.id, path=str(path), files=len(m.managed_paths()), packages=len(m.packages),
+        users=len(m.users), units=len(m.units), hooks=len(m.hooks), secrets=len(m.secrets),
+    )  # fmt: skip
+
+
+def selected_machines(
+    flake: str | None, machines: list[str] | None, tags: list[str] | None, all_machines: bool
+) -> list[str]:
+    """The machines an update is for (names, or --tags, or all); the CLI shows them as progress rows."""
+    chosen = open_flake(flake).select_machines(machines or [], tags or [], all_machines)
+    if not chosen:
+        raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags or [])}")
+    return chosen
+
+
+@register
+def update_machines(
+    machines: list[str] | None = None,
+    tags: list[str] | None = None,
+    all_machines: bool = False,
+    dry_run: bool = False,
+    jobs: int = DEFAULT_JOBS,
+    target_host: str | None = None,
+    host_key_check: HostKeyMode = "strict",
+    check: bool = True,
+    sandbox: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    flake: str | None = None,
+    input_overrides: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    debug: bool = False,
+) -> list[HostResult]:
+    """Deploy machines over SSH (names, or `tags`, or all): upload what changed, activate, roll
+    back on failure; `dry_run` only reports what would change."""
+    from pyclan.deploy import update as deploy
+
+    clan = open_flake(flake, input_overrides)
+    chosen = clan.select_machines(machines or [], tags or [], all_machines)
+    if not chosen:
+        raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags or [])}")
+    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs)
+    reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
+    return [host_result(r) for r in reports]
+
+
+@register
+def install_machine(
+    machine: str,
+    target_host: str | None = None,
+    host_key_check: HostKeyMode = "tofu",
+    check: bool = True,
+    sandbox: bool = True,
+    connect_timeout: float = CONNECT_TIMEOUT,
+    flake: str | None = None,
+    input_overrides: dict[str, str] | None = None,
+    progress: Progress | None = None,
+    debug: bool = False,
+) -> list[HostResult]:
+    """Set up a fresh Debian host reachable as root as `machine`: prepare it, then a first update
+    (one result, in a list like `update_machines`)."""
+    from pyclan.deploy import update as deploy
+
+    clan = open_flake(flake, input_overrides)
+    clan.require_machines([machine])
+    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug)
+    return [host_result(deploy.install(clan, machine, opts, progress or _no_progress))]  # type: ignore[arg-type]
+
+
+@register
+def rollback_machine(
+    machine: str,
+    to: int | None = None,
+    target_host: str | None = None,
+    host_key_check: HostKeyMode = "strict",
+    flake: str | None = None,
+) -> HostResult:
+    """Switch a machine back to an earlier generation (default: the previous one)."""
+    from pyclan.deploy import update as deploy
+    from pyclan.deploy.transport import HostKeyCheck
+
+    clan = open_flake(flake)
+    clan.require_machines([machine])
+    return host_result(deploy.rollback(clan, machine, to, target_host, HostKeyCheck(host_key_check)))
+
+
+@register
+def list_generations(
+    machine: str, target_host: str | None = None, host_key_check: HostKeyMode = "strict", flake: str | None = None
+) -> list[GenerationInfo]:
+    """The generations recorded on a machine's host, the current one marked."""
+    from pyclan.deploy import update as deploy
+    from pyclan.deploy.transport import HostKeyCheck
+
+    clan = open_flake(flake)
+    clan.require_machines([machine])
+    gens = deploy.generations(clan, machine, target_host, HostKeyCheck(host_key_check))
+    items = [GenerationInfo(g.number, g.id, g.current, g.activated, g.number == gens.journal) for g in gens.items]
+    if gens.journal is not None and all(g.generation != gens.journal for g in items):
+        items.append(GenerationInfo(gens.journal, "", False, None, True))
+    return items

@@ -1,0 +1,95 @@
+"""API of local test hosts: start, stop and list Debian hosts booted with systemd-nspawn."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pyclan.api import register
+from pyclan.api.common import open_flake
+from pyclan.errors import ClanError
+
+if TYPE_CHECKING:
+    from pyclan.deploy.hosts_state import HostInfo
+
+
+@dataclass(frozen=True)
+class LocalHost:
+    """A local host: its address, whether it runs, its supervisor's pid and its SSH host key."""
+
+    name: str
+    index: int
+    address: str
+    host_key: str
+    running: bool
+    user: str
+    target_host: str
+    pid: int | None = None
+
+
+@dataclass(frozen=True)
+class StoppedHosts:
+    """The hosts that `hosts down` stopped and removed."""
+
+    stopped: list[str]
+
+
+def _local(i: HostInfo) -> LocalHost:
+    return LocalHost(i.name, i.index, i.address, i.host_key, i.running, i.user, i.target_host, i.pid)
+
+
+def _machine_names(flake: str | None) -> list[str]:
+    return sorted(open_flake(flake).loaded.inventory.machines)
+
+
+def _internet_addresses(names: list[str], flake: str | None) -> dict[str, str]:
+    """Each machine's `internet` host, if a clan is at hand: hosts take it when they can."""
+    from pyclan.services.library.internet import machine_host
+
+    try:
+        exports = open_flake(flake).evaluator.exports()
+    except ClanError:
+        return {}
+    found = {n: machine_host(exports, n) for n in names}
+    return {n: h for n, h in found.items() if h}
+
+
+@register
+def hosts_up(
+    machines: list[str] | None = None,
+    all_machines: bool = False,
+    flake: str | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> list[LocalHost]:
+    """Start a local host for each machine (or every inventory machine); running ones are kept."""
+    from pyclan.deploy import hosts as lib
+
+    names = list(machines or [])
+    if all_machines:
+        names += [n for n in _machine_names(flake) if n not in names]
+    if not names:
+        raise ClanError.single("usage-error", "hosts up", "name machines to start, or use --all")
+    cfg = lib.HostsConfig.from_env()
+    if progress is not None and not lib.rootfs_ready(cfg.rootfs):
+        progress(f"building the Debian rootfs once at {cfg.rootfs} (about 40 s)…")
+    return [_local(i) for i in lib.up(names, config=cfg, addresses=_internet_addresses(names, flake))]
+
+
+@register
+def hosts_down(machines: list[str] | None = None, all_hosts: bool = False) -> StoppedHosts:
+    """Stop the named hosts and remove every trace of them; `all_hosts` (or no names): every
+    host, the proxy and the bridge."""
+    from pyclan.deploy import hosts as lib
+
+    if machines and all_hosts:
+        raise ClanError.single("usage-error", "hosts down", "give machine names or --all, not both")
+    return StoppedHosts(list(lib.down(None if all_hosts else machines or None)))
+
+
+@register
+def hosts_status() -> list[LocalHost]:
+    """The local hosts with their address, state and host key."""
+    from pyclan.deploy import hosts as lib
+
+    return [_local(i) for i in lib.status()]
