@@ -313,6 +313,6 @@ def test_R5_3_9_services_show_prints_the_empty_values(tmp_path: Any) -> None:
     )
     (tmp_path / "clan.toml").write_text('[meta]\nname = "t"\n')
     info = api.get_service_module("svc", "self", str(tmp_path))
-    schema = info["roles"]["peer"]["schema"]
+    schema = info.roles["peer"].schema
     assert schema["required"] == ["name"]
     assert schema["properties"]["peers"]["default"] == [] and schema["properties"]["endpoint"]["default"] is None

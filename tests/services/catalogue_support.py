@@ -11,11 +11,11 @@ import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from pyclan import api
+from pyclan.api.clan import CheckReport
 from pyclan.clan import Clan, open_clan
 from pyclan.deploy.build import Generation, build
 from pyclan.vars.generate import generate
@@ -41,14 +41,14 @@ def example_clan(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
 @dataclass
 class Built:
     clan: Clan
-    check: dict[str, Any]
+    check: CheckReport
     generations: dict[str, Generation]
 
 
 def check_and_build(clan: Clan, prompts: Mapping[str, Mapping[str, str]] | None = None) -> Built:
     """`pyclan check` (must be ok), `vars generate` (answers from `prompts`), `machines build` of all."""
     report = api.check_clan(str(clan.dir))
-    assert report["ok"], report
+    assert report.ok, report
     generate(clan, prompt_values={g: dict(a) for g, a in (prompts or {}).items()})
     fresh = open_clan(clan.dir, {})
     generations = {m: build(fresh, m, write=False) for m in sorted(fresh.resolved.machine_names)}

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +45,7 @@ def test_clans_readme_example_checks_with_the_deprecation_warning_and_builds(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built = check_and_build(example_clan("admin", tmp_path, monkeypatch), {"root-password": {"password": ""}})
-    assert built.check["checks"] == [
+    assert [asdict(c) for c in built.check.checks] == [
         {
             "id": "admin-admin-deprecated",
             "message": "The admin service is deprecated: use the sshd and users services instead (migration guide: "

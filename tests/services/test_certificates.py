@@ -41,7 +41,7 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Built]:
 
 
 def test_clans_readme_example_checks_and_builds_and_every_member_trusts_one_root(built: Built) -> None:
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     _, root = get(built.clan, "ca", "step-ca/ca.crt")
     for machine in ("ca", "client", "server"):
         gen = built.generations[machine]

@@ -46,8 +46,8 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[[str], 
                 prompts = clan_dir / "prompts.json"
                 generate(open_clan(clan_dir, {}), prompt_values=prompts if prompts.exists() else {})
                 report = check_clan(str(clan_dir))
-                assert report["ok"], report
-                assert report["warnings"] == [], report["warnings"]
+                assert report.ok, report
+                assert report.warnings == [], report.warnings
                 clan = open_clan(clan_dir, {})
                 for machine in clan.resolved.machine_names:
                     gen = build(clan, machine)

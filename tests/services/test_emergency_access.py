@@ -36,7 +36,7 @@ def test_clans_readme_example_checks_and_builds_with_roots_password(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     built = check_and_build(example_clan("emergency-access", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     for machine in ("laptop", "server"):
         _, password = get(built.clan, machine, "emergency-access/password")
         _, hashed = get(built.clan, machine, "emergency-access/password-hash")

@@ -34,7 +34,7 @@ roles.default.machines.laptop = {}
 
 def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = check_and_build(example_clan("kde", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     for machine in ("desktop", "laptop"):
         manifest = built.generations[machine].manifest
         assert set(PACKAGES) <= set(manifest.packages)

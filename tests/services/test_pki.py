@@ -43,7 +43,7 @@ def _verify(ca: Path, cert: Path, name: str) -> subprocess.CompletedProcess[str]
 
 def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = check_and_build(example_clan("pki", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     _, ca = get(built.clan, "music", "pki-root-ca/ca.crt")
     assert ca == get(built.clan, "laptop", "pki-root-ca/ca.crt")[1]  # one CA for the clan
     for machine in ("laptop", "music"):

@@ -44,7 +44,7 @@ def _config(clan: Clan, machine: str) -> ET.Element:
 
 def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = check_and_build(example_clan("syncthing", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     ids = {m: get(built.clan, m, "syncthing/id")[1].decode().strip() for m in ("desktop", "laptop")}
     assert all(valid_device_id(i) for i in ids.values()) and len(set(ids.values())) == 2
     for machine in ("desktop", "laptop"):

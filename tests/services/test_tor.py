@@ -60,7 +60,7 @@ def _hostname_tor_derives(tmp_path: Path, secret_key: bytes) -> str:
 
 def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = check_and_build(example_clan("tor", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     for machine in ("server1", "server2"):
         manifest = built.generations[machine].manifest
         assert "tor" in manifest.packages

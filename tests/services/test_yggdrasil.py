@@ -49,7 +49,7 @@ def _yggdrasil(config: str, *args: str) -> subprocess.CompletedProcess[str]:
 
 def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     built = check_and_build(example_clan("yggdrasil", tmp_path, monkeypatch))
-    assert built.check["checks"] == []
+    assert built.check.checks == []
     for machine in ("peer1", "peer2"):
         gen = built.generations[machine]
         assert {"yggdrasil", "nftables"} <= set(gen.manifest.packages)

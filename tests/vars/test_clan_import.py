@@ -178,7 +178,7 @@ def test_cli_import_dry_run_then_import(clan_clan: ClanClan) -> None:
     assert b"dry run: nothing was changed" in r.stdout
     r = vc.run("vars", "import", "--from-clan", "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["machineKeys"] == ["admin1", "peer1"]
+    assert json.loads(r.stdout)["machine_keys"] == ["admin1", "peer1"]
     r = vc.run("vars", "check")
     assert r.returncode == 0, r.stdout
     r = vc.run("vars", "get", "peer1", "new-service/a-secret")

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from pyclan.api import register
 from pyclan.api.common import open_flake
-
-if TYPE_CHECKING:
-    from pyclan.deploy.backups import BackupList, CreatedBackups, RestoredBackup
+from pyclan.deploy.backups import BackupList, CreatedBackups, RestoredBackup
 
 
 @register

@@ -5,13 +5,10 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from pyclan.api import register
 from pyclan.api.common import open_flake
-
-if TYPE_CHECKING:
-    from pyclan.vars.clan_import import ImportReport
+from pyclan.vars.clan_import import ImportReport
 
 
 @dataclass(frozen=True)

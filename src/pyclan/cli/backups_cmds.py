@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from pyclan.api import to_jsonable
-from pyclan.cli.common import OPTIONS, err_console, fail, get_clan, print_json
+from pyclan.cli.common import FlakeOpt, err_console, fail, get_clan, print_json
 from pyclan.deploy import backups
 from pyclan.deploy.backups import HostOptions
 from pyclan.deploy.transport import HostKeyCheck
@@ -57,10 +57,12 @@ def list_cmd(
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """List the backups of MACHINE (one `provider name` a line)."""
     try:
-        found = backups.list_backups(get_clan(OPTIONS.flake), machine, provider, _options(target_host, host_key_check))
+        options = _options(target_host, host_key_check)
+        found = backups.list_backups(get_clan(flake_dir), machine, provider, options)
     except ClanError as err:
         fail(err, json_out)
     if json_out:
@@ -77,11 +79,12 @@ def create_cmd(
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Back up every state folder of MACHINE with its backup providers."""
     try:
         made = backups.create_backups(
-            get_clan(OPTIONS.flake), machine, provider, _options(target_host, host_key_check), _progress(json_out)
+            get_clan(flake_dir), machine, provider, _options(target_host, host_key_check), _progress(json_out)
         )
     except ClanError as err:
         fail(err, json_out)
@@ -100,11 +103,12 @@ def restore_cmd(
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
     """Restore backup NAME of PROVIDER on MACHINE: every state, or only --service's."""
     try:
         done = backups.restore_backup(
-            get_clan(OPTIONS.flake), machine, provider, name, service, _options(target_host, host_key_check),
+            get_clan(flake_dir), machine, provider, name, service, _options(target_host, host_key_check),
             _progress(json_out),
         )
     except ClanError as err:

@@ -198,9 +198,7 @@ class MachineConfig(BaseModel):
         if data:
             super().__init__(**data)
             return
-        _set_dict(
-            self, {"files": {}, "packages": [], "users": {}, "groups": {}, "units": {}, "hooks": {}, "secrets": {}}
-        )
+        _set_dict(self, {name: factory() for name, factory in _EMPTY_FIELDS})
         _set_fields_set(self, set())
         _set_extra(self, None)
         _set_private(self, None)
@@ -328,3 +326,9 @@ def invalid_name(kind: str, name: str) -> tuple[str, str] | None:
             return None
         return f"invalid hook name {name!r}", "use letters, digits and _ . @ : -"
     return None
+
+
+#: every MachineConfig field with its empty value's factory (what `MachineConfig()` starts from)
+_EMPTY_FIELDS: tuple[tuple[str, Any], ...] = tuple(
+    (name, info.default_factory) for name, info in MachineConfig.model_fields.items()
+)
