@@ -37,6 +37,7 @@ from pyclan.inventory.sources import (
     settings_path,
     short_value,
 )
+from pyclan.inventory.target_host import SYNTAX_HINT as _TARGET_HOST_HINT
 
 __all__ = [
     "CLAN_DIR_ENV",
@@ -522,6 +523,9 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
             if etype == "settings_imports"
             else "settings must be plain JSON: attrsets, lists, strings, numbers, booleans and null",
         )
+    if etype == "target_host":
+        return Problem("inventory-type", text, f"unsafe target host: {ctx.get('problem')}", file=file,
+                       hint=_TARGET_HOST_HINT)
     if etype == "value_error":
         cause = ctx.get("error")
         return Problem("inventory-type", text, str(cause or error["msg"]), file=file)

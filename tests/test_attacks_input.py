@@ -1,0 +1,196 @@
+"""Attacks through a clan's input (issue 10, items 3, 7 and 10): each test performs the attack and
+checks that it fails with a clear error and leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from pyclan.clan import open_clan
+from pyclan.deploy.shell import openssh_argv
+from pyclan.deploy.targets import resolve_target
+from pyclan.deploy.transport import HostKeyCheck, Target, parse_target
+from pyclan.errors import ClanError
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """No local hosts, caches and keys inside the test's folder."""
+    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
+    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-local-hosts"))
+    return tmp_path
+
+
+def pyclan(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from pyclan.cli.main import run; run()", "-C", str(root), *args],
+        capture_output=True, text=True, check=False, env=dict(os.environ), timeout=120, stdin=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def write_clan(root: Path, toml: str) -> Path:
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "clan.toml").write_text(textwrap.dedent(toml))
+    return root
+
+
+# -- item 3: no SSH option injection ------------------------------------------------------------
+
+
+def _proxy_command(marker: Path) -> str:
+    """An ssh option that runs a local command (no spaces: ${IFS} is expanded by ssh's shell)."""
+    return f"-oProxyCommand=touch${{IFS}}{marker}"
+
+
+def test_item3_target_host_option_injection(env: Path) -> None:
+    marker = env / "pwned"
+    attack = _proxy_command(marker)
+    root = write_clan(env / "clan", f"""
+        [meta]
+        name = "attack"
+        [machines.foo]
+        deploy.targetHost = "{attack}"
+        [machines.bar]
+        deploy.targetHost = "{attack}@example.org"
+        [machines.baz]
+        deploy.targetHost = "root@[{attack}]:22"
+        [machines.qux]
+        deploy.targetHost = "root@host\\u001b[2J"
+    """)
+    check = pyclan(root, "check")
+    assert check.returncode == 1
+    for machine, what in (("foo", "the host"), ("bar", "the user"), ("baz", "the host"), ("qux", "control character")):
+        line = next(line for line in check.stderr.splitlines() if f"machines.{machine}.deploy.targetHost" in line)
+        assert "clan.toml" in line and "unsafe target host" in line and what in line, check.stderr
+    assert "[user@]host[:port]" in check.stderr  # the hint
+    # every command that would connect stops at load time, before ssh is ever started
+    for args in (("ssh", "foo"), ("ssh", "foo", "-c", "true"), ("machines", "update", "foo")):
+        proc = pyclan(root, *args)
+        assert proc.returncode == 1 and "machines.foo.deploy.targetHost" in proc.stderr, proc.stderr
+    assert not marker.exists()
+
+
+def test_item3_target_host_option_injection_in_inventory_json(env: Path) -> None:
+    root = env / "clan"
+    root.mkdir()
+    inventory = {"meta": {"name": "attack"}, "machines": {"foo": {"deploy": {"targetHost": "root@a b"}}}}
+    (root / "inventory.json").write_text(json.dumps(inventory))
+    with pytest.raises(ClanError) as info:
+        open_clan(root, {})
+    [problem] = info.value.problems
+    assert (problem.kind, problem.file) == ("inventory-type", "inventory.json")
+    assert problem.path == "machines.foo.deploy.targetHost"
+    assert "whitespace" in problem.message
+
+
+def test_item3_cli_target_host_option_injection(env: Path) -> None:
+    marker = env / "pwned"
+    root = write_clan(env / "clan", """
+        [meta]
+        name = "attack"
+        [machines.foo]
+    """)
+    attack = _proxy_command(marker)
+    for args in (
+        ("ssh", "foo", f"--target-host={attack}"),
+        ("ssh", "foo", f"--target-host={attack}", "-c", "true"),
+        ("machines", "update", "foo", f"--target-host={attack}"),
+        ("machines", "update", "foo", f"--target-host=root@{attack}"),
+    ):
+        proc = pyclan(root, *args)
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "unsafe target host" in proc.stdout + proc.stderr and "--target-host" in proc.stdout + proc.stderr
+    assert not marker.exists()
+    with pytest.raises(ClanError) as info:
+        parse_target(f"{attack}@host", "foo", "--target-host")
+    assert info.value.problems[0].path == "--target-host" and "the user" in info.value.problems[0].message
+
+
+def test_item3_internet_service_option_injection(env: Path) -> None:
+    marker = env / "pwned"
+    attack = _proxy_command(marker)
+    base = """
+        [meta]
+        name = "attack"
+        [machines.foo]
+        [instances.internet]
+    """
+    # a leading '-' in host, user or a jump host is a settings error in `check`
+    for key, value in (("host", attack), ("user", attack), ("jumphosts", [attack])):
+        settings = {"host": "192.0.2.1", key: value}
+        root = write_clan(env / f"clan-{key}", base + f"roles.default.machines.foo.settings = {_toml(settings)}\n")
+        check = pyclan(root, "check")
+        assert check.returncode == 1 and f"instances.internet.roles.default.machines.foo.settings.{key}" in (
+            check.stderr
+        ), check.stderr
+        proc = pyclan(root, "ssh", "foo", "-c", "true")
+        assert proc.returncode == 1
+    # hidden behind a user part, it passes the settings' types but never reaches ssh
+    for key, value, path in (
+        ("host", f"root@{attack}", "roles.default.machines.foo.settings.host"),
+        ("jumphosts", [f"jump@{attack}"], "roles.default.settings.jumphosts"),
+    ):
+        where = "roles.default.settings" if key == "jumphosts" else "roles.default.machines.foo.settings"
+        toml = base + 'roles.default.machines.foo.settings.host = "192.0.2.1"\n' if key == "jumphosts" else base
+        root = write_clan(env / f"clan-hidden-{key}", toml + f"{where}.{key} = {_toml(value)}\n")
+        assert pyclan(root, "check").returncode == 0
+        with pytest.raises(ClanError) as info:
+            resolve_target(open_clan(root, {}), "foo")
+        [problem] = info.value.problems
+        assert problem.path == f"instances.internet.{path}" and "starts with '-'" in problem.message, problem
+        proc = pyclan(root, "ssh", "foo")
+        assert proc.returncode == 1 and f"instances.internet.{path}" in proc.stderr
+    assert not marker.exists()
+
+
+def _toml(value: object) -> str:
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    return json.dumps(value)
+
+
+def test_item3_every_ssh_command_line_ends_options_before_the_destination(env: Path) -> None:
+    target = Target(machine="foo", host="192.0.2.1", user="admin", port=2222, jump="jump@192.0.2.2")
+    argv = openssh_argv(target, HostKeyCheck.STRICT, ["echo", "-n", "hi"])
+    assert argv[-5:] == ["--", "admin@192.0.2.1", "echo", "-n", "hi"]
+    assert argv.index("--") == len(argv) - 5  # every option comes before it
+    # a target built by code (not parsed) is still checked before ssh or asyncssh sees it
+    for bad in (
+        Target(machine="foo", host="-oProxyCommand=x"),
+        Target(machine="foo", host="h", user="-l"),
+        Target(machine="foo", host="h", jump="-oProxyCommand=x"),
+    ):
+        with pytest.raises(ClanError, match="starts with '-'"):
+            openssh_argv(bad, HostKeyCheck.STRICT)
+    from pyclan.deploy import hosts
+    from pyclan.deploy.hosts_state import HostInfo
+
+    line = hosts.ssh_command(HostInfo("m", 1, "10.231.25.11", "", True, None), "true")
+    assert line[-3:] == ["--", "root@10.231.25.11", "true"]
+
+
+def test_item3_asyncssh_connect_refuses_an_option_like_target(env: Path) -> None:
+    import asyncio
+
+    from pyclan.deploy.transport import connect
+
+    marker = env / "pwned"
+    with pytest.raises(ClanError, match="starts with '-'"):
+        asyncio.run(connect(Target(machine="foo", host=_proxy_command(marker))))
+    assert not marker.exists()
+
+
+def test_item3_a_host_name_dns_cannot_encode_is_a_clean_error(env: Path) -> None:
+    import asyncio
+
+    from pyclan.deploy.transport import connect
+
+    with pytest.raises(ClanError, match="cannot connect"):
+        asyncio.run(connect(Target(machine="foo", host="a" * 70 + ".example"), timeout=5))
