@@ -194,3 +194,120 @@ def test_item3_a_host_name_dns_cannot_encode_is_a_clean_error(env: Path) -> None
 
     with pytest.raises(ClanError, match="cannot connect"):
         asyncio.run(connect(Target(machine="foo", host="a" * 70 + ".example"), timeout=5))
+
+
+# -- item 10 (loading): bad input stays cheap -------------------------------------------------
+
+
+def _limited(cmd: list[str], limit: int = 1 << 30) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` with at most `limit` bytes of address space (a blow-up fails instead of swapping)."""
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+
+    return subprocess.run(
+        cmd, capture_output=True, text=True, check=False, env=dict(os.environ), timeout=300, preexec_fn=cap
+    )
+
+
+def _check(root: Path) -> subprocess.CompletedProcess[str]:
+    return _limited([sys.executable, "-c", "from pyclan.cli.main import run; run()", "-C", str(root), "check"])
+
+
+def _load_problem(tmp_path: Path, name: str, text: str) -> ClanError:
+    root = tmp_path / "clan"
+    root.mkdir(exist_ok=True)
+    (root / name).write_text(text)
+    with pytest.raises(ClanError) as info:
+        open_clan(root, {})
+    return info.value
+
+
+def test_item10_deep_dotted_keys_are_refused_before_parsing(tmp_path: Path) -> None:
+    root = tmp_path / "clan"
+    root.mkdir()
+    deep = "tags." + ".".join(["a"] * 20_000) + " = 1\n"
+    (root / "clan.toml").write_text('[meta]\nname = "x"\n[machines.foo]\n' + deep)
+    assert (root / "clan.toml").stat().st_size < 41_000
+    proc = _check(root)  # took 2.4 GB in tomllib before the limit
+    assert proc.returncode == 1, proc.stderr
+    assert "clan.toml:4: a key path of 20003 parts" in proc.stderr and "limit of 32" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    # the header counts too: 20 + 20 parts
+    header = "[" + ".".join(["h"] * 20) + "]\n" + ".".join(["k"] * 20) + " = 1\n"
+    error = _load_problem(tmp_path, "clan.toml", '[meta]\nname = "x"\n' + header)
+    assert error.problems[0].line == 4 and "40 parts" in error.problems[0].message
+
+
+def test_item10_file_size_limit(tmp_path: Path) -> None:
+    from pyclan.inventory.sources import MAX_JSON_BYTES, MAX_TOML_BYTES
+
+    toml = '[meta]\nname = "x"\n' + "# padding\n" * (MAX_TOML_BYTES // 10 + 1)
+    [problem] = _load_problem(tmp_path, "clan.toml", toml).problems
+    assert (problem.kind, problem.file) == ("parse-error", "clan.toml") and "too large" in problem.message
+    (tmp_path / "clan" / "clan.toml").unlink()
+    json_text = '{"meta": {"name": "x"}, "machines": {}}' + " " * MAX_JSON_BYTES
+    [problem] = _load_problem(tmp_path, "inventory.json", json_text).problems
+    assert (problem.kind, problem.file) == ("parse-error", "inventory.json") and "too large" in problem.message
+
+
+def test_item10_nesting_limit(tmp_path: Path) -> None:
+    deep_json = "[" * 100 + "]" * 100
+    text = '{"meta": {"name": "x"}, "instances": {"i": {"roles": {"r": {"settings": {"a": ' + deep_json + "}}}}}}"
+    [problem] = _load_problem(tmp_path, "inventory.json", text).problems
+    assert problem.kind == "parse-error" and "nested more than 64 levels" in problem.message
+    assert problem.path.startswith("instances.i.roles.r.settings.a.0.0")
+    (tmp_path / "clan" / "inventory.json").unlink()
+    inline = "x = " + "[" * 100 + "]" * 100 + "\n"
+    [problem] = _load_problem(tmp_path, "clan.toml", '[meta]\nname = "x"\n' + inline).problems
+    assert problem.kind == "parse-error" and "nested more than 64 levels" in problem.message
+    # 20,000 levels of JSON: a clean error too, in bounded memory
+    root = tmp_path / "deep-json"
+    root.mkdir()
+    (root / "inventory.json").write_text('{"meta": {"name": "x"}, "modules": ' + "[" * 20_000 + "]" * 20_000 + "}")
+    proc = _check(root)
+    assert proc.returncode == 1 and "inventory.json" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_item10_huge_integers(tmp_path: Path) -> None:
+    digits = "9" * 5000
+    text = f'[meta]\nname = "x"\n[machines.a]\ninstalledAt = {digits}\n'
+    [problem] = _load_problem(tmp_path, "clan.toml", text).problems
+    assert (problem.kind, problem.line) == ("parse-error", 4) and "out of range" in problem.message
+    (tmp_path / "clan" / "clan.toml").unlink()
+    for number in (digits, str(1 << 64), str(-(1 << 63) - 1)):
+        text = '{"meta": {"name": "x"}, "machines": {"a": {"installedAt": ' + number + "}}}"
+        [problem] = _load_problem(tmp_path, "inventory.json", text).problems
+        assert (problem.kind, problem.path) == ("parse-error", "machines.a.installedAt"), problem
+        assert "out of range" in problem.message and "64-bit" in problem.message
+    (tmp_path / "clan" / "inventory.json").unlink()
+    text = '[meta]\nname = "x"\n[instances.i.roles.r.settings]\nbig = 18446744073709551616\n'
+    [problem] = _load_problem(tmp_path, "clan.toml", text).problems
+    assert problem.path == "instances.i.roles.r.settings.big" and "out of range" in problem.message
+
+
+def test_item10_lone_json_surrogates(tmp_path: Path, env: Path) -> None:
+    for where, text in (
+        ("machines.a.description", '{"meta": {"name": "x"}, "machines": {"a": {"description": "bad \\ud800"}}}'),
+        ("machines.a.tags", '{"meta": {"name": "x"}, "machines": {"a": {"tags": ["\\udc00"]}}}'),
+        ("tags", '{"meta": {"name": "x"}, "tags": {"\\ud83d": []}}'),
+    ):
+        [problem] = _load_problem(tmp_path, "inventory.json", text).problems
+        assert problem.kind == "parse-error" and problem.path.startswith(where), problem
+        assert "lone surrogate" in problem.message
+    # a proper pair is one character and loads
+    (tmp_path / "clan" / "inventory.json").write_text(
+        '{"meta": {"name": "x"}, "machines": {"a": {"description": "\\ud83d\\ude00"}}}'
+    )
+    assert open_clan(tmp_path / "clan", {}).loaded.inventory.machines["a"].description == "\U0001f600"
+
+
+def test_item10_duplicate_json_keys(tmp_path: Path) -> None:
+    text = '{"meta": {"name": "x"}, "machines": {"a": {"tags": ["one"]}, "a": {"tags": ["two"]}}}'
+    [problem] = _load_problem(tmp_path, "inventory.json", text).problems
+    assert (problem.kind, problem.path, problem.file) == ("parse-error", "machines.a", "inventory.json")
+    assert "appears twice" in problem.message
+    text = '{"meta": {"name": "x"}, "meta": {"name": "y"}}'
+    [problem] = _load_problem(tmp_path, "inventory.json", text).problems
+    assert problem.path == "meta" and "appears twice" in problem.message

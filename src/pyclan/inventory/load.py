@@ -31,11 +31,16 @@ from pyclan.inventory.sources import (
     add_machine_dirs,
     duplicate_settings,
     format_path,
+    json_int,
+    json_object,
     merge_sources,
     normalise,
     option,
     settings_path,
     short_value,
+    size_problem,
+    toml_prescan,
+    value_problem,
 )
 from pyclan.inventory.target_host import SYNTAX_HINT as _TARGET_HOST_HINT
 
@@ -124,6 +129,7 @@ def find_clan_dir(flake: Path | None = None, start: Path | None = None) -> Path:
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
+_LONG_DIGITS = re.compile(r"[0-9_]{4000,}")
 _JSON_CONSTANT = re.compile(r"(?<=[:\[,])\s*(-?Infinity|NaN)\b")
 
 
@@ -134,9 +140,14 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 
 def parse_toml(text: str, file: str = CLAN_TOML) -> Any:
-    """Parse TOML; a syntax error becomes a `parse-error` problem with line and column."""
+    """Parse TOML; a syntax error becomes a `parse-error` problem with line and column.
+
+    Size, key length and nesting are bounded first (`sources.MAX_*`), so bad input stays cheap."""
+    limited = size_problem(file, len(text), "characters") or toml_prescan(text, file)
+    if limited is not None:
+        raise ClanError(limited)
     try:
-        return tomllib.loads(text)
+        value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         line: int | None = None
@@ -162,8 +173,21 @@ def parse_toml(text: str, file: str = CLAN_TOML) -> Any:
                 hint=hint,
             )
         ) from None
+    except ValueError:  # an integer with more digits than Python converts (4,300)
+        digits = _LONG_DIGITS.search(text)
+        line, column = _position(text, digits.start()) if digits else (None, None)
+        raise ClanError(
+            Problem(
+                "parse-error", "", "invalid TOML: an integer with thousands of digits is out of range "
+                "(integers are 64-bit)", file=file, line=line, column=column,
+            )
+        ) from None
     except RecursionError:
         raise ClanError(Problem("parse-error", "", "invalid TOML: nested too deeply", file=file)) from None
+    problem = value_problem(value, file)
+    if problem is not None:
+        raise ClanError(problem)
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -172,8 +196,11 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(text: str, file: str = INVENTORY_JSON) -> Any:
     """Parse strict JSON (no NaN/Infinity); errors become `parse-error` problems with line and column."""
+    limited = size_problem(file, len(text), "characters")
+    if limited is not None:
+        raise ClanError(limited)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=json_int, object_pairs_hook=json_object)
     except json.JSONDecodeError as exc:
         raise ClanError(
             Problem("parse-error", "", f"invalid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno)
@@ -196,10 +223,17 @@ def parse_json(text: str, file: str = INVENTORY_JSON) -> Any:
         ) from None
     except RecursionError:
         raise ClanError(Problem("parse-error", "", "invalid JSON: nested too deeply", file=file)) from None
+    problem = value_problem(value, file)
+    if problem is not None:
+        raise ClanError(problem)
+    return value
 
 
 def _read_source(path: Path, name: str) -> Any:
     try:
+        too_big = size_problem(name, path.stat().st_size)
+        if too_big is not None:
+            raise ClanError(too_big)
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         line, column = _position(exc.object.decode("utf-8", "replace"), exc.start)
