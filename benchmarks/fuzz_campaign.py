@@ -1,0 +1,705 @@
+"""Fuzz campaign: mutated and random inventories through load → resolve → evaluate → build.
+
+Every case is a clan folder (clan.toml and/or inventory.json, maybe machines/<name>/ folders,
+and for cases made from the quickstart its committed vars/ and keys/). A worker process opens it
+as a command would, resolves it, evaluates every machine's configuration and builds every
+machine's generation (in memory: no vars generation, no hosts). Each case runs under a time
+limit (the worker is killed and replaced when it is over) and a memory limit (RLIMIT_AS on the
+worker), and ends as one of:
+
+    ok         the pipeline ran to the end
+    clean      a ClanError whose problems all have a message and print (text and JSON)
+    exception  any other exception, or a ClanError that cannot be shown: a bug
+    hang       over the time limit
+    blowup     over the memory limit (MemoryError, or the worker died)
+
+Cases are made from a seed and their index, so `--only N` replays case N exactly. Seeds are the
+quickstart (`examples/quickstart`) and every inventory written as a literal in `tests/`.
+Mutations are text-level (TOML and JSON: flips, inserts of tricky tokens, deletions, duplicated
+and swapped lines, truncation, deep nesting, huge numbers, escapes) and structural (on the parsed
+data: values replaced by random ones, keys added, deleted, renamed, types changed, subtrees
+copied, nesting deepened, the inventory split over two sources, machines/ folders added).
+
+    python benchmarks/fuzz_campaign.py                 # 10,000 cases, one worker per core (max 2)
+    python benchmarks/fuzz_campaign.py --cases 500 --workers 1
+    python benchmarks/fuzz_campaign.py --only 1234 -v  # one case, with its files and traceback
+    python benchmarks/fuzz_campaign.py --write         # also update BENCHMARKS.md
+
+Failing cases are saved under --out (default: a temporary folder) to reproduce them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import base64
+import copy
+import json
+import os
+import random
+import select
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+import time
+import tomllib
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+QUICKSTART = ROOT / "examples" / "quickstart"
+OUTCOMES = ("ok", "clean", "exception", "hang", "blowup")
+GIB = 1 << 30
+
+# -- seeds --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Seed:
+    name: str
+    data: dict[str, Any]
+    toml: str
+    template: Path | None = None  # a folder whose vars/ and keys/ every case of this seed gets
+
+
+def _without_inputs(data: dict[str, Any]) -> dict[str, Any]:
+    """Seeds never declare inputs: a git URL would reach for the network."""
+    return {k: v for k, v in data.items() if k != "inputs"}
+
+
+def load_seeds() -> list[Seed]:
+    seeds = [Seed("quickstart", tomllib.loads((QUICKSTART / "clan.toml").read_text()), "", QUICKSTART)]
+    seeds[0] = Seed("quickstart", seeds[0].data, (QUICKSTART / "clan.toml").read_text(), QUICKSTART)
+    for path in sorted((ROOT / "tests").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and "[meta]" in node.value:
+                text = textwrap.dedent(node.value)
+                try:
+                    data = tomllib.loads(text)
+                except tomllib.TOMLDecodeError:
+                    continue
+                if "inputs" in data:
+                    data = _without_inputs(data)
+                    text = _to_toml(data) or text
+                seeds.append(Seed(f"{path.relative_to(ROOT)}:{node.lineno}", data, text))
+    return seeds
+
+
+# -- random values and tokens -------------------------------------------------------------------
+
+KEYS = [
+    "meta", "name", "domain", "tld", "description", "icon", "machines", "instances", "tags", "roles",
+    "settings", "module", "input", "inputs", "url", "path", "package", "services", "modules", "deploy",
+    "targetHost", "buildHost", "forwardAgent", "machineClass", "installedAt", "extraModules", "_type",
+    "override", "priority", "content", "imports", "all", "nixos", "darwin", "self", "clan-core", "default",
+    "peer", "controller", "server", "client", "host", "user", "port", "jumphosts", "networks", "packages",
+    "greeting", "ipRanges", "dynamicIp", "enable", "groups", "prompt", "directories", "destinations",
+    "allowedIps", "exports", "share", "generators", "files", "secret", "value", "certificate", "hostKeys",
+]  # fmt: skip
+STRINGS = [
+    "", " ", "a", "x", "all", "root", "root@192.0.2.1", "192.0.2.1", "::1", "fd00::1", "-oProxyCommand=x",
+    "root@-oX", "a b", "tab\there", "new\nline", "nul\x00", "esc\x1b[2J", "\u202e", "é", "💥", "\ud800",
+    "../../etc/passwd", "/etc/shadow", "$(id)", "`id`", "'; rm -rf /", "%s%n", "{}", "[]", "null", "0",
+    "1e400", "nixos", "darwin", "override", "mkForce", "x" * 300, "a.b.c", "A-Z", "-", "_", "..", ".",
+]  # fmt: skip
+INTS = [0, 1, -1, 2, 22, 65535, 65536, 1 << 31, (1 << 63) - 1, 1 << 63, -(1 << 63) - 1, 1 << 64, 10**30]
+FLOATS = [0.0, -0.0, 0.5, 1e300, float("inf"), float("-inf"), float("nan")]
+TOKENS = [
+    "[", "]", "{", "}", "[[", "]]", '"', "'", '"""', "'''", "=", ".", ",", ":", "\n", "#", "\\", "\\u0000",
+    "\\ud800", "\\udfff", "\\uD83D\\uDE00", "\\x41", "\\e", "inf", "nan", "-inf", "+inf", "1e400", "-0",
+    "0x7f", "0o17", "0b101", "1_000", "9" * 30, "9" * 5000, "1979-05-27T07:32:00Z", "07:32:00", "1979-05-27",
+    "true", "false", "null", "NaN", "Infinity", "\x00", "\x7f", "\u202e", "é", "💥", "\r\n", "\t", " = ",
+    "-oProxyCommand=x", "a.b.c.d.e.f.g.h = 1\n", '{"a": 1, "a": 2}', "[meta]\n", "[machines.x]\n",
+    "[instances.x.roles.y]\n", "[[x]]\n",
+]  # fmt: skip
+
+
+def random_string(rng: random.Random) -> str:
+    if rng.random() < 0.6:
+        return rng.choice(STRINGS + KEYS)
+    alphabet = "abcXYZ09-_.@:/ \t\n\"'\\[]{}=#$\x00\x1b\x7fé💥\u202e\ud800"
+    return "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+
+
+def random_scalar(rng: random.Random) -> Any:
+    roll = rng.random()
+    if roll < 0.1:
+        return None
+    if roll < 0.2:
+        return rng.random() < 0.5
+    if roll < 0.4:
+        return rng.choice(INTS) if rng.random() < 0.5 else rng.randint(-5, 100)
+    if roll < 0.45:
+        return rng.choice(FLOATS)
+    return random_string(rng)
+
+
+def random_value(rng: random.Random, depth: int = 0) -> Any:
+    roll = rng.random()
+    if depth > 4 or roll < 0.5:
+        return random_scalar(rng)
+    if roll < 0.7:
+        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
+    return {random_key(rng): random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))}
+
+
+def random_key(rng: random.Random) -> str:
+    return rng.choice(KEYS) if rng.random() < 0.7 else random_string(rng)
+
+
+# -- structural mutations -----------------------------------------------------------------------
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    out = [prefix]
+    stack = [(value, prefix)]
+    while stack:
+        node, path = stack.pop()
+        items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+        for key, item in items:
+            out.append((*path, key))
+            stack.append((item, (*path, key)))
+    return out
+
+
+def _get(root: Any, path: tuple[Any, ...]) -> Any:
+    for key in path:
+        root = root[key]
+    return root
+
+
+def _set(root: Any, path: tuple[Any, ...], value: Any) -> Any:
+    if not path:
+        return value
+    _get(root, path[:-1])[path[-1]] = value
+    return root
+
+
+def _deepen(value: Any, rng: random.Random) -> Any:
+    for _ in range(rng.choice([2, 10, 40, 70, 200])):
+        value = {random_key(rng): value} if rng.random() < 0.7 else [value]
+    return value
+
+
+def _retype(value: Any, rng: random.Random) -> Any:
+    if isinstance(value, dict):
+        return list(value.values()) if rng.random() < 0.5 else list(value)
+    if isinstance(value, list):
+        return {str(i): v for i, v in enumerate(value)} if rng.random() < 0.5 else (value[0] if value else None)
+    if isinstance(value, str):
+        return rng.choice([len(value), [value], {value: {}}, value.upper(), value + value])
+    if rng.random() < 0.5:
+        return {"_type": "override", "priority": rng.choice([-1, 0, 50, 1000, 1 << 64, "x"]), "content": value}
+    return str(value)
+
+
+def _gentle(data: Any, paths: list[tuple[Any, ...]], rng: random.Random) -> Any:
+    """A small change that often keeps the inventory valid: a leaf takes another leaf's value,
+    a known key is added with a typical value, a name is reused elsewhere."""
+    leaves = [p for p in paths if p and not isinstance(_get(data, p), dict | list)]
+    dicts = [p for p in paths if isinstance(_get(data, p), dict)]
+    if leaves and rng.random() < 0.5:
+        target, source = rng.choice(leaves), rng.choice(leaves)
+        return _set(data, target, copy.deepcopy(_get(data, source)))
+    if dicts:
+        node = _get(data, rng.choice(dicts))
+        node[random_key(rng)] = rng.choice([{}, [], "all", True, 1, ["all"], {"settings": {}}, random_scalar(rng)])
+    return data
+
+
+def mutate_structure(data: Any, rng: random.Random) -> Any:
+    paths = _paths(data)
+    if rng.random() < 0.4:
+        return _gentle(data, paths, rng)
+    in_settings = [p for p in paths if "settings" in p[:-1]]
+    path = rng.choice(in_settings) if in_settings and rng.random() < 0.3 else rng.choice(paths)
+    node = _get(data, path)
+    op = rng.randrange(9)
+    if op == 0:
+        return _set(data, path, random_value(rng))
+    if op == 1 and isinstance(node, dict):
+        other = copy.deepcopy(_get(data, rng.choice(paths)))
+        node[random_key(rng)] = random_value(rng) if rng.random() < 0.7 else other
+        return data
+    if op == 2 and path:
+        parent = _get(data, path[:-1])
+        del parent[path[-1]]
+        return data
+    if op == 3 and path and isinstance(_get(data, path[:-1]), dict):
+        parent = _get(data, path[:-1])
+        value = parent.pop(path[-1])
+        others = [k for k in parent if isinstance(k, str)]
+        parent[random_key(rng) if not others or rng.random() < 0.7 else rng.choice(others) + "x"] = value
+        return data
+    if op == 4:
+        return _set(data, path, _retype(node, rng))
+    if op == 5:
+        return _set(data, path, _deepen(copy.deepcopy(node), rng))
+    if op == 6 and isinstance(node, list) and node:
+        return _set(data, path, node * rng.choice([2, 10, 100]))
+    if op == 7:
+        source = _get(data, rng.choice(paths))
+        return _set(data, path, copy.deepcopy(source)) if len(_paths(source)) < 2000 else data
+    if op == 8 and isinstance(data, dict) and isinstance(data.get("machines"), dict) and data["machines"]:
+        machines = data["machines"]
+        name = rng.choice(list(machines))
+        new = rng.choice([name + "2", name.upper(), "-" + name, name[:-1], "x" * 64, "a_b", "new"])
+        machines[new] = copy.deepcopy(machines[name])
+        return data
+    return _set(data, path, random_value(rng))
+
+
+# -- text mutations -----------------------------------------------------------------------------
+
+
+def mutate_text(text: str, rng: random.Random) -> str:
+    pos = rng.randint(0, len(text))
+    lines = text.split("\n")
+    op = rng.randrange(11)
+    if op == 0 and text:
+        return text[:pos] + rng.choice([*TOKENS, "x", "0", " "])[0] + text[pos + 1 :]
+    if op == 1:
+        return text[:pos] + rng.choice(TOKENS) + text[pos:]
+    if op == 2:
+        return text[:pos] + text[pos + rng.randint(1, 30) :]
+    if op == 3 and lines:
+        i = rng.randrange(len(lines))
+        lines.insert(i, lines[i])
+        return "\n".join(lines)
+    if op == 4 and lines:
+        del lines[rng.randrange(len(lines))]
+        return "\n".join(lines)
+    if op == 5 and len(lines) > 1:
+        i, j = rng.randrange(len(lines)), rng.randrange(len(lines))
+        lines[i], lines[j] = lines[j], lines[i]
+        return "\n".join(lines)
+    if op == 6:
+        return text[:pos]
+    if op == 7:
+        start = rng.randint(0, len(text))
+        span = text[start : start + rng.randint(1, 200)]
+        return text[:pos] + span * rng.choice([1, 2, 50]) + text[pos:]
+    if op == 8:
+        n = rng.choice([10, 60, 200, 3000])
+        deep = rng.choice(["[" * n + "]" * n, "{a=" * n + "1" + "}" * n, ".".join(["k"] * n) + " = 1\n",
+                           '{"a":' * n + "1" + "}" * n, "[" + ".".join(["t"] * n) + "]\n"])  # fmt: skip
+        return text[:pos] + deep + text[pos:]
+    if op == 9:
+        return text[:pos] + rng.choice(["9" * rng.choice([19, 20, 400, 4400]), "-" + "9" * 25, "1e999"]) + text[pos:]
+    words = [w for w in KEYS + STRINGS if w and w in text]
+    if words:
+        word = rng.choice(words)
+        return text.replace(word, random_string(rng), rng.choice([1, -1]))
+    return text + rng.choice(TOKENS)
+
+
+# -- cases ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class Case:
+    index: int
+    kind: str
+    seed: str
+    files: dict[str, bytes]  # relative path → content; a path ending in "/" is a folder
+    template: str | None = None  # folder whose vars/ and keys/ are copied in
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "index": self.index, "kind": self.kind, "seed": self.seed, "template": self.template,
+            "files": {k: base64.b64encode(v).decode() for k, v in self.files.items()},
+        }  # fmt: skip
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Case:
+        files = {k: base64.b64decode(v) for k, v in data["files"].items()}
+        return cls(data["index"], data["kind"], data["seed"], files, data["template"])
+
+
+def _encode(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")  # a lone surrogate becomes invalid UTF-8 on disk
+
+
+def _to_toml(data: Any) -> str | None:
+    import tomlkit
+
+    try:
+        return tomlkit.dumps(data)
+    except Exception:  # None, non-string keys, …: TOML cannot say it
+        return None
+
+
+def _to_json(data: Any, rng: random.Random) -> str:
+    return json.dumps(data, indent=rng.choice([None, 2]), ensure_ascii=rng.random() < 0.5)
+
+
+def _serialise(data: Any, rng: random.Random, name: str | None = None) -> tuple[str, bytes]:
+    if name != "inventory.json" and (name == "clan.toml" or rng.random() < 0.6):
+        text = _to_toml(data)
+        if text is not None:
+            return "clan.toml", _encode(text)
+    return "inventory.json", _encode(_to_json(data, rng))
+
+
+def _split(data: Any, rng: random.Random) -> dict[str, bytes]:
+    """The inventory over two sources: a second one that overlaps or conflicts with the first."""
+    if not isinstance(data, dict) or not data:
+        return dict([_serialise(data, rng)])
+    second: dict[str, Any] = {}
+    for key in rng.sample(list(data), rng.randint(1, len(data))):
+        value = copy.deepcopy(data[key])
+        second[key] = mutate_structure(value, rng) if rng.random() < 0.5 else value
+    first = {k: v for k, v in data.items() if rng.random() < 0.7 or k == "meta"}
+    return {
+        "clan.toml": _encode(_to_toml(first) or '[meta]\nname = "split"\n'),
+        "inventory.json": _encode(_to_json(second, rng)),
+    }
+
+
+def make_case(index: int, seeds: list[Seed], master: int) -> Case:
+    rng = random.Random(f"{master}:{index}")
+    seed = seeds[0] if rng.random() < 0.4 else rng.choice(seeds)
+    template = str(seed.template) if seed.template else None
+    roll = rng.random()
+    files: dict[str, bytes]
+    if roll < 0.3:
+        kind, text = "toml-text", seed.toml
+        for _ in range(rng.choice([1, 1, 1, 2, 4])):
+            text = mutate_text(text, rng)
+        files = {"clan.toml": _encode(text)}
+    elif roll < 0.5:
+        kind, text = "json-text", _to_json(seed.data, rng)
+        for _ in range(rng.choice([1, 1, 1, 2, 4])):
+            text = mutate_text(text, rng)
+        files = {"inventory.json": _encode(text)}
+    elif roll < 0.65:
+        kind, data = "gentle", copy.deepcopy(seed.data)
+        for _ in range(rng.choice([1, 1, 2])):
+            data = _gentle(data, _paths(data), rng)
+        files = dict([_serialise(data, rng)])
+    elif roll < 0.88:
+        kind, data = "structural", copy.deepcopy(seed.data)
+        for _ in range(rng.choice([1, 1, 2, 3, 5])):
+            data = mutate_structure(data, rng)
+        files = _split(data, rng) if rng.random() < 0.25 else dict([_serialise(data, rng)])
+    else:
+        kind, template = "random", None
+        value = random_value(rng)
+        if rng.random() < 0.7:
+            value = {"meta": {"name": random_string(rng) if rng.random() < 0.2 else "rnd"}, random_key(rng): value}
+        files = dict([_serialise(value, rng)])
+    if rng.random() < 0.15:
+        machines = list(seed.data.get("machines", {})) if isinstance(seed.data.get("machines"), dict) else []
+        names = [*machines, "extra", "UPPER", "-dash", ".hidden", "a b", "ünï"]
+        for name in rng.sample(names, rng.randint(1, 3)):
+            files[f"machines/{name}/"] = b""
+    return Case(index, kind, seed.name, files, template)
+
+
+# -- the worker -------------------------------------------------------------------------------
+
+
+def _shows(err: Any) -> str | None:
+    """Why a ClanError cannot be shown to a user (text and --json), or None."""
+    if not err.problems:
+        return "a ClanError without problems"
+    for problem in err.problems:
+        if not problem.message:
+            return f"a problem without a message: {problem!r}"
+        try:
+            problem.render().encode("utf-8")
+            json.dumps(problem.to_json(), ensure_ascii=False).encode("utf-8")
+        except Exception as exc:
+            return f"a problem that cannot be printed ({type(exc).__name__}: {exc}): {problem!r}"
+    return None
+
+
+def run_case(case: Case, work: Path) -> tuple[str, str]:
+    """Write the case's clan and run the pipeline on it; (outcome, detail)."""
+    import traceback
+
+    from pyclan.clan import Clan
+    from pyclan.deploy.build import build
+    from pyclan.errors import ClanError
+    from pyclan.inventory.load import load_inventory
+
+    clan_dir = work / f"case-{case.index}"
+    shutil.rmtree(clan_dir, ignore_errors=True)
+    clan_dir.mkdir(parents=True)
+    try:
+        if case.template:
+            for part in ("vars", "keys"):
+                if (Path(case.template) / part).is_dir():
+                    shutil.copytree(Path(case.template) / part, clan_dir / part, copy_function=os.link)
+        for rel, content in case.files.items():
+            if rel.endswith("/"):
+                (clan_dir / rel).mkdir(parents=True, exist_ok=True)
+            else:
+                (clan_dir / rel).write_bytes(content)
+        stage = "load"
+        try:
+            clan = Clan(dir=clan_dir, loaded=load_inventory(clan_dir))
+            stage = "resolve"
+            json.dumps(clan.resolved.to_json())
+            stage = "evaluate"
+            configs = clan.evaluator.configs()
+            stage = "build"
+            for machine in sorted(configs):
+                gen = build(clan, machine, write=False)
+                gen.folder_files()
+            return "ok", f"{len(configs)} machine(s)"
+        except ClanError as err:
+            bad = _shows(err)
+            return ("exception", f"{stage}: {bad}") if bad else ("clean", f"{stage}: {err.problems[0].kind}")
+        except MemoryError:
+            return "blowup", "MemoryError"
+        except Exception:
+            return "exception", f"{stage}: {traceback.format_exc(limit=12)}"
+    finally:
+        shutil.rmtree(clan_dir, ignore_errors=True)
+
+
+def worker_main(memory_limit: int) -> None:
+    """Read cases (JSON lines) on stdin, answer results (JSON lines) on stdout."""
+    import resource
+
+    if memory_limit:
+        resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    sys.setrecursionlimit(10_000)  # deep input must be refused by pyclan, not by the interpreter's default
+    work = Path(tempfile.mkdtemp(prefix="pyclan-fuzz-"))
+    os.environ["PYCLAN_CACHE_DIR"] = str(work / "cache")
+    os.environ["PYCLAN_HOSTS_DIR"] = str(work / "no-hosts")
+    os.environ["PYCLAN_AGE_KEY_FILE"] = str(work / "no-age-key")
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing a service prints can corrupt the answers
+    try:
+        for line in sys.stdin:
+            case = Case.from_json(json.loads(line))
+            start = time.perf_counter()
+            try:
+                outcome, detail = run_case(case, work)
+            except MemoryError:
+                outcome, detail = "blowup", "MemoryError"
+            elapsed = time.perf_counter() - start
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+            out.write(json.dumps({"index": case.index, "outcome": outcome, "detail": detail, "seconds": elapsed,
+                                  "max_rss": rss}) + "\n")  # fmt: skip
+            out.flush()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
+# -- the campaign -----------------------------------------------------------------------------
+
+
+@dataclass
+class Worker:
+    proc: subprocess.Popen[bytes]
+    case: Case | None = None
+    started: float = 0.0
+    buffer: bytes = b""
+
+
+@dataclass
+class Report:
+    cases: int = 0
+    counts: Counter[str] = field(default_factory=Counter)
+    kinds: Counter[str] = field(default_factory=Counter)
+    error_kinds: Counter[str] = field(default_factory=Counter)
+    stages: Counter[str] = field(default_factory=Counter)
+    bugs: list[dict[str, Any]] = field(default_factory=list)
+    slowest: list[tuple[float, int]] = field(default_factory=list)
+    max_rss: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "cases": self.cases, "outcomes": {o: self.counts[o] for o in OUTCOMES}, "kinds": dict(self.kinds),
+            "clean_error_kinds": dict(self.error_kinds.most_common()),
+            "clean_errors_by_stage": dict(self.stages), "bugs": self.bugs,
+            "slowest": [{"index": i, "seconds": round(s, 3)} for s, i in sorted(self.slowest, reverse=True)[:5]],
+            "max_worker_rss_mib": round(self.max_rss / (1 << 20), 1), "seconds": round(self.seconds, 1),
+        }  # fmt: skip
+
+
+def _spawn(memory_limit: int) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        [sys.executable, str(Path(__file__).resolve()), "--worker", "--memory-limit", str(memory_limit)],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONHASHSEED": "0"},
+    )  # fmt: skip
+
+
+def _send(worker: Worker, case: Case) -> None:
+    assert worker.proc.stdin is not None
+    worker.case, worker.started, worker.buffer = case, time.monotonic(), b""
+    worker.proc.stdin.write((json.dumps(case.to_json()) + "\n").encode())
+    worker.proc.stdin.flush()
+
+
+def _stop(worker: Worker) -> None:
+    worker.proc.kill()
+    worker.proc.wait()
+
+
+def run_campaign(
+    cases: int, workers: int = 1, master: int = 0, time_limit: float = 10.0, memory_limit: int = GIB,
+    out: Path | None = None, only: list[int] | None = None, progress: bool = False,
+) -> Report:  # fmt: skip
+    """Run the cases (0..cases-1, or `only`) and count the outcomes; bugs are saved under `out`."""
+    seeds = load_seeds()
+    todo = list(only) if only is not None else list(range(cases))
+    todo.reverse()
+    report = Report()
+    pool = [Worker(_spawn(memory_limit)) for _ in range(max(1, min(workers, len(todo))))]
+    start = time.monotonic()
+
+    def record(case: Case, outcome: str, detail: str, seconds: float) -> None:
+        report.cases += 1
+        report.counts[outcome] += 1
+        report.kinds[case.kind] += 1
+        report.slowest.append((seconds, case.index))
+        report.slowest = sorted(report.slowest, reverse=True)[:5]
+        if outcome == "clean":
+            stage, _, kind = detail.partition(": ")
+            report.error_kinds[kind] += 1
+            report.stages[stage] += 1
+        if outcome in ("exception", "hang", "blowup"):
+            entry = {"index": case.index, "outcome": outcome, "kind": case.kind, "seed": case.seed,
+                     "detail": detail.strip().splitlines()[-1][:300] if detail.strip() else outcome,
+                     "traceback": detail}  # fmt: skip
+            if out is not None:
+                folder = out / f"case-{case.index}"
+                folder.mkdir(parents=True, exist_ok=True)
+                for rel, content in case.files.items():
+                    if rel.endswith("/"):
+                        (folder / rel).mkdir(parents=True, exist_ok=True)
+                    else:
+                        (folder / rel).write_bytes(content)
+                (folder / "outcome.txt").write_text(f"{outcome}\n{detail}\n")
+                entry["saved"] = str(folder)
+            report.bugs.append(entry)
+        if progress and report.cases % 500 == 0:
+            rate = report.cases / (time.monotonic() - start)
+            print(f"  {report.cases} cases, {rate:.1f}/s: {dict(report.counts)}", file=sys.stderr, flush=True)
+
+    try:
+        for worker in pool:
+            if todo:
+                _send(worker, make_case(todo.pop(), seeds, master))
+        while any(w.case is not None for w in pool):
+            busy = [w for w in pool if w.case is not None]
+            now = time.monotonic()
+            wait = max(0.01, min(w.started + time_limit - now for w in busy))
+            streams = {w.proc.stdout.fileno(): w for w in busy if w.proc.stdout is not None}
+            ready, _, _ = select.select(list(streams), [], [], wait)
+            for fd in ready:
+                worker = streams[fd]
+                chunk = os.read(fd, 1 << 16)
+                case = worker.case
+                assert case is not None
+                if not chunk:  # the worker died (killed by the kernel, a crash, or RLIMIT_AS in C code)
+                    record(case, "blowup", f"the worker died (exit status {worker.proc.wait()})", 0.0)
+                    worker.proc = _spawn(memory_limit)
+                    worker.case = None
+                else:
+                    worker.buffer += chunk
+                    if not worker.buffer.endswith(b"\n"):
+                        continue
+                    result = json.loads(worker.buffer)
+                    report.max_rss = max(report.max_rss, int(result["max_rss"]))
+                    record(case, result["outcome"], result["detail"], float(result["seconds"]))
+                    worker.case = None
+                if todo:
+                    _send(worker, make_case(todo.pop(), seeds, master))
+            now = time.monotonic()
+            for worker in pool:
+                if worker.case is not None and now - worker.started > time_limit:
+                    record(worker.case, "hang", f"over {time_limit:.0f} s", now - worker.started)
+                    _stop(worker)
+                    worker.proc, worker.case = _spawn(memory_limit), None
+                    if todo:
+                        _send(worker, make_case(todo.pop(), seeds, master))
+    finally:
+        for worker in pool:
+            if worker.proc.stdin is not None:
+                worker.proc.stdin.close()
+            try:
+                worker.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                _stop(worker)
+    report.seconds = time.monotonic() - start
+    return report
+
+
+def write_section(path: Path, report: Report, args: argparse.Namespace) -> None:
+    counts = report.counts
+    kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(report.kinds.items()))
+    top = ", ".join(f"{k} {n:,}" for k, n in report.error_kinds.most_common(6))
+    slow = max((s for s, _ in report.slowest), default=0.0)
+    section = "\n".join([
+        "<!-- fuzz_campaign -->",
+        "## Fuzz campaign (`benchmarks/fuzz_campaign.py`)",
+        "",
+        f"{report.cases:,} mutated and random inventories ({kinds}; seed {args.seed}) through load → resolve →",
+        f"evaluate → build, {args.workers} worker process(es) on this 2-core machine, each case limited to",
+        f"{args.time_limit:.0f} s and {args.memory_limit / GIB:.0f} GiB of address space. Clean errors by kind: {top}.",
+        "",
+        "| cases | ok | clean errors | exceptions | hangs (> 10 s) | blow-ups (> 1 GiB) | slowest case "
+        "| peak worker RSS | total |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        f"| {report.cases:,} | {counts['ok']:,} | {counts['clean']:,} | {counts['exception']} | {counts['hang']} | "
+        f"{counts['blowup']} | {slow:.2f} s | {report.max_rss / (1 << 20):.0f} MiB | {report.seconds / 60:.1f} min |",
+        "<!-- /fuzz_campaign -->",
+    ])  # fmt: skip
+    text = path.read_text() if path.exists() else ""
+    begin, end = "<!-- fuzz_campaign -->", "<!-- /fuzz_campaign -->"
+    if begin in text and end in text:
+        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    else:
+        text = text.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(text)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cases", type=int, default=10_000)
+    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--time-limit", type=float, default=10.0)
+    parser.add_argument("--memory-limit", type=int, default=GIB)
+    parser.add_argument("--out", type=Path, default=None, help="where failing cases are saved")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these case numbers")
+    parser.add_argument("-v", "--verbose", action="store_true", help="print every bug's traceback")
+    parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker_main(args.memory_limit)
+        return
+    out = args.out or Path(tempfile.mkdtemp(prefix="pyclan-fuzz-cases-"))
+    report = run_campaign(
+        args.cases, args.workers, args.seed, args.time_limit, args.memory_limit, out, args.only, progress=True
+    )
+    summary = report.to_json()
+    for bug in summary["bugs"]:
+        if not args.verbose:
+            bug.pop("traceback", None)
+    print(json.dumps(summary, indent=2))
+    if args.verbose and args.only:
+        seeds = load_seeds()
+        for index in args.only:
+            for rel, content in make_case(index, seeds, args.seed).files.items():
+                print(f"--- case {index}: {rel}\n{content.decode('utf-8', 'replace')[:4000]}")
+    if args.write:
+        write_section(ROOT / "BENCHMARKS.md", report, args)
+    bad = sum(report.counts[o] for o in ("exception", "hang", "blowup"))
+    sys.exit(1 if bad else 0)
+
+
+if __name__ == "__main__":
+    main()
