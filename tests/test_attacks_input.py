@@ -311,3 +311,27 @@ def test_item10_duplicate_json_keys(tmp_path: Path) -> None:
     text = '{"meta": {"name": "x"}, "meta": {"name": "y"}}'
     [problem] = _load_problem(tmp_path, "inventory.json", text).problems
     assert problem.path == "meta" and "appears twice" in problem.message
+
+
+# -- bugs the fuzz campaign found (benchmarks/fuzz_campaign.py) -------------------------------
+
+
+def test_fuzz_a_generator_name_too_long_for_a_file_is_a_clean_build_error(env: Path) -> None:
+    """Case 3361 of seed 0: a wifi network named by 4,400 digits made `build` raise OSError."""
+    from pyclan.deploy.build import build
+
+    root = write_clan(env / "clan", f"""
+        [meta]
+        name = "long"
+        [machines.laptop]
+        [instances.wifi]
+        roles.default.machines.laptop = {{}}
+        roles.default.settings.networks.{"9" * 400} = {{}}
+    """)
+    (root / "vars" / "shared").mkdir(parents=True)  # a store exists, so the secret's path is looked up
+    clan = open_clan(root, {})
+    with pytest.raises(ClanError) as info:
+        build(clan, "laptop", write=False)
+    [problem] = info.value.problems
+    assert problem.kind == "vars-error" and "File name too long" in problem.message
+    assert problem.path.startswith("wifi.999") and "255 bytes" in (problem.hint or "")
