@@ -253,6 +253,125 @@ def mutate_structure(data: Any, rng: random.Random) -> Any:
     return _set(data, path, random_value(rng))
 
 
+# -- settings from the services' own interfaces ----------------------------------------------------
+
+_CATALOGUE: dict[str, dict[str, Any]] | None = None
+
+
+def catalogue() -> dict[str, dict[str, Any]]:
+    """service → role → JSON schema of its settings interface (the bundled library)."""
+    global _CATALOGUE
+    if _CATALOGUE is None:
+        from pyclan.services.registry import ServiceRegistry
+
+        registry = ServiceRegistry.for_clan(None)
+        _CATALOGUE = {}
+        for entry in registry.entries():
+            if entry.input is None:
+                service = registry.providers[None].load(entry.name)
+                _CATALOGUE[entry.name] = {
+                    name: role.interface.model_json_schema() for name, role in sorted(service.roles.items())
+                }
+    return _CATALOGUE
+
+
+def from_schema(schema: dict[str, Any], defs: dict[str, Any], rng: random.Random, depth: int = 0) -> Any:
+    """A value for a JSON schema: mostly of the right shape, with edge values, sometimes wrong."""
+    if rng.random() < 0.03 or depth > 6:
+        return random_value(rng, 3)
+    if "$ref" in schema:
+        return from_schema(defs.get(schema["$ref"].rsplit("/", 1)[-1], {}), defs, rng, depth + 1)
+    for key in ("anyOf", "oneOf", "allOf"):
+        if key in schema:
+            return from_schema(rng.choice(schema[key]), defs, rng, depth + 1)
+    if "enum" in schema:
+        return rng.choice(schema["enum"]) if rng.random() < 0.9 else random_string(rng)
+    if "const" in schema:
+        return schema["const"]
+    if "default" in schema and rng.random() < 0.2:
+        return copy.deepcopy(schema["default"])
+    if schema.get("examples") and rng.random() < 0.3:
+        return copy.deepcopy(rng.choice(schema["examples"]))
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = rng.choice(kind)
+    if kind == "string":
+        return _printable_string(rng)
+    if kind == "integer":
+        low, high = schema.get("minimum", -(1 << 63)), schema.get("maximum", (1 << 63) - 1)
+        edges = [low, high, 0, 1, rng.randint(max(low, -1000), min(high, 1000))]
+        return rng.choice([*edges, *edges, low - 1, high + 1])
+    if kind == "number":
+        return rng.choice([0.0, -0.0, 0.5, 1e300, 1.5, 3, float("inf")])
+    if kind == "boolean":
+        return rng.random() < 0.5
+    if kind == "null":
+        return None
+    if kind == "array":
+        items = schema.get("items", {})
+        return [from_schema(items, defs, rng, depth + 1) for _ in range(rng.choice([0, 1, 1, 2, 3]))]
+    if kind == "object" or "properties" in schema:
+        out: dict[str, Any] = {}
+        for name, sub in schema.get("properties", {}).items():
+            if rng.random() < (0.9 if name in schema.get("required", []) else 0.5):
+                out[name] = from_schema(sub, defs, rng, depth + 1)
+        extra = schema.get("additionalProperties")
+        if isinstance(extra, dict):
+            for _ in range(rng.choice([0, 1, 1, 2])):
+                out[rng.choice(["home", "a", "work", "x-y", "wifi", _printable_string(rng)])] = from_schema(
+                    extra, defs, rng, depth + 1
+                )
+        return out
+    return random_value(rng, 3)
+
+
+def _printable_string(rng: random.Random) -> str:
+    """A string a file can hold (no lone surrogate), often plausible, sometimes hostile."""
+    text = random_string(rng) if rng.random() < 0.3 else rng.choice(["home", "a", "x-y", "192.0.2.1", "root", ""])
+    return text.encode("utf-8", "replace").decode("utf-8") if not text.isascii() else text
+
+
+def _settings_for(service: str, role: str, rng: random.Random) -> Any:
+    schema = catalogue().get(service, {}).get(role, {})
+    return from_schema(schema, schema.get("$defs", {}), rng)
+
+
+def interface_case(seed: Seed, rng: random.Random) -> Any:
+    """The quickstart with new settings for some of its instances, or a fresh clan of random
+    bundled services with settings drawn from their interfaces."""
+    services = catalogue()
+    if seed.name == "quickstart" and rng.random() < 0.6:
+        data = copy.deepcopy(seed.data)
+        instances = data["instances"]
+        for name in rng.sample(sorted(instances), rng.randint(1, 3)):
+            instance = instances[name]
+            service = instance.get("module", {}).get("name", name)
+            for role_name, role in instance.get("roles", {}).items():
+                members = list(role.get("machines", {}))
+                if members and rng.random() < 0.5:
+                    role["machines"][rng.choice(members)] = {"settings": _settings_for(service, role_name, rng)}
+                else:
+                    role["settings"] = _settings_for(service, role_name, rng)
+        return data
+    machines = rng.sample(["alpha", "beta", "gamma", "delta"], rng.randint(1, 4))
+    data = {"meta": {"name": "iface"}, "machines": {m: {"tags": rng.sample(["web", "db"], rng.randint(0, 2))}
+                                                  for m in machines}, "instances": {}}  # fmt: skip
+    for index in range(rng.randint(1, 3)):
+        service = rng.choice(sorted(services))
+        roles: dict[str, Any] = {}
+        for role_name in services[service]:
+            if rng.random() < 0.8:
+                chosen = rng.sample(machines, rng.randint(0, len(machines)))
+                roles[role_name] = {"machines": {m: ({"settings": _settings_for(service, role_name, rng)}
+                                                     if rng.random() < 0.5 else {}) for m in chosen}}  # fmt: skip
+                if rng.random() < 0.3:
+                    roles[role_name]["tags"] = rng.sample(["all", "web", "db"], 1)
+                if rng.random() < 0.5:
+                    roles[role_name]["settings"] = _settings_for(service, role_name, rng)
+        data["instances"][f"{service}-{index}"] = {"module": {"name": service}, "roles": roles}
+    return data
+
+
 # -- text mutations -----------------------------------------------------------------------------
 
 
@@ -366,22 +485,29 @@ def make_case(index: int, seeds: list[Seed], master: int) -> Case:
     template = str(seed.template) if seed.template else None
     roll = rng.random()
     files: dict[str, bytes]
-    if roll < 0.3:
+    if roll < 0.25:
         kind, text = "toml-text", seed.toml
         for _ in range(rng.choice([1, 1, 1, 2, 4])):
             text = mutate_text(text, rng)
         files = {"clan.toml": _encode(text)}
-    elif roll < 0.5:
+    elif roll < 0.4:
         kind, text = "json-text", _to_json(seed.data, rng)
         for _ in range(rng.choice([1, 1, 1, 2, 4])):
             text = mutate_text(text, rng)
         files = {"inventory.json": _encode(text)}
-    elif roll < 0.65:
+    elif roll < 0.75:
+        kind, data = "interface", interface_case(seed, rng)
+        if seed.name != "quickstart":
+            template = None
+        if rng.random() < 0.3:
+            data = mutate_structure(data, rng)
+        files = dict([_serialise(data, rng)])
+    elif roll < 0.82:
         kind, data = "gentle", copy.deepcopy(seed.data)
         for _ in range(rng.choice([1, 1, 2])):
             data = _gentle(data, _paths(data), rng)
         files = dict([_serialise(data, rng)])
-    elif roll < 0.88:
+    elif roll < 0.93:
         kind, data = "structural", copy.deepcopy(seed.data)
         for _ in range(rng.choice([1, 1, 2, 3, 5])):
             data = mutate_structure(data, rng)
@@ -392,7 +518,7 @@ def make_case(index: int, seeds: list[Seed], master: int) -> Case:
         if rng.random() < 0.7:
             value = {"meta": {"name": random_string(rng) if rng.random() < 0.2 else "rnd"}, random_key(rng): value}
         files = dict([_serialise(value, rng)])
-    if rng.random() < 0.15:
+    if rng.random() < 0.15 and kind not in ("interface", "gentle"):
         machines = list(seed.data.get("machines", {})) if isinstance(seed.data.get("machines"), dict) else []
         names = [*machines, "extra", "UPPER", "-dash", ".hidden", "a b", "ünï"]
         for name in rng.sample(names, rng.randint(1, 3)):
@@ -511,6 +637,7 @@ class Report:
     kinds: Counter[str] = field(default_factory=Counter)
     error_kinds: Counter[str] = field(default_factory=Counter)
     stages: Counter[str] = field(default_factory=Counter)
+    by_kind: dict[str, Counter[str]] = field(default_factory=dict)
     bugs: list[dict[str, Any]] = field(default_factory=list)
     slowest: list[tuple[float, int]] = field(default_factory=list)
     max_rss: int = 0
@@ -520,7 +647,8 @@ class Report:
         return {
             "cases": self.cases, "outcomes": {o: self.counts[o] for o in OUTCOMES}, "kinds": dict(self.kinds),
             "clean_error_kinds": dict(self.error_kinds.most_common()),
-            "clean_errors_by_stage": dict(self.stages), "bugs": self.bugs,
+            "clean_errors_by_stage": dict(self.stages),
+            "by_kind": {kind: dict(counts) for kind, counts in sorted(self.by_kind.items())}, "bugs": self.bugs,
             "slowest": [{"index": i, "seconds": round(s, 3)} for s, i in sorted(self.slowest, reverse=True)[:5]],
             "max_worker_rss_mib": round(self.max_rss / (1 << 20), 1), "seconds": round(self.seconds, 1),
         }  # fmt: skip
@@ -564,6 +692,8 @@ def run_campaign(
         report.kinds[case.kind] += 1
         report.slowest.append((seconds, case.index))
         report.slowest = sorted(report.slowest, reverse=True)[:5]
+        where = detail.partition(": ")[0] if outcome == "clean" else outcome
+        report.by_kind.setdefault(case.kind, Counter())[where] += 1
         if outcome == "clean":
             stage, _, kind = detail.partition(": ")
             report.error_kinds[kind] += 1

@@ -29,7 +29,7 @@ def test_fuzz_campaign_small_run_has_no_exception_hang_or_blowup(tmp_path: Path)
     assert summary["bugs"] == [], summary["bugs"]
     assert summary["outcomes"]["exception"] == summary["outcomes"]["hang"] == summary["outcomes"]["blowup"] == 0
     assert summary["outcomes"]["ok"] > 0 and summary["outcomes"]["clean"] > 0  # both ends are reached
-    assert set(summary["kinds"]) == {"toml-text", "json-text", "gentle", "structural", "random"}
+    assert set(summary["kinds"]) == {"toml-text", "json-text", "interface", "gentle", "structural", "random"}
 
 
 def test_fuzz_cases_are_reproducible_from_their_number() -> None:
