@@ -107,6 +107,10 @@ def test_item3_cli_target_host_option_injection(env: Path) -> None:
         proc = pyclan(root, *args)
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "unsafe target host" in proc.stdout + proc.stderr and "--target-host" in proc.stdout + proc.stderr
+    before = (root / "clan.toml").read_text()
+    create = pyclan(root, "machines", "create", "bar", f"--target-host={attack}")
+    assert create.returncode == 1 and "machines.bar.deploy.targetHost" in create.stderr
+    assert (root / "clan.toml").read_text() == before  # nothing written
     assert not marker.exists()
     with pytest.raises(ClanError) as info:
         parse_target(f"{attack}@host", "foo", "--target-host")
