@@ -344,9 +344,12 @@ def size_problem(file: str, size: int, unit: str = "bytes") -> Problem | None:
     return _too_big(file, size, limit, unit) if size > limit else None
 
 
-# Strings and comments, left to right (so a '#' in a string is not a comment and vice versa).
+# Strings and comments, left to right (so a '#' in a string is not a comment and vice versa). An
+# unterminated string runs to the end of its line (or file), and every alternative that starts
+# matching succeeds (a lone backslash included), so no start position is scanned twice: linear.
 _TOML_OPAQUE = re.compile(
-    r'"""(?:[^\\]|\\.)*?"""|\'\'\'.*?\'\'\'|"(?:[^"\\\n]|\\.)*"|\'[^\'\n]*\'|#[^\n]*', re.DOTALL
+    r'"""(?:[^\\]|\\.?)*?(?:"""|\Z)|\'\'\'.*?(?:\'\'\'|\Z)|"(?:[^"\\\n]|\\[^\n]?)*(?:"|$)|\'[^\'\n]*(?:\'|$)|#[^\n]*',
+    re.DOTALL | re.MULTILINE,
 )
 _KEY_PART = r'(?:[A-Za-z0-9_-]+|"")'
 _DOTS = re.compile(r"[ \t]*\.[ \t]*")
