@@ -318,11 +318,11 @@ def add_machine_dirs(data: dict[str, Any], names: Iterable[str]) -> dict[str, An
 #
 # tomllib's cost grows with the square of a key's length (header parts + dotted parts), and
 # later stages walk values recursively, so size and nesting are bounded before anything costly
-# runs. The limits are far above hand-written or tool-written inventories (a 10,000-machine
-# inventory.json is about 1 MiB).
+# runs. The limits are well above hand-written or tool-written inventories (a 10,000-machine
+# inventory.json is 0.5-1 MiB) and keep the worst file within seconds and well under 1 GiB.
 
-MAX_TOML_BYTES = 1 << 20  # clan.toml: 1 MiB
-MAX_JSON_BYTES = 8 << 20  # inventory.json: 8 MiB (written by tools, parsed in C)
+MAX_TOML_BYTES = 512 << 10  # clan.toml: 512 KiB (tomllib is pure Python)
+MAX_JSON_BYTES = 2 << 20  # inventory.json: 2 MiB (written by tools, parsed in C)
 MAX_KEY_PARTS = 32  # one TOML key path: table header parts + dotted key parts
 MAX_DEPTH = 64  # nesting of tables/objects and arrays in any file
 INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1  # Nix integers are 64-bit
