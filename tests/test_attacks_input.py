@@ -289,6 +289,11 @@ def test_item10_huge_integers(tmp_path: Path) -> None:
     text = '[meta]\nname = "x"\n[instances.i.roles.r.settings]\nbig = 18446744073709551616\n'
     [problem] = _load_problem(tmp_path, "clan.toml", text).problems
     assert problem.path == "instances.i.roles.r.settings.big" and "out of range" in problem.message
+    # a hex literal converts without Python's digit limit, but could not even be printed in decimal
+    text = '[meta]\nname = "x"\n[machines.a]\ninstalledAt = 0x' + "f" * 5000 + "\n"
+    [problem] = _load_problem(tmp_path, "clan.toml", text).problems
+    assert problem.path == "machines.a.installedAt"
+    assert "0xffff" in problem.message and "out of range" in problem.message
 
 
 def test_item10_lone_json_surrogates(tmp_path: Path, env: Path) -> None:

@@ -129,7 +129,7 @@ def find_clan_dir(flake: Path | None = None, start: Path | None = None) -> Path:
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
-_LONG_DIGITS = re.compile(r"[0-9_]{4000,}")
+_LONG_DIGITS = re.compile(r"[0-9a-fA-F_]{1000,}")
 _JSON_CONSTANT = re.compile(r"(?<=[:\[,])\s*(-?Infinity|NaN)\b")
 
 

@@ -434,7 +434,12 @@ def value_problem(value: Any, file: str) -> Problem | None:
         elif isinstance(node, HugeInt) or (
             isinstance(node, int) and not isinstance(node, bool) and not INT_MIN <= node <= INT_MAX
         ):
-            digits = node.digits if isinstance(node, HugeInt) else str(node)
+            if isinstance(node, HugeInt):
+                digits = node.digits
+            elif node.bit_length() > 256:  # str() of a huge hex literal would itself fail
+                digits = f"{'-' if node < 0 else ''}0x{abs(node):x}"
+            else:
+                digits = str(node)
             shown = digits if len(digits) <= 24 else f"{digits[:20]}… ({len(digits)} digits)"
             return Problem(
                 "parse-error",
