@@ -767,33 +767,40 @@ def run_campaign(
     return report
 
 
-def write_section(path: Path, report: Report, args: argparse.Namespace) -> None:
-    counts = report.counts
-    kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(report.kinds.items()))
-    top = ", ".join(f"{k} {n:,}" for k, n in report.error_kinds.most_common(6))
-    slow = max((s for s, _ in report.slowest), default=0.0)
+def write_section(path: Path, summary: dict[str, Any], args: argparse.Namespace) -> None:
+    """The campaign's section of BENCHMARKS.md, from a run's summary (`to_json`)."""
+    outcomes = summary["outcomes"]
+    kinds = ", ".join(f"{n:,} {k}" for k, n in sorted(summary["kinds"].items()))
+    stages = ", ".join(f"{k} {n:,}" for k, n in sorted(summary["clean_errors_by_stage"].items(), key=lambda i: -i[1]))
+    top = ", ".join(f"{k} {n:,}" for k, n in list(summary["clean_error_kinds"].items())[:6])
+    slow = max((s["seconds"] for s in summary["slowest"]), default=0.0)
+    text = (
+        f"{summary['cases']:,} mutated and random inventories (seed {args.seed}: {kinds}) through load → "
+        f"resolve → evaluate → build, in {args.workers} worker process(es) on this shared 2-core machine, each "
+        f"case limited to {args.time_limit:.0f} s and {args.memory_limit / GIB:.0f} GiB of address space. "
+        f"Clean errors by stage: {stages}; by kind: {top}, …"
+    )
     section = "\n".join([
         "<!-- fuzz_campaign -->",
         "## Fuzz campaign (`benchmarks/fuzz_campaign.py`)",
         "",
-        f"{report.cases:,} mutated and random inventories ({kinds}; seed {args.seed}) through load → resolve →",
-        f"evaluate → build, {args.workers} worker process(es) on this 2-core machine, each case limited to",
-        f"{args.time_limit:.0f} s and {args.memory_limit / GIB:.0f} GiB of address space. Clean errors by kind: {top}.",
+        textwrap.fill(text, 100),
         "",
         "| cases | ok | clean errors | exceptions | hangs (> 10 s) | blow-ups (> 1 GiB) | slowest case "
         "| peak worker RSS | total |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
-        f"| {report.cases:,} | {counts['ok']:,} | {counts['clean']:,} | {counts['exception']} | {counts['hang']} | "
-        f"{counts['blowup']} | {slow:.2f} s | {report.max_rss / (1 << 20):.0f} MiB | {report.seconds / 60:.1f} min |",
+        f"| {summary['cases']:,} | {outcomes['ok']:,} | {outcomes['clean']:,} | {outcomes['exception']} | "
+        f"{outcomes['hang']} | {outcomes['blowup']} | {slow:.2f} s | {summary['max_worker_rss_mib']:.0f} MiB | "
+        f"{summary['seconds'] / 60:.1f} min |",
         "<!-- /fuzz_campaign -->",
     ])  # fmt: skip
-    text = path.read_text() if path.exists() else ""
+    old = path.read_text() if path.exists() else ""
     begin, end = "<!-- fuzz_campaign -->", "<!-- /fuzz_campaign -->"
-    if begin in text and end in text:
-        text = text[: text.index(begin)] + section + text[text.index(end) + len(end) :]
+    if begin in old and end in old:
+        old = old[: old.index(begin)] + section + old[old.index(end) + len(end) :]
     else:
-        text = text.rstrip("\n") + "\n\n" + section + "\n"
-    path.write_text(text)
+        old = old.rstrip("\n") + "\n\n" + section + "\n"
+    path.write_text(old)
 
 
 def main() -> None:
@@ -807,10 +814,14 @@ def main() -> None:
     parser.add_argument("--only", type=int, nargs="*", help="run only these case numbers")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every bug's traceback")
     parser.add_argument("--write", action="store_true", help="update the section in BENCHMARKS.md")
+    parser.add_argument("--write-from", type=Path, help="update BENCHMARKS.md from a saved summary (JSON)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         worker_main(args.memory_limit)
+        return
+    if args.write_from:
+        write_section(ROOT / "BENCHMARKS.md", json.loads(args.write_from.read_text()), args)
         return
     out = args.out or Path(tempfile.mkdtemp(prefix="pyclan-fuzz-cases-"))
     report = run_campaign(
@@ -827,7 +838,7 @@ def main() -> None:
             for rel, content in make_case(index, seeds, args.seed).files.items():
                 print(f"--- case {index}: {rel}\n{content.decode('utf-8', 'replace')[:4000]}")
     if args.write:
-        write_section(ROOT / "BENCHMARKS.md", report, args)
+        write_section(ROOT / "BENCHMARKS.md", report.to_json(), args)
     bad = sum(report.counts[o] for o in ("exception", "hang", "blowup"))
     sys.exit(1 if bad else 0)
 
