@@ -13,6 +13,7 @@ CAMPAIGN = Path(__file__).resolve().parents[2] / "benchmarks" / "fuzz_campaign.p
 
 
 def _campaign() -> ModuleType:
+    """benchmarks/fuzz_campaign.py (it imports fuzz_cases.py from its own folder)."""
     spec = importlib.util.spec_from_file_location("fuzz_campaign", CAMPAIGN)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
