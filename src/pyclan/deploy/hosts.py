@@ -114,7 +114,7 @@ def ssh_command(host: HostInfo, *command: str, config: HostsConfig | None = None
         "ssh", "-F", "/dev/null", "-i", str(cfg.client_key), "-o", "IdentitiesOnly=yes",
         "-o", f"UserKnownHostsFile={cfg.known_hosts}", "-o", "StrictHostKeyChecking=yes",
         "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "LogLevel=ERROR",
-        host.target_host, *command,
+        "--", host.target_host, *command,
     ]  # fmt: skip
 
 

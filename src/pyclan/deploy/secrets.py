@@ -11,6 +11,7 @@ import hashlib
 from typing import TYPE_CHECKING
 
 from pyclan.config.machine_config import MachineConfig, SecretFileSpec
+from pyclan.errors import ClanError
 from pyclan.vars.layout import SECRET, GenKey, gen_dir
 
 if TYPE_CHECKING:
@@ -32,6 +33,12 @@ def secret_digests(clan_dir: Path, machine: str, config: MachineConfig) -> dict[
             out[path] = hashlib.sha256(file.read_bytes()).hexdigest()
         except FileNotFoundError:
             continue
+        except OSError as exc:  # e.g. a generator name longer than a file name may be
+            raise ClanError.single(
+                "vars-error", f"{spec.generator}/{spec.file}",
+                f"cannot read the encrypted var of machine '{machine}': {exc.strerror or exc}",
+                hint="generator and file names must be usable as file names (at most 255 bytes each)",
+            ) from None
     return out
 
 

@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from pyclan.deploy.layout import cache_dir
-from pyclan.deploy.transport import HostKeyCheck, Target, connect
+from pyclan.deploy.transport import HostKeyCheck, Target, check_target, connect
 from pyclan.errors import ClanError
 
 _STRICT = {
@@ -49,9 +49,11 @@ def openssh_argv(target: Target, check: HostKeyCheck, command: list[str] | None 
         argv += ["-p", str(target.port)]
     if target.jump:
         argv += ["-J", target.jump]
-    argv.append(f"{target.user}@{target.host}" if target.user else target.host)
+    check_target(target)
+    # `--` ends ssh's options: nothing after it (destination, command) is ever read as one
+    argv += ["--", f"{target.user}@{target.host}" if target.user else target.host]
     if command:
-        argv += ["--", *command]
+        argv += command
     return argv
 
 

@@ -14,28 +14,61 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyclan.deploy.transport import Target, parse_target
+from pyclan.deploy.transport import Target, parse_target, target_problem
 from pyclan.errors import ClanError
+from pyclan.inventory.target_host import SYNTAX_HINT, destination_problem, jump_hosts_problem, word_problem
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
 
 
 def local_target(machine: str) -> Target | None:
-    """The running local host of `machine`, if any."""
+    """The running local host of `machine`, if any (its state file is checked like an inventory)."""
     from pyclan.deploy import hosts
+    from pyclan.deploy.hosts_config import HostsConfig
 
     info = hosts.host_for(machine)
     if info is None:
         return None
-    return Target(
+    target = Target(
         machine=machine, host=info.address, user=info.user, source="local host (pyclan hosts)",
         identity=hosts.client_key_path(), known_hosts=hosts.known_hosts_path(), ssh_config=False,
     )
+    problem = target_problem(target)
+    if problem is not None:
+        raise ClanError.single(
+            "deploy-error", f"machines.{machine}", f"the local host's state is unsafe for ssh: {problem}",
+            file=str(HostsConfig.from_env().state_file(machine)),
+            hint=f"the state file was edited by hand: `pyclan hosts down {machine}` and `pyclan hosts up {machine}`",
+        )
+    return target
+
+
+def _settings_origin(clan: Clan, instance: str, machine: str, key: str) -> str:
+    """The inventory path of the settings `key` in effect for `machine` (machine block first)."""
+    roles = clan.resolved.instances[instance].roles
+    base = f"instances.{instance}.roles.default"
+    role = roles.get("default")
+    if role is not None:
+        for block in reversed(role.defs.get(machine, [])):
+            if isinstance(block.value, dict) and key in block.value:
+                return f"{block.source}.{key}"
+    return f"{base}.machines.{machine}.settings.{key}"
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False
 
 
 def _internet_target(clan: Clan, machine: str) -> Target | None:
-    """The best address the `internet` service exports for `machine` (with user, port, jumps)."""
+    """The best address the `internet` service exports for `machine` (with user, port, jumps).
+
+    The settings are user input that ends on an ssh command line: a host, user or jump host that
+    ssh would read as an option is refused here, naming the settings it came from.
+    """
     if not any(i.service.name == "internet" for i in clan.resolved.instances.values()):
         return None
     from pyclan.services.library import internet
@@ -43,7 +76,24 @@ def _internet_target(clan: Clan, machine: str) -> Target | None:
     found = internet.machine_target(clan.evaluator.exports(), machine)
     if found is None:
         return None
-    base = parse_target(found.host, machine, f"the internet service (instance '{found.instance}')")
+    source = f"the internet service (instance '{found.instance}')"
+
+    def refuse(key: str, problem: str) -> ClanError:
+        return ClanError.single(
+            "settings-type", _settings_origin(clan, found.instance, machine, key),
+            f"unsafe {key} for ssh: {problem}", hint=SYNTAX_HINT,
+        )
+
+    host = f"[{found.host}]" if _is_ipv6(found.host) else found.host
+    problem = destination_problem(found.host)
+    if problem is not None:
+        raise refuse("host", problem)
+    base = parse_target(host, machine, source, path=_settings_origin(clan, found.instance, machine, "host"))
+    if found.user is not None and (problem := word_problem(found.user, "user")) is not None:
+        raise refuse("user", problem)
+    for jump in found.jumphosts:
+        if (problem := jump_hosts_problem(jump)) is not None:
+            raise refuse("jumphosts", problem)
     return replace(
         base, user=found.user or "root", port=found.port if found.port != 22 else None,
         jump=",".join(found.jumphosts) or None,
@@ -112,7 +162,7 @@ def _refuse_absent_local_host(target: Target) -> None:
 
 def _find_target(clan: Clan, machine: str, override: str | None, local: bool) -> Target:
     if override:
-        return parse_target(override, machine, "--target-host")
+        return parse_target(override, machine, "--target-host", path="--target-host")
     if local:
         found = local_target(machine)
         if found is not None:

@@ -26,6 +26,7 @@ from typing import Any
 import asyncssh
 
 from pyclan.errors import ClanError
+from pyclan.inventory.target_host import SYNTAX_HINT, destination_problem, jump_hosts_problem, word_problem
 
 CONNECT_TIMEOUT = 10.0
 
@@ -62,20 +63,45 @@ class Target:
 _TARGET_RE = re.compile(r"^(?:(?P<user>[^@\s]+)@)?(?:\[(?P<v6>[^\]]+)\]|(?P<host>[^:@\s\[\]]+))(?::(?P<port>\d+))?$")
 
 
-def parse_target(spec: str, machine: str, source: str) -> Target:
-    """`[user@]host[:port]` (IPv6 as `[addr]:port`), as Clan's `targetHost` is spelt."""
+def parse_target(spec: str, machine: str, source: str, *, path: str | None = None) -> Target:
+    """`[user@]host[:port]` (IPv6 as `[addr]:port`), as Clan's `targetHost` is spelt.
+
+    `path` is where the spec came from, for errors (default: `--target-host`, or the machine's
+    `deploy.targetHost`). A user or host that ssh would read as an option is refused.
+    """
+    where = path or (f"machines.{machine}.deploy.targetHost" if source != "--target-host" else "--target-host")
     text = spec.strip()
     text = text.split("?", 1)[0]  # Clan allows `?option=value` suffixes; they have no meaning here
     m = _TARGET_RE.match(text)
     if not m:
         raise ClanError.single(
-            "deploy-error", f"machines.{machine}.deploy.targetHost" if source != "--target-host" else "--target-host",
+            "deploy-error", where,
             f"cannot read target host {spec!r}", hint="write it as [user@]host[:port], e.g. root@192.0.2.1:22",
         )
+    unsafe = destination_problem(spec.strip())
+    if unsafe is not None:
+        raise ClanError.single("deploy-error", where, f"unsafe target host: {unsafe}", hint=SYNTAX_HINT)
     port = int(m["port"]) if m["port"] else None
     if port is not None and not 0 < port < 65536:
-        raise ClanError.single("deploy-error", "--target-host", f"port {port} of {spec!r} is out of range")
+        raise ClanError.single("deploy-error", where, f"port {port} of {spec!r} is out of range")
     return Target(machine=machine, host=m["v6"] or m["host"], user=m["user"], port=port, source=source)
+
+
+def target_problem(target: Target) -> str | None:
+    """Why `target` must not reach ssh (a user, host or jump host read as an option), or None."""
+    problem = word_problem(target.host, "host")
+    if problem is None and target.user is not None:
+        problem = word_problem(target.user, "user")
+    if problem is None and target.jump is not None:
+        problem = jump_hosts_problem(target.jump)
+    return problem
+
+
+def check_target(target: Target) -> None:
+    """Refuse a target whose parts ssh would read as options, whatever built it."""
+    problem = target_problem(target)
+    if problem is not None:
+        raise _error(target, f"unsafe target ({target.source}): {problem}", hint=SYNTAX_HINT)
 
 
 @dataclass(frozen=True)
@@ -244,6 +270,7 @@ async def connect(
     target: Target, check: HostKeyCheck = HostKeyCheck.STRICT, timeout: float = CONNECT_TIMEOUT
 ) -> Connection:
     """Open the connection (raises a ClanError that says what failed and what to do)."""
+    check_target(target)
     verdict = _Verdict()
     options: dict[str, Any] = {
         "known_hosts": None if check is HostKeyCheck.NONE else (str(target.known_hosts) if target.known_hosts else ()),
@@ -279,7 +306,7 @@ async def connect(
             target, f"cannot connect to {target}: no answer within {timeout:.0f} s",
             hint=f"is the machine up and reachable? (address from {target.source})",
         ) from None
-    except (OSError, asyncssh.Error) as exc:
+    except (OSError, asyncssh.Error, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
         raise _error(
             target, f"cannot connect to {target}: {_describe(exc)}",
             hint=f"is the machine up and reachable, with sshd running? (address from {target.source})",

@@ -11,16 +11,21 @@ else `~/.cache/pyclan/inputs`):
 A checkout is made once per commit and reused without network access; only `fetch()` talks to
 the remote. Checkouts are written to a temporary folder and renamed into place, so a reader
 never sees half a tree. All work is done by the `git` command-line tool, so the user's own git
-configuration (credentials, SSH keys, proxies, `insteadOf` rewrites) applies.
+configuration (credentials, SSH keys, proxies, `insteadOf` rewrites) applies — except hooks:
+every git command runs with `core.hooksPath` set to an empty folder of this process and without
+an fsmonitor, so no hook (in the cache repository, or in the user's configuration) ever runs
+while pyclan fetches or checks out an input.
 """
 
 from __future__ import annotations
 
+import atexit
 import fcntl
 import hashlib
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +68,23 @@ def cache_root() -> Path:
     return base / "pyclan" / "inputs"
 
 
+_NO_HOOKS: Path | None = None
+
+
+def no_hooks_dir() -> Path:
+    """An empty folder only this process can write: git's hooks path for every input command."""
+    global _NO_HOOKS
+    if _NO_HOOKS is None or not _NO_HOOKS.is_dir():
+        _NO_HOOKS = Path(tempfile.mkdtemp(prefix="pyclan-no-hooks-"))
+        atexit.register(shutil.rmtree, _NO_HOOKS, True)
+    return _NO_HOOKS
+
+
+def _safety_config() -> tuple[str, ...]:
+    """No hooks and no fsmonitor command, whatever the repository or the user configures."""
+    return ("-c", f"core.hooksPath={no_hooks_dir()}", "-c", "core.fsmonitor=false")
+
+
 def _git_env() -> dict[str, str]:
     env = dict(os.environ)
     env["GIT_TERMINAL_PROMPT"] = "0"  # fail instead of waiting for a password nobody types
@@ -85,7 +107,7 @@ class GitCache:
     def _git(self, *args: str, action: str, env: dict[str, str] | None = None) -> str:
         try:
             proc = subprocess.run(
-                ["git", f"--git-dir={self.repo}", *args],
+                ["git", *_safety_config(), f"--git-dir={self.repo}", *args],
                 capture_output=True,
                 text=True,
                 env=env or _git_env(),

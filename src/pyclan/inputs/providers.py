@@ -14,19 +14,23 @@ itself) without reading or writing the lock; for `clan-core` it replaces the bun
 
 from __future__ import annotations
 
+import atexit
+import importlib.machinery
 import os
 import shutil
 import sys
-from collections.abc import Callable, Iterator, Mapping
+import tempfile
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import CodeType, ModuleType
 
 from pyclan.errors import ClanError, did_you_mean
 from pyclan.inputs.fetch import GitCache, GitFailed
 from pyclan.inputs.lock import LOCK_FILE, Kind, LockEntry, LockFile
 from pyclan.inputs.package import PackageProvider, installed_version, not_installed
-from pyclan.inputs.treehash import PYCACHE, tree_hash
+from pyclan.inputs.treehash import PYCACHE, UnsafeLink, tree_hash
 from pyclan.inputs.urls import GitSource, parse_git_url
 from pyclan.inventory.models import InputSpec
 from pyclan.services.api import Service
@@ -59,15 +63,85 @@ class ResolvedInput:
     overridden: bool = False
 
 
+# -- only the hashed sources run ---------------------------------------------------------------
+#
+# The lock's hash covers an input's sources, not bytecode (`__pycache__` is never hashed), so
+# bytecode must never be run in their place: a planted `.pyc` whose header matches its source's
+# size and time would be imported instead of the source. Input modules are therefore compiled
+# from source every time: while a provider imports a module, Python's bytecode cache lives in an
+# empty folder of this process (`sys.pycache_prefix`) and nothing is written; submodules that an
+# input module imports later (inside a role function, say) go through `_InputFinder`, whose loader
+# ignores bytecode; and a module that exists only as bytecode (`helper.pyc` without `helper.py`)
+# is not imported from an input at all.
+
+_EMPTY_PYCACHE: Path | None = None
+
+
+def _empty_pycache() -> str:
+    global _EMPTY_PYCACHE
+    if _EMPTY_PYCACHE is None or not _EMPTY_PYCACHE.is_dir():
+        _EMPTY_PYCACHE = Path(tempfile.mkdtemp(prefix="pyclan-no-pycache-"))
+        atexit.register(shutil.rmtree, _EMPTY_PYCACHE, True)
+    return str(_EMPTY_PYCACHE)
+
+
 @contextmanager
 def _no_bytecode() -> Iterator[None]:
-    """Load input modules without writing `__pycache__` into cached or user folders."""
-    before = sys.dont_write_bytecode
+    """Import input modules from their sources only, writing no `__pycache__` anywhere."""
+    before, prefix = sys.dont_write_bytecode, sys.pycache_prefix
     sys.dont_write_bytecode = True
+    sys.pycache_prefix = _empty_pycache()
     try:
         yield
     finally:
-        sys.dont_write_bytecode = before
+        sys.dont_write_bytecode, sys.pycache_prefix = before, prefix
+
+
+class _SourceOnlyLoader(importlib.machinery.SourceFileLoader):
+    """Compiles the source file on every import; never reads or writes bytecode."""
+
+    def get_code(self, fullname: str) -> CodeType:
+        path = self.get_filename(fullname)
+        return self.source_to_code(self.get_data(path), path)
+
+
+class _InputFinder:
+    """On `sys.meta_path`: submodules found inside an input folder load from source only."""
+
+    def __init__(self) -> None:
+        self.roots: set[str] = set()
+
+    def _inside(self, path: str) -> bool:
+        path = os.path.abspath(path)
+        return any(path == root or path.startswith(root + os.sep) for root in self.roots)
+
+    def find_spec(
+        self, name: str, path: Sequence[str] | None = None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if path is None or not any(self._inside(entry) for entry in path):
+            return None  # a top-level import (input modules are loaded by file), or not an input's
+        spec = importlib.machinery.PathFinder.find_spec(name, path, target)
+        if spec is None or spec.origin is None or not self._inside(spec.origin):
+            return None
+        if isinstance(spec.loader, importlib.machinery.SourcelessFileLoader):
+            raise ImportError(
+                f"{spec.origin} is compiled bytecode without its source; pyclan runs only the sources "
+                "of an input (the ones its lock hash covers)",
+                name=name,
+            )
+        if isinstance(spec.loader, importlib.machinery.SourceFileLoader):
+            spec.loader = _SourceOnlyLoader(spec.name, spec.origin)
+        return spec
+
+
+_FINDER = _InputFinder()
+
+
+def _watch(folder: Path) -> None:
+    """Route imports below `folder` through `_InputFinder` (installed once, first on meta_path)."""
+    _FINDER.roots.add(os.path.abspath(folder))
+    if _FINDER not in sys.meta_path:
+        sys.meta_path.insert(0, _FINDER)
 
 
 def remove_pycache(root: Path) -> None:
@@ -78,15 +152,30 @@ def remove_pycache(root: Path) -> None:
             dirnames.remove(PYCACHE)
 
 
+def input_hash(name: str, root: Path, boundary: Path, path: str) -> str:
+    """The tree hash of an input's folder; a symlink out of the input is an `input-error`."""
+    try:
+        return tree_hash(root, boundary)
+    except UnsafeLink as link:
+        raise ClanError.single(
+            "input-error",
+            path,
+            f"input '{name}': {link.link} is a symlink to {link.target!r}, which {link.reason}; "
+            "pyclan loads only files that the input's hash covers",
+            hint="copy the file into the input, or make the link point to a file inside it",
+        ) from None
+
+
 def _versioned(label: str, content_hash: str) -> str:
     """A provider label that changes with the content, so edited modules are imported afresh."""
     return f"{label}@{content_hash}"
 
 
 class InputFolderProvider(FolderProvider):
-    """A folder of service modules from an input; importing never writes bytecode there."""
+    """A folder of service modules from an input, imported from their sources only."""
 
     def load(self, name: str) -> Service:
+        _watch(self.folder)
         with _no_bytecode():
             return super().load(name)
 
@@ -252,7 +341,9 @@ class InputSet:
             name=name,
             kind=self.kind_of(name) if spec is not None else None,
             source=str(path),
-            provider=InputFolderProvider(_versioned(label, tree_hash(folder)), folder),
+            provider=InputFolderProvider(
+                _versioned(label, input_hash(name, folder, path, f"--override-input {name}")), folder
+            ),
             root=path,
             overridden=True,
         )
@@ -275,14 +366,15 @@ class InputSet:
                 why = "new input" if entry is None else "declaration changed"
                 commit = cache.fetch(source.wanted)
                 tree = cache.checkout(commit, fresh=True)
-                entry = LockEntry("git", source.url, rev=commit, hash=tree_hash(tree))
+                hashed = input_hash(name, tree, tree, f"inputs.{name}.url")
+                entry = LockEntry("git", source.url, rev=commit, hash=hashed)
                 self._record(name, entry, why)
             else:
                 assert entry.rev is not None
                 was_cached = cache.checkout_dir(entry.rev).is_dir()
                 tree = cache.checkout(entry.rev)
                 remove_pycache(tree)
-                actual = tree_hash(tree)
+                actual = input_hash(name, tree, tree, f"inputs.{name}.url")
                 if actual != entry.hash:
                     raise self._mismatch(name, entry, actual, tree, was_cached)
         except GitFailed as err:
@@ -326,7 +418,7 @@ class InputSet:
         folder = self.path_folder(name)
         raw = self.specs[name].path or ""
         services = folder / SERVICES_DIR
-        actual = tree_hash(services)
+        actual = input_hash(name, services, folder, f"inputs.{name}.path")
         entry = self.lock.entries.get(name)
         if entry is None or entry.kind != "path" or entry.source != raw:
             entry = LockEntry("path", raw, hash=actual)

@@ -16,8 +16,7 @@ from pyclan.errors import ClanError, Problem, did_you_mean
 from pyclan.inputs.fetch import FileChange, GitFailed
 from pyclan.inputs.lock import LockEntry, LockFile
 from pyclan.inputs.package import installed_version, not_installed
-from pyclan.inputs.providers import SERVICES_DIR, InputSet
-from pyclan.inputs.treehash import tree_hash
+from pyclan.inputs.providers import SERVICES_DIR, InputSet, input_hash
 from pyclan.inputs.urls import GitSource, parse_git_url
 
 
@@ -122,7 +121,7 @@ def _update_git(inputs: InputSet, name: str, old: LockEntry | None) -> InputUpda
             f"input '{name}': {err.action} failed: {err.detail}",
             hint="check the URL, your network and your git credentials",
         ) from None
-    new = LockEntry("git", source.url, rev=commit, hash=tree_hash(tree))
+    new = LockEntry("git", source.url, rev=commit, hash=input_hash(name, tree, tree, f"inputs.{name}.url"))
     update = InputUpdate(name=name, old=old, new=new)
     if old is None or old.kind != "git" or old.rev is None or old.rev == commit:
         if old is not None and old.rev == commit and old.hash != new.hash:
@@ -152,7 +151,7 @@ def _old_source(entry: LockEntry) -> GitSource | None:
 def _update_path(inputs: InputSet, name: str, old: LockEntry | None) -> InputUpdate:
     folder = inputs.path_folder(name)
     raw = inputs.specs[name].path or ""
-    new = LockEntry("path", raw, hash=tree_hash(folder / SERVICES_DIR))
+    new = LockEntry("path", raw, hash=input_hash(name, folder / SERVICES_DIR, folder, f"inputs.{name}.path"))
     update = InputUpdate(name=name, old=old, new=new)
     if update.changed and old is not None:
         update.note = "pyclan keeps no copy of a path input; review the change with your version control"

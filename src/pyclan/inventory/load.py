@@ -33,12 +33,18 @@ from pyclan.inventory.sources import (
     duplicate_settings,
     format_path,
     is_settings_path,
+    json_int,
+    json_object,
     merge_sources,
     normalise,
     option,
     settings_path,
     short_value,
+    size_problem,
+    toml_prescan,
+    value_problem,
 )
+from pyclan.inventory.target_host import SYNTAX_HINT as _TARGET_HOST_HINT
 
 __all__ = [
     "CLAN_DIR_ENV",
@@ -127,6 +133,7 @@ def find_clan_dir(flake: Path | None = None, start: Path | None = None) -> Path:
 
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)$")
 _TOML_END = re.compile(r"\s*\(at end of document\)$")
+_LONG_DIGITS = re.compile(r"[0-9a-fA-F_]{1000,}")
 _JSON_CONSTANT = re.compile(r"(?<=[:\[,])\s*(-?Infinity|NaN)\b")
 
 
@@ -137,9 +144,14 @@ def _position(text: str, offset: int) -> tuple[int, int]:
 
 
 def parse_toml(text: str, file: str = CLAN_TOML) -> Any:
-    """Parse TOML; a syntax error becomes a `parse-error` problem with line and column."""
+    """Parse TOML; a syntax error becomes a `parse-error` problem with line and column.
+
+    Size, key length and nesting are bounded first (`sources.MAX_*`), so bad input stays cheap."""
+    limited = size_problem(file, len(text), "characters") or toml_prescan(text, file)
+    if limited is not None:
+        raise ClanError(limited)
     try:
-        return tomllib.loads(text)
+        value = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         message = str(exc)
         line: int | None = None
@@ -165,8 +177,21 @@ def parse_toml(text: str, file: str = CLAN_TOML) -> Any:
                 hint=hint,
             )
         ) from None
+    except ValueError:  # an integer with more digits than Python converts (4,300)
+        digits = _LONG_DIGITS.search(text)
+        line, column = _position(text, digits.start()) if digits else (None, None)
+        raise ClanError(
+            Problem(
+                "parse-error", "", "invalid TOML: an integer with thousands of digits is out of range "
+                "(integers are 64-bit)", file=file, line=line, column=column,
+            )
+        ) from None
     except RecursionError:
         raise ClanError(Problem("parse-error", "", "invalid TOML: nested too deeply", file=file)) from None
+    problem = value_problem(value, file)
+    if problem is not None:
+        raise ClanError(problem)
+    return value
 
 
 def _reject_constant(name: str) -> Any:
@@ -175,8 +200,11 @@ def _reject_constant(name: str) -> Any:
 
 def parse_json(text: str, file: str = INVENTORY_JSON) -> Any:
     """Parse strict JSON (no NaN/Infinity); errors become `parse-error` problems with line and column."""
+    limited = size_problem(file, len(text), "characters")
+    if limited is not None:
+        raise ClanError(limited)
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        value = json.loads(text, parse_constant=_reject_constant, parse_int=json_int, object_pairs_hook=json_object)
     except json.JSONDecodeError as exc:
         raise ClanError(
             Problem("parse-error", "", f"invalid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno)
@@ -199,10 +227,17 @@ def parse_json(text: str, file: str = INVENTORY_JSON) -> Any:
         ) from None
     except RecursionError:
         raise ClanError(Problem("parse-error", "", "invalid JSON: nested too deeply", file=file)) from None
+    problem = value_problem(value, file)
+    if problem is not None:
+        raise ClanError(problem)
+    return value
 
 
 def _read_source(path: Path, name: str) -> Any:
     try:
+        too_big = size_problem(name, path.stat().st_size)
+        if too_big is not None:
+            raise ClanError(too_big)
         text = path.read_bytes().decode("utf-8")
     except UnicodeDecodeError as exc:
         line, column = _position(exc.object.decode("utf-8", "replace"), exc.start)
@@ -609,6 +644,9 @@ def _convert(error: Any, attribution: Attribution) -> Problem | None:
         )
     if etype in ("settings_imports", "settings_not_json") or (etype == "dict_type" and is_settings_path(path)):
         return _settings_block_problem(etype, text, str(error["msg"]), value, file)
+    if etype == "target_host":
+        return Problem("inventory-type", text, f"unsafe target host: {ctx.get('problem')}", file=file,
+                       hint=_TARGET_HOST_HINT)
     if etype == "value_error":
         cause = ctx.get("error")
         return Problem("inventory-type", text, str(cause or error["msg"]), file=file)

@@ -22,6 +22,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from pyclan.inventory.target_host import destination_problem
+
 MACHINE_NAME_RE = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", re.IGNORECASE)
 MACHINE_NAME_MAX = 63
 # Inventory machine names (Clan's Python API rule, R1.4; checked by pydantic, in Rust)
@@ -141,6 +143,16 @@ class Deploy(_Strict):
     targetHost: str | None = None
     buildHost: str | None = None
     forwardAgent: bool | None = None
+
+    @field_validator("targetHost", "buildHost")
+    @classmethod
+    def _safe_for_ssh(cls, value: str | None) -> str | None:
+        """Refused at load time: a host or user that ssh would read as an option (issue 10.3)."""
+        if value is not None:
+            problem = destination_problem(value)
+            if problem is not None:
+                raise PydanticCustomError("target_host", "{problem}", {"problem": problem})
+        return value
 
 
 class Machine(_Strict):

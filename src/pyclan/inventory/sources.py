@@ -12,6 +12,8 @@ everything else is left to pydantic. With a single source nothing is merged at a
 from __future__ import annotations
 
 import json
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -309,3 +311,204 @@ def add_machine_dirs(data: dict[str, Any], names: Iterable[str]) -> dict[str, An
     for name in missing:
         merged[name] = {}
     return {**data, "machines": merged}
+
+
+# ---------------------------------------------------------------------------------------------
+# limits: bad input stays cheap (issue 10.10)
+#
+# tomllib's cost grows with the square of a key's length (header parts + dotted parts), and
+# later stages walk values recursively, so size and nesting are bounded before anything costly
+# runs. The limits are well above hand-written or tool-written inventories (a 10,000-machine
+# inventory.json is 0.5-1 MiB) and keep the worst file within seconds and well under 1 GiB.
+
+MAX_TOML_BYTES = 512 << 10  # clan.toml: 512 KiB (tomllib is pure Python)
+MAX_JSON_BYTES = 2 << 20  # inventory.json: 2 MiB (written by tools, parsed in C)
+MAX_KEY_PARTS = 32  # one TOML key path: table header parts + dotted key parts
+MAX_DEPTH = 64  # nesting of tables/objects and arrays in any file
+INT_MIN, INT_MAX = -(1 << 63), (1 << 63) - 1  # Nix integers are 64-bit
+
+
+def _too_big(file: str, size: int, limit: int, unit: str = "bytes") -> Problem:
+    return Problem(
+        "parse-error",
+        "",
+        f"the file is too large ({size:,} {unit}; at most {limit:,} are read)",
+        file=file,
+        hint="split the inventory (machines/<name>/ folders, inventory.json) or remove generated content",
+    )
+
+
+def size_problem(file: str, size: int, unit: str = "bytes") -> Problem | None:
+    """A problem if a file of `size` is over its limit (checked before it is read or parsed)."""
+    limit = MAX_JSON_BYTES if file.endswith(".json") else MAX_TOML_BYTES
+    return _too_big(file, size, limit, unit) if size > limit else None
+
+
+# Strings and comments, left to right (so a '#' in a string is not a comment and vice versa). An
+# unterminated string runs to the end of its line (or file), and every alternative that starts
+# matching succeeds (a lone backslash included), so no start position is scanned twice: linear.
+_TOML_OPAQUE = re.compile(
+    r'"""(?:[^\\]|\\.?)*?(?:"""|\Z)|\'\'\'.*?(?:\'\'\'|\Z)|"(?:[^"\\\n]|\\[^\n]?)*(?:"|$)|\'[^\'\n]*(?:\'|$)|#[^\n]*',
+    re.DOTALL | re.MULTILINE,
+)
+_KEY_PART = r'(?:[A-Za-z0-9_-]+|"")'
+_DOTS = re.compile(r"[ \t]*\.[ \t]*")
+_HEADER = re.compile(rf"^[ \t]*\[\[?[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*\]")
+_KEY = re.compile(rf"(?:^|[{{,])[ \t]*({_KEY_PART}(?:[ \t]*\.[ \t]*{_KEY_PART})*)[ \t]*=")
+
+
+def _blank_opaque(match: re.Match[str]) -> str:
+    """A string becomes `""` (one key part), a comment nothing; newlines are kept for line numbers."""
+    text = match.group(0)
+    return ("" if text.startswith("#") else '""') + "\n" * text.count("\n")
+
+
+def toml_prescan(text: str, file: str) -> Problem | None:
+    """A problem if a key path of the TOML `text` is longer than MAX_KEY_PARTS (before parsing)."""
+    if "." not in text:
+        return None
+    plain = _TOML_OPAQUE.sub(_blank_opaque, text)
+    header = 0
+    for number, line in enumerate(plain.split("\n"), 1):
+        if line.count(".") + header <= MAX_KEY_PARTS:
+            found = _HEADER.match(line)
+            if found:
+                header = len(_DOTS.findall(found.group(1))) + 1
+            continue
+        found = _HEADER.match(line)
+        if found:
+            header = parts = len(_DOTS.findall(found.group(1))) + 1
+        else:
+            keys = [len(_DOTS.findall(k)) + 1 for k in _KEY.findall(line)]
+            parts = header + max(keys, default=0)
+        if parts > MAX_KEY_PARTS:
+            return Problem(
+                "parse-error",
+                "",
+                f"a key path of {parts} parts (table header and dotted key) is longer than the "
+                f"limit of {MAX_KEY_PARTS}",
+                file=file,
+                line=number,
+                hint="an inventory never nests this deeply; shorten the key",
+            )
+    return None
+
+
+def _describe_path(path: Sequence[Any]) -> str:
+    text = format_path(path)
+    return text if len(text) <= 80 else text[:79] + "…"
+
+
+def value_problem(value: Any, file: str) -> Problem | None:
+    """A problem if parsed data nests deeper than MAX_DEPTH, holds an integer outside Nix's
+    64-bit range, or a string that is not valid Unicode (a lone surrogate from a JSON escape)."""
+    stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
+    while stack:
+        node, path = stack.pop()
+        if len(path) > MAX_DEPTH:
+            return Problem(
+                "parse-error",
+                _describe_path(path[:MAX_DEPTH]),
+                f"nested more than {MAX_DEPTH} levels deep",
+                file=file,
+                hint="an inventory never nests this deeply",
+            )
+        if isinstance(node, dict):
+            if isinstance(node, _Duplicated):
+                return Problem(
+                    "parse-error",
+                    _describe_path((*path, node.duplicate)),
+                    f"invalid JSON: the key {short_value(node.duplicate)} appears twice in one object",
+                    file=file,
+                    hint="keep one of the two entries (JSON parsers disagree on which one wins)",
+                )
+            for key, item in node.items():
+                if isinstance(key, str) and not _is_unicode(key):
+                    return _surrogate(file, path, key)
+                stack.append((item, (*path, key)))
+        elif isinstance(node, list):
+            stack.extend((item, (*path, index)) for index, item in enumerate(node))
+        elif isinstance(node, str):
+            if not _is_unicode(node):
+                return _surrogate(file, path, node)
+        elif isinstance(node, HugeInt) or (
+            isinstance(node, int) and not isinstance(node, bool) and not INT_MIN <= node <= INT_MAX
+        ):
+            if isinstance(node, HugeInt):
+                digits = node.digits
+            elif node.bit_length() > 256:  # str() of a huge hex literal would itself fail
+                digits = f"{'-' if node < 0 else ''}0x{abs(node):x}"
+            else:
+                digits = str(node)
+            shown = digits if len(digits) <= 24 else f"{digits[:20]}… ({len(digits)} digits)"
+            return Problem(
+                "parse-error",
+                _describe_path(path),
+                f"the integer {shown} is out of range: integers are 64-bit ({INT_MIN} to {INT_MAX})",
+                file=file,
+                hint="write a large number as a string",
+            )
+        elif isinstance(node, float) and not math.isfinite(node):
+            return Problem(
+                "parse-error",
+                _describe_path(path),
+                f"the number {node} is out of range: JSON and Nix have no infinite or NaN numbers",
+                file=file,
+            )
+    return None
+
+
+def _is_unicode(text: str) -> bool:
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _surrogate(file: str, path: tuple[Any, ...], text: str) -> Problem:
+    return Problem(
+        "parse-error",
+        _describe_path(path),
+        f"\"{text.encode('utf-8', 'backslashreplace').decode()[:60]}\" holds a lone surrogate (a \\ud800–\\udfff "
+        "escape without its pair), which is not a Unicode character",
+        file=file,
+        hint="write the character itself, or both halves of its UTF-16 surrogate pair",
+    )
+
+
+class HugeInt:
+    """A JSON integer with too many digits to convert (`parse_int` hook); reported with its path."""
+
+    def __init__(self, digits: str) -> None:
+        self.digits = digits
+
+
+def json_int(digits: str) -> int | HugeInt:
+    """`parse_int` for json.loads: Python refuses to convert more than 4,300 digits (with a
+    ValueError from deep inside the parser), and anything over 20 is out of range anyway."""
+    return int(digits) if len(digits) <= 20 else HugeInt(digits)
+
+
+class _Duplicated(dict[str, Any]):
+    """A parsed JSON object that had a key twice (Python's json would keep the last one silently);
+    `value_problem` reports it with its path."""
+
+    duplicate: str = ""
+
+
+def json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """`object_pairs_hook` for json.loads that marks objects with duplicate keys."""
+    result = dict(pairs)
+    if len(result) == len(pairs):
+        return result
+    marked = _Duplicated(result)
+    seen: set[str] = set()
+    for key, _ in pairs:
+        if key in seen:
+            marked.duplicate = key
+            break
+        seen.add(key)
+    return marked

@@ -21,8 +21,9 @@ SERVICE_NAME = "internet"
 PRIORITY = 2000
 DEFAULT_PRIORITY = 1000  # the built-in `networking.priority` default
 
-Host = Annotated[str, StringConstraints(pattern=r"^[^\s]+$", min_length=1)]
-HostOrEmpty = Annotated[str, StringConstraints(pattern=r"^[^\s]*$")]
+# No whitespace or control characters, and no leading '-' (ssh would read it as an option)
+Host = Annotated[str, StringConstraints(pattern=r"^[^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]*$", min_length=1)]
+HostOrEmpty = Annotated[str, StringConstraints(pattern=r"^([^\s\x00-\x1f\x7f-][^\s\x00-\x1f\x7f]*)?$")]
 
 service = Service(
     SERVICE_NAME,
@@ -46,7 +47,7 @@ class Internet(BaseModel):
         description="IP address or host name (domain) of the machine; empty (Clan's default): no address",
         examples=["server1.example.com"],
     )
-    user: str | None = Field(default=None, description="SSH user for deploy; null: root")
+    user: Host | None = Field(default=None, description="SSH user for deploy; null: root")
     port: int = Field(default=22, ge=0, le=65535, description="SSH port")
     jumphosts: list[Host] = Field(
         default=[], description="Jump hosts to connect through, in order (ssh -J)"

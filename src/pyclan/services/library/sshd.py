@@ -309,7 +309,7 @@ _WAIT_FOR_NEW_KEY = r"""  if [ -n "$reloaded" ] && command -v ssh-keyscan >/dev/
     case "$host" in 0.0.0.0|'') host=127.0.0.1 ;; ::) host=::1 ;; esac
     i=0
     while [ "$i" -lt 50 ]; do
-      got=$(ssh-keyscan -T 1 -t ed25519 -p "$port" "$host" 2>/dev/null | cut -d' ' -f2,3)
+      got=$(ssh-keyscan -T 1 -t ed25519 -p "$port" -- "$host" 2>/dev/null | cut -d' ' -f2,3)
       [ "$got" = "$want" ] && break
       sleep 0.1; i=$((i + 1))
     done
