@@ -90,6 +90,10 @@ def test_generate_list_get_set_check(vclan: VarsClan, answers: Path) -> None:
     assert r.returncode == 0 and (vclan.dir / "vars/per-machine/b/wg/pub/value").read_bytes() == b"public!"
     r = vclan.run("vars", "set", "b", "wg/pu", input=b"x")
     assert r.returncode == 1 and b"Did you mean: wg/pub" in r.stderr
+    # the dependents of what was set (cert of a and b: ca, wg) are now outdated (issue 10 item 5)
+    r = vclan.run("vars", "check")
+    assert r.returncode == 1 and b"outdated: a/cert" in r.stdout and b"outdated: b/cert" in r.stdout
+    assert vclan.run("vars", "generate", "--prompt-values", str(answers)).returncode == 0
     assert vclan.run("vars", "check").returncode == 0
 
     # check --json after a var is lost

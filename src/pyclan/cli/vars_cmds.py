@@ -12,6 +12,7 @@ import typer
 
 from pyclan.cli.common import OPTIONS, fail, get_clan, print_json
 from pyclan.errors import ClanError
+from pyclan.lock import set_default_wait
 from pyclan.vars import api
 
 vars_app = typer.Typer(
@@ -21,6 +22,8 @@ vars_app = typer.Typer(
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 MachineArg = Annotated[str, typer.Argument(help="The machine.")]
 VarIdArg = Annotated[str, typer.Argument(help="The var id: <generator>/<file>.")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of recipients (keys added/removed).")]
 
 
 def _say(text: str) -> None:
@@ -69,13 +72,16 @@ def generate_cmd(
     ] = None,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run scripts without bubblewrap.")] = False,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the inventory constraint checks.")] = False,
+    yes: YesOpt = False,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Run missing or outdated generators (plus their dependents) and store their vars."""
+    set_default_wait(not no_wait)
     try:
         report = api.generate(
             get_clan(), machines or None, generator or None, regenerate=regenerate,
-            prompt_values=prompt_values, sandbox=not no_sandbox, no_check=no_check,
+            prompt_values=prompt_values, sandbox=not no_sandbox, no_check=no_check, yes=yes,
         )
     except ClanError as err:
         fail(err, json_out)
@@ -129,8 +135,9 @@ def get_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False) ->
 
 
 @vars_app.command("set")
-def set_cmd(machine: MachineArg, var_id: VarIdArg, json_out: JsonOpt = False) -> None:
+def set_cmd(machine: MachineArg, var_id: VarIdArg, no_wait: NoWaitOpt = False, json_out: JsonOpt = False) -> None:
     """Set a var from stdin (asked for, hidden, when stdin is a terminal)."""
+    set_default_wait(not no_wait)
     try:
         clan = get_clan()
         if sys.stdin.isatty():
