@@ -17,6 +17,7 @@ from pyclan.deploy.progress import ProgressView, summary
 from pyclan.deploy.runner import HostReport
 from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
 from pyclan.errors import ClanError
+from pyclan.lock import set_default_wait
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 TargetOpt = Annotated[
@@ -25,6 +26,8 @@ TargetOpt = Annotated[
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of vars recipients (keys added/removed).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 
 
 KeyCheckOpt = Annotated[
@@ -133,10 +136,14 @@ def update_cmd(
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    yes: YesOpt = False,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs)
+    set_default_wait(not no_wait)
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
+                    yes=yes)
     try:
         clan = get_clan()
         selected = deploy.select_machines(clan, machines or [], tags or [], all_)
@@ -154,10 +161,11 @@ def install_cmd(
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout)
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, yes=yes)
     try:
         clan = _clan_with(machine)
         with ProgressView([machine], err_console, "installing") as view:

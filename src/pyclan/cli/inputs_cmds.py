@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Annotated
 
 import typer
@@ -12,6 +13,7 @@ from pyclan.cli.common import console, err_console, fail, get_clan, print_json
 from pyclan.errors import ClanError
 from pyclan.inputs import InputSet, InputUpdate, UpdatePlan, plan_update
 from pyclan.inputs.listing import describe_inputs
+from pyclan.lock import clan_lock
 
 inputs_app = typer.Typer(
     help="Inputs: service modules from git repositories, folders and Python packages (clan.lock).",
@@ -62,14 +64,24 @@ def list_cmd(json_out: JsonOpt = False) -> None:
 def update_cmd(
     names: Annotated[list[str] | None, typer.Argument(help="Inputs to update (default: all).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Follow each input's ref again, show what changed, then write clan.lock."""
-    try:
-        inputs = _input_set(with_overrides=False)
-        plan = plan_update(inputs, names or [])
-    except ClanError as err:
-        fail(err, json_out)
+    with ExitStack() as held:
+        try:
+            inputs = _input_set(with_overrides=False)
+            if not dry_run:  # one writer per clan (pyclan.lock): plan and write under the lock
+                held.enter_context(clan_lock(inputs.clan_dir, "pyclan inputs update", wait=not no_wait))
+            plan = plan_update(inputs, names or [])
+        except ClanError as err:
+            fail(err, json_out)
+        _update(plan, dry_run, json_out)
+
+
+def _update(plan: UpdatePlan, dry_run: bool, json_out: bool) -> None:
     if json_out:
         print_json(plan.to_json() | {"written": plan.changed and not dry_run})
     else:

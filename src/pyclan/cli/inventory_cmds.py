@@ -11,12 +11,14 @@ from rich.table import Table
 from pyclan import api
 from pyclan.cli.common import console, err_console, fail, print_json
 from pyclan.errors import ClanError
+from pyclan.lock import set_default_wait
 
 machines_app = typer.Typer(help="Machines of the clan: list, configuration, build and deploy.", no_args_is_help=True)
 services_app = typer.Typer(help="Service modules available to this clan.", no_args_is_help=True)
 inventory_app = typer.Typer(help="The inventory as data, for tools.", no_args_is_help=True)
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -104,9 +106,11 @@ def machines_create(
     tags: Annotated[list[str] | None, typer.Option("--tags", help="Its tags.")] = None,
     target_host: Annotated[str | None, typer.Option("--target-host", help="deploy.targetHost")] = None,
     description: Annotated[str | None, typer.Option("--description", help="A description.")] = None,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Add a machine to the inventory (clan.toml keeps its comments and layout)."""
+    set_default_wait(not no_wait)
     try:
         result = api.create_machine(name, tags, target_host, description)
     except ClanError as err:
@@ -120,9 +124,11 @@ def machines_create(
 @machines_app.command("delete")
 def machines_delete(
     name: Annotated[str, typer.Argument(help="The machine to remove.")],
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Remove a machine, its vars and its machine key (refused while a role names it)."""
+    set_default_wait(not no_wait)
     try:
         result = api.delete_machine(name)
     except ClanError as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from pyclan import safepath
 from pyclan.config.machine_config import MachineConfig, SecretFileSpec
 from pyclan.vars.layout import SECRET, GenKey, gen_dir
 
@@ -27,11 +28,9 @@ def secret_digests(clan_dir: Path, machine: str, config: MachineConfig) -> dict[
     """Host path → sha256 of the encrypted var; secrets not generated yet are left out."""
     out: dict[str, str] = {}
     for path, spec in config.secrets.items():
-        file = gen_dir(clan_dir, _key(machine, spec)) / spec.file / SECRET
-        try:
-            out[path] = hashlib.sha256(file.read_bytes()).hexdigest()
-        except FileNotFoundError:
-            continue
+        data = safepath.read_bytes(clan_dir, gen_dir(clan_dir, _key(machine, spec)) / spec.file / SECRET)
+        if data is not None:  # never read through a symlink (issue 10 item 2)
+            out[path] = hashlib.sha256(data).hexdigest()
     return out
 
 

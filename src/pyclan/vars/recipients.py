@@ -116,10 +116,12 @@ def planned_changes(ctx: VarsContext, gen_keys: Iterable[GenKey], machines: Iter
             if stored.recipients != wanted:
                 changes.append(RecipientChange(f"{key.label}/{f}", _minus(wanted, stored.recipients),
                                                _minus(stored.recipients, wanted)))
-    admins = tuple(ctx.admins)
     for m in dict.fromkeys(machines):
         stored_for = keys.machine_key_recipients(ctx.clan_dir, m)
-        if stored_for is not None and stored_for != admins:
+        if stored_for is None:
+            continue
+        admins = tuple(ctx.admins)
+        if stored_for != admins:
             changes.append(RecipientChange(f"the age key of machine '{m}'", _minus(admins, stored_for),
                                            _minus(stored_for, admins)))
     return changes
