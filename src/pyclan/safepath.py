@@ -98,14 +98,15 @@ def read_bytes(root: Path, path: Path, limit: int = DEFAULT_READ_LIMIT, kind: st
         if exc.errno == errno.ELOOP:
             raise _symlink_error(root, path, kind) from None
         raise os_error(root, path, exc, "read it", kind) from None
-    with os.fdopen(fd, "rb") as fh:
-        st = os.fstat(fh.fileno())
+    st = os.fstat(fd)
+    if not stat.S_ISREG(st.st_mode):
+        os.close(fd)
         if stat.S_ISDIR(st.st_mode):
             raise refuse(root, path, "is a folder, but a file belongs here",
                          hint=f"remove the folder (`rm -r {_rel(root, path)}`) and generate the var again",
                          kind=kind)
-        if not stat.S_ISREG(st.st_mode):
-            raise refuse(root, path, "is not a regular file", hint="remove it and generate the var again", kind=kind)
+        raise refuse(root, path, "is not a regular file", hint="remove it and generate the var again", kind=kind)
+    with os.fdopen(fd, "rb") as fh:
         data = fh.read(limit + 1)
     if len(data) > limit:
         raise refuse(root, path, f"is larger than {limit} bytes", hint="remove it and generate the var again",

@@ -55,7 +55,8 @@ class VarsContext:
         self._graph = graph
         self._identities: tuple[Path, list[age.Identity]] | None = None
         self._hashes: dict[GenKey, str] = hashes if hashes is not None else {}
-        self._machine_keys: dict[str, str] = {}
+        self._machine_keys: dict[str, str] = {}  # as read from keys/machines/ (create=False)
+        self._verified_keys: dict[str, str] = {}  # proven against the private key, or just created
         self.created_machine_keys: list[str] = []
 
     @classmethod
@@ -124,7 +125,9 @@ class VarsContext:
         return chosen or known
 
     def machine_key(self, machine: str, create: bool) -> str | None:
-        if machine in self._machine_keys:
+        if machine in self._verified_keys:
+            return self._verified_keys[machine]
+        if not create and machine in self._machine_keys:
             return self._machine_keys[machine]
         if create:
             existed = keys.machine_public_key(self.clan_dir, machine) is not None
@@ -133,8 +136,10 @@ class VarsContext:
             else:
                 pub = keys.ensure_machine_key(self.clan_dir, machine, self.admins)
                 self.created_machine_keys.append(machine)
-        else:
-            pub = keys.machine_public_key(self.clan_dir, machine)
+            if pub is not None:
+                self._verified_keys[machine] = pub
+            return pub
+        pub = keys.machine_public_key(self.clan_dir, machine)
         if pub is not None:
             self._machine_keys[machine] = pub
         return pub

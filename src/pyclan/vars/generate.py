@@ -9,15 +9,18 @@ recipients changed. A failing generator stops the run; everything stored before 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyclan import safepath
 from pyclan.errors import did_you_mean
 from pyclan.lock import clan_lock
+from pyclan.vars import keys
 from pyclan.vars.context import VarsContext
-from pyclan.vars.layout import GenKey, vars_error
+from pyclan.vars.layout import KEYS_DIR, VARS_DIR, GenKey, vars_error
 from pyclan.vars.prompts import PromptAsker, PromptValues, load_prompt_values, validate_prompt_values
 from pyclan.vars.recipients import confirm_changes, planned_changes, raise_problems, reencrypt
 from pyclan.vars.run import execute, run_folder
@@ -83,9 +86,14 @@ def generate_in(
         values = prompt_values
         validate_prompt_values(values, graph, "prompt values")
     order = select(ctx, chosen, list(generators or []), regenerate)
+    _check_writable(ctx.clan_dir)
     if order:
         ctx.admins  # noqa: B018 - fail early (no admin keys) before any generator runs
     answers = _collect_answers(ctx, order, PromptAsker(values), regenerate)
+    if ctx.has_identities():  # a replaced keys/machines/<m>.pub is an error, not a diff to accept
+        for m in chosen:
+            if keys.machine_public_key(ctx.clan_dir, m) is not None:
+                ctx.machine_key(m, create=True)
     confirm_changes(ctx, planned_changes(ctx, [*graph.keys_of(chosen), *order], chosen), yes)
 
     report = GenerateReport()
@@ -108,6 +116,25 @@ def generate_in(
     report.machine_keys_created = list(ctx.created_machine_keys)
     raise_problems(again)
     return report
+
+
+def _check_writable(clan_dir: Path) -> None:
+    """A read-only vars/ or keys/ is found before anything runs, not half-way through."""
+    for name in (VARS_DIR, KEYS_DIR):
+        folder = clan_dir / name
+        probe = folder if folder.is_dir() else clan_dir
+        if not os.access(probe, os.W_OK):
+            import errno
+
+            exc = OSError(errno.EROFS if _read_only_fs(probe) else errno.EACCES, "not writable")
+            raise safepath.os_error(clan_dir, folder, exc, f"write below {name}/")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def select(ctx: VarsContext, machines: list[str], generators: list[str], regenerate: bool) -> list[GenKey]:

@@ -167,8 +167,14 @@ def ensure_machine_key(clan_dir: Path, machine: str, admins: list[str]) -> str:
     ident = age.generate_identity()
     pub = age.public_key(ident)
     # private half first: a kill in between leaves no public key, so the pair is made again
+    key_dir = machine_key_path(clan_dir, machine).parent
+    fresh_parent = not os.path.lexists(key_dir.parent)
     write_machine_key(clan_dir, machine, age.encrypt(age.secret_key(ident).encode() + b"\n", admins), admins)
-    atomic_write(machine_pub_path(clan_dir, machine), f"{pub}\n".encode(), root=clan_dir)
+    try:
+        atomic_write(machine_pub_path(clan_dir, machine), f"{pub}\n".encode(), root=clan_dir)
+    except BaseException:  # a failed command leaves no half of a pair behind
+        safepath.remove_tree(clan_dir, key_dir.parent if fresh_parent else key_dir)
+        raise
     return pub
 
 

@@ -305,7 +305,7 @@ def _script_failed(key: GenKey, gen: Generator, status: int | str, log: bytes, s
     if status == "timeout":
         what = f"was killed after its timeout of {gen.timeout:g} s"
         hint = "make the script faster, or raise `timeout` in the generator's declaration"
-    elif status == -signal.SIGXFSZ:
+    elif status in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):  # killed, or its shell reporting the kill
         what = f"wrote a file larger than the limit of {OUTPUT_LIMIT} bytes and was stopped"
         hint = "vars are keys and small values, not data"
     else:
@@ -338,9 +338,10 @@ def _read_outputs(key: GenKey, gen: Generator, tmp_fd: int) -> dict[str, bytes]:
                 if exc.errno == errno.ELOOP:
                     raise bad(name, f"is a symlink (to {_link(out_fd, name)}); outputs are never followed") from None
                 raise bad(name, f"cannot be read: {exc.strerror}") from None
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                os.close(fd)
+                raise bad(name, "is not a regular file")
             with os.fdopen(fd, "rb") as fh:
-                if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-                    raise bad(name, "is not a regular file")
                 data = fh.read(OUTPUT_LIMIT + 1)
             if len(data) > OUTPUT_LIMIT:
                 raise _too_big(key, gen, name)

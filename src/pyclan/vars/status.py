@@ -13,6 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pyclan.errors import ClanError
 from pyclan.vars import age, keys
 from pyclan.vars.context import VarsContext
 from pyclan.vars.layout import generate_hint
@@ -95,6 +96,12 @@ def check_in(ctx: VarsContext, machines: Iterable[str] | None = None) -> CheckRe
                     keys.NOT_RECIPIENT_HINT,
                 ))
     for m in chosen:
+        if can_decrypt and keys.machine_public_key(ctx.clan_dir, m) is not None:
+            try:  # a replaced keys/machines/<m>.pub or a lost private key (issue 10 item 4)
+                keys.verify_machine_key(ctx.clan_dir, m, ctx.identities())
+            except ClanError as err:
+                p = err.problems[0]
+                report.issues.append(Issue("recipients", f"machine-key/{m}", p.message, p.hint or ""))
         stored_for = keys.machine_key_recipients(ctx.clan_dir, m)
         if stored_for is not None and stored_for != tuple(ctx.admins):
             what = "the machine's private key: " + _diff(ctx, stored_for, tuple(ctx.admins))
