@@ -142,7 +142,8 @@ def reported(check: subprocess.CompletedProcess[bytes]) -> set[str]:
 
 
 def left_in_clear(camp: Campaign) -> list[str]:
-    return [str(p.relative_to(camp.tmpdir)) for p in camp.tmpdir.rglob("*") if not p.is_dir()]
+    """Files left in the generator runs' folder (Python's own probe files elsewhere don't count)."""
+    return [str(p.relative_to(camp.tmpdir)) for p in camp.tmpdir.glob("pyclan-vars-*/**/*") if not p.is_dir()]
 
 
 @dataclass

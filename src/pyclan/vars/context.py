@@ -88,11 +88,15 @@ class VarsContext:
         return self._identities[1]
 
     def has_identities(self) -> bool:
+        return self.identity_problem() is None
+
+    def identity_problem(self) -> str | None:
+        """Why the admin's key cannot be used (missing, unreadable by policy…), None if it can."""
         try:
             self.identities()
-        except ClanError:
-            return False
-        return True
+        except ClanError as err:
+            return err.problems[0].render()
+        return None
 
     @cached_property
     def admin_names(self) -> dict[str, str]:

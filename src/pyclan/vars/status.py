@@ -60,9 +60,10 @@ def check(clan: Clan, machines: Iterable[str] | None = None) -> CheckReport:
 def check_in(ctx: VarsContext, machines: Iterable[str] | None = None) -> CheckReport:
     chosen = ctx.machines(machines)
     report = CheckReport(machines=chosen)
-    can_decrypt = ctx.has_identities()
-    if not can_decrypt:
-        report.notes.append(f"decryption not verified: no admin age key at {keys.admin_key_file()}")
+    problem = ctx.identity_problem()
+    can_decrypt = problem is None
+    if problem is not None:
+        report.notes.append(f"decryption not verified: {problem}")
     regen = f"run `pyclan vars generate {' '.join(chosen)}`"
     for key in ctx.graph.keys_of(chosen):
         report.checked += 1
