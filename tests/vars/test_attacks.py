@@ -287,6 +287,16 @@ def test_item6_concurrent_machines_create_lose_nothing(vclan: VarsClan) -> None:
     assert set(names) <= set(machines)
 
 
+def test_item6_lock_is_reentrant_and_never_through_a_symlink(vclan: VarsClan, tmp_path: Path) -> None:
+    with clan_lock(vclan.dir, "outer"), clan_lock(vclan.dir, "inner"):  # nested calls share the lock
+        assert "`outer`" in (vclan.dir / ".pyclan/lock").read_text()
+    target = outside(tmp_path)
+    shutil.rmtree(vclan.dir / ".pyclan")
+    (vclan.dir / ".pyclan").symlink_to(target)
+    fails(vclan.run("vars", "generate"), ".pyclan", "is a symlink")
+    assert sorted(p.name for p in target.iterdir()) == ["precious"]
+
+
 # -- item 8: the sandbox is unprivileged --------------------------------------------------------------------
 def test_item8_sandbox_runs_as_nobody_with_a_minimal_etc() -> None:
     script = 'printf "%s %s\\n" "$(id -u)" "$(id -g)" > "$out/id"; ls -A /etc > "$out/etc"'

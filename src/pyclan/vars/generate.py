@@ -86,8 +86,8 @@ def generate_in(
         values = prompt_values
         validate_prompt_values(values, graph, "prompt values")
     order = select(ctx, chosen, list(generators or []), regenerate)
-    _check_writable(ctx.clan_dir)
     if order:
+        _check_writable(ctx.clan_dir)
         ctx.admins  # noqa: B018 - fail early (no admin keys) before any generator runs
     answers = _collect_answers(ctx, order, PromptAsker(values), regenerate)
     if ctx.has_identities():  # a replaced keys/machines/<m>.pub is an error, not a diff to accept
