@@ -4,7 +4,9 @@ A test clan (the `vartest` service of tests/vars: machines a, b in a mesh, c alo
 shared generator (`ca`), per-machine ones, a script generator (`cert`) that depends on the
 shared `ca` and the machine's `wg`, and a persisted prompt. Each trial starts
 `vars generate --regenerate` as a real process and SIGKILLs it after a random delay within the
-duration of an uninterrupted run (from 30% of it: the first part is Python starting). Then:
+duration of an uninterrupted run (30–90% of the median of three: the first part is Python
+starting), until 30 trials killed a running process (a run that finished first is a trial too,
+not counted as a kill). Then:
 
 1. `vars check` must be truthful: every generator it does not report must be consistent — all
    files present, every secret decrypts, and `cert` was derived from the `ca` and `wg` values
@@ -13,7 +15,7 @@ duration of an uninterrupted run (from 30% of it: the first part is Python start
    clean and every generator is consistent.
 3. No temporary folder of a generator run (plaintext) is left once the re-run finished.
 
-    python benchmarks/vars_kill_campaign.py [--trials 30] [--seed 1]
+    python benchmarks/vars_kill_campaign.py [--kills 30] [--seed 1]
 
 Prints one line per trial and a JSON summary; exits 1 if any trial failed.
 """
@@ -200,17 +202,27 @@ def trial(camp: Campaign, n: int, delay: float) -> Trial:
                  rerun.returncode == 0, after, left_in_clear(camp))
 
 
-def run_campaign(root: Path, trials: int, seed: int, say: Any = print) -> list[Trial]:
+def _duration(camp: Campaign) -> float:
+    """The median wall time of an uninterrupted `vars generate --regenerate` (3 runs)."""
+    times = []
+    for _ in range(3):
+        start = time.monotonic()
+        full = camp.cli(*camp.generate_args(True))
+        times.append(time.monotonic() - start)
+        if full.returncode != 0:
+            raise SystemExit(f"an uninterrupted run failed: {full.stderr.decode()}")
+    return sorted(times)[1]
+
+
+def run_campaign(root: Path, kills: int, seed: int, say: Any = print) -> list[Trial]:
+    """Trials until `kills` of them killed the run before it finished (at most 3 × kills trials)."""
     camp = setup(root)
-    start = time.monotonic()
-    full = camp.cli(*camp.generate_args(True))
-    duration = time.monotonic() - start
-    if full.returncode != 0:
-        raise SystemExit(f"an uninterrupted run failed: {full.stderr.decode()}")
+    duration = _duration(camp)
     rng = random.Random(seed)
-    results = []
-    for n in range(trials):
-        t = trial(camp, n, rng.uniform(0.3 * duration, duration))
+    results: list[Trial] = []
+    while sum(t.killed for t in results) < kills and len(results) < 3 * kills:
+        n = len(results)
+        t = trial(camp, n, rng.uniform(0.3 * duration, 0.9 * duration))
         results.append(t)
         say(f"trial {n:3d}: kill after {t.delay:.2f}s {'(finished first)' if not t.killed else ''} "
             f"store={t.stored_changed} check reported {len(t.reported)} generator(s); "
@@ -235,11 +247,11 @@ def summary(results: list[Trial]) -> dict[str, Any]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--trials", type=int, default=30)
+    parser.add_argument("--kills", type=int, default=30, help="trials that must kill a running generate")
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="pyclan-kill-") as tmp:
-        results = run_campaign(Path(tmp), args.trials, args.seed)
+        results = run_campaign(Path(tmp), args.kills, args.seed)
     report = summary(results)
     print(json.dumps(report, indent=2))
     sys.exit(0 if report["ok"] else 1)
