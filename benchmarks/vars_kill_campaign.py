@@ -4,9 +4,9 @@ A test clan (the `vartest` service of tests/vars: machines a, b in a mesh, c alo
 shared generator (`ca`), per-machine ones, a script generator (`cert`) that depends on the
 shared `ca` and the machine's `wg`, and a persisted prompt. Each trial starts
 `vars generate --regenerate` as a real process and SIGKILLs it after a random delay within the
-duration of an uninterrupted run (30–90% of the median of three: the first part is Python
-starting), until 30 trials killed a running process (a run that finished first is a trial too,
-not counted as a kill). Then:
+window where an uninterrupted run replaces the store (from its first write to its end, medians of
+three calibration runs; the time before is Python starting and evaluating), until 30 trials
+killed a running process (a run that finished first is a trial too, not counted as a kill). Then:
 
 1. `vars check` must be truthful: every generator it does not report must be consistent — all
    files present, every secret decrypts, and `cert` was derived from the `ca` and `wg` values
@@ -202,27 +202,37 @@ def trial(camp: Campaign, n: int, delay: float) -> Trial:
                  rerun.returncode == 0, after, left_in_clear(camp))
 
 
-def _duration(camp: Campaign) -> float:
-    """The median wall time of an uninterrupted `vars generate --regenerate` (3 runs)."""
-    times = []
+def _window(camp: Campaign) -> tuple[float, float]:
+    """When an uninterrupted `vars generate --regenerate` first changes vars/, and when it ends
+    (medians of 3 runs): the kills aim at that window, where the store is being replaced."""
+    firsts, ends = [], []
     for _ in range(3):
+        before = _hashes(camp)
         start = time.monotonic()
-        full = camp.cli(*camp.generate_args(True))
-        times.append(time.monotonic() - start)
-        if full.returncode != 0:
-            raise SystemExit(f"an uninterrupted run failed: {full.stderr.decode()}")
-    return sorted(times)[1]
+        proc = subprocess.Popen([*pyclan(), "-C", str(camp.clan), *camp.generate_args(True)], env=camp.env,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        first = None
+        while proc.poll() is None:
+            if first is None and _hashes(camp) != before:
+                first = time.monotonic() - start
+            time.sleep(0.01)
+        ends.append(time.monotonic() - start)
+        firsts.append(first if first is not None else ends[-1] * 0.5)
+        if proc.returncode != 0:
+            raise SystemExit(f"an uninterrupted run failed: {proc.stderr.read() if proc.stderr else ''!r}")
+    return sorted(firsts)[1], sorted(ends)[1]
 
 
 def run_campaign(root: Path, kills: int, seed: int, say: Any = print) -> list[Trial]:
     """Trials until `kills` of them killed the run before it finished (at most 3 × kills trials)."""
     camp = setup(root)
-    duration = _duration(camp)
+    first_write, end = _window(camp)
+    say(f"an uninterrupted run first writes after {first_write:.2f}s and ends after {end:.2f}s")
     rng = random.Random(seed)
     results: list[Trial] = []
     while sum(t.killed for t in results) < kills and len(results) < 3 * kills:
         n = len(results)
-        t = trial(camp, n, rng.uniform(0.3 * duration, 0.9 * duration))
+        t = trial(camp, n, rng.uniform(0.8 * first_write, end))
         results.append(t)
         say(f"trial {n:3d}: kill after {t.delay:.2f}s {'(finished first)' if not t.killed else ''} "
             f"store={t.stored_changed} check reported {len(t.reported)} generator(s); "

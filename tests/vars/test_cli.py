@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pyclan.vars.api import decrypt_secret, decrypt_with_machine_key
 from pyclan.vars.keys import KEY_FILE_ENV
 
@@ -143,3 +145,26 @@ def test_hidden_prompt_is_asked_on_the_terminal_and_never_echoed(vclan: VarsClan
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert secret.encode() not in out, "the hidden answer was echoed"
     assert decrypt_secret(vclan.open(), "a", "pw", "password") == secret.encode()
+
+
+@pytest.mark.parametrize("answer, code", [(b"y", 0), (b"n", 1)])
+def test_item4_recipient_change_is_confirmed_on_the_terminal(vclan: VarsClan, answers: Path, answer: bytes,
+                                                             code: int) -> None:
+    from pyrage import x25519
+
+    assert vclan.run("vars", "generate", "--prompt-values", str(answers)).returncode == 0
+    (vclan.dir / "keys/admins/bob.pub").write_text(f"{x25519.Identity.generate().to_public()}\n")
+    before = {p: p.read_bytes() for p in (vclan.dir / "vars").rglob("*") if p.is_file()}
+    pid, fd = pty.fork()
+    if pid == 0:
+        cmd = pyclan_command()
+        os.execv(cmd[0] if os.path.isabs(cmd[0]) else sys.executable, [*cmd, "-C", str(vclan.dir), "vars", "generate"])
+    out = _read_until(fd, b"[y/N]")
+    assert b"+ admin 'bob'" in out
+    os.write(fd, answer + b"\n")
+    out += _read_until(fd, b"\x00", timeout=60)  # to the end
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == code, out
+    after = {p: p.read_bytes() for p in (vclan.dir / "vars").rglob("*") if p.is_file()}
+    assert (after == before) == (code == 1)
