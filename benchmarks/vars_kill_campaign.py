@@ -5,7 +5,7 @@ shared generator (`ca`), per-machine ones, a script generator (`cert`) that depe
 shared `ca` and the machine's `wg`, and a persisted prompt. Each trial starts
 `vars generate --regenerate` as a real process and SIGKILLs it after a random delay within the
 window where an uninterrupted run replaces the store (from its first write to its end, medians of
-three calibration runs; the time before is Python starting and evaluating), until 30 trials
+the last runs that were watched; the time before is Python starting and evaluating), until 30 trials
 killed a running process (a run that finished first is a trial too, not counted as a kill). Then:
 
 1. `vars check` must be truthful: every generator it does not report must be consistent — all
@@ -167,26 +167,68 @@ class Trial:
 
 def _hashes(camp: Campaign) -> dict[str, str]:
     """Generator folder → digest of everything in it (a regenerated folder differs)."""
+    for _ in range(50):
+        try:
+            return _hashes_once(camp)
+        except OSError:  # a folder swapped while we walked (polling a running generate)
+            time.sleep(0.005)
+    return {"": "changing"}
+
+
+def _hashes_once(camp: Campaign) -> dict[str, str]:
     out: dict[str, str] = {}
     for hash_file in (camp.clan / "vars").rglob(".validation-hash"):
         folder = hash_file.parent
         h = hashlib.sha256()
-        for p in sorted(folder.rglob("*")):
-            if p.is_file():
-                h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+        try:
+            for p in sorted(folder.rglob("*")):
+                if p.is_file():
+                    h.update(str(p.relative_to(folder)).encode() + b"\0" + p.read_bytes())
+        except OSError:  # swapped while we looked (polling a running generate)
+            h.update(b"changing")
         out[str(folder.relative_to(camp.clan))] = h.hexdigest()
     return out
 
 
-def trial(camp: Campaign, n: int, delay: float) -> Trial:
+@dataclass
+class Timing:
+    """When runs first changed vars/ and when they ended: the kills aim at that window."""
+
+    firsts: list[float] = field(default_factory=list)
+    ends: list[float] = field(default_factory=list)
+
+    def window(self) -> tuple[float, float]:
+        first = sorted(self.firsts[-5:])[len(self.firsts[-5:]) // 2]
+        end = sorted(self.ends[-5:])[len(self.ends[-5:]) // 2]
+        return first, max(end, first * 1.05)
+
+
+def watch(camp: Campaign, timing: Timing, delay: float | None) -> subprocess.Popen[bytes]:
+    """Run `generate --regenerate`; SIGKILL it after `delay` s (None: let it finish). Learns timings."""
     before = _hashes(camp)
+    start = time.monotonic()
     proc = subprocess.Popen([*pyclan(), "-C", str(camp.clan), *camp.generate_args(True)], env=camp.env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    time.sleep(delay)
-    killed = proc.poll() is None
-    if killed:
-        os.kill(proc.pid, signal.SIGKILL)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    seen_write = False
+    while proc.poll() is None:
+        now = time.monotonic() - start
+        if delay is not None and now >= delay:
+            os.kill(proc.pid, signal.SIGKILL)
+            break
+        if not seen_write and _hashes(camp) != before:
+            seen_write = True
+            timing.firsts.append(now)
+        time.sleep(0.02)
+    else:
+        timing.ends.append(time.monotonic() - start)
     proc.wait()
+    return proc
+
+
+def trial(camp: Campaign, n: int, delay: float, timing: Timing) -> Trial:
+    before = _hashes(camp)
+    proc = watch(camp, timing, delay)
+    killed = proc.returncode == -signal.SIGKILL
     after_kill = _hashes(camp)
     changed = sum(1 for k, v in after_kill.items() if before.get(k) != v)
     state = "none" if changed == 0 else "all" if changed == len(after_kill) else "partial"
@@ -202,37 +244,30 @@ def trial(camp: Campaign, n: int, delay: float) -> Trial:
                  rerun.returncode == 0, after, left_in_clear(camp))
 
 
-def _window(camp: Campaign) -> tuple[float, float]:
-    """When an uninterrupted `vars generate --regenerate` first changes vars/, and when it ends
-    (medians of 3 runs): the kills aim at that window, where the store is being replaced."""
-    firsts, ends = [], []
+def calibrate(camp: Campaign) -> Timing:
+    """Three uninterrupted runs; later trials that finish before their kill refine the timing."""
+    timing = Timing()
     for _ in range(3):
-        before = _hashes(camp)
-        start = time.monotonic()
-        proc = subprocess.Popen([*pyclan(), "-C", str(camp.clan), *camp.generate_args(True)], env=camp.env,
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        first = None
-        while proc.poll() is None:
-            if first is None and _hashes(camp) != before:
-                first = time.monotonic() - start
-            time.sleep(0.01)
-        ends.append(time.monotonic() - start)
-        firsts.append(first if first is not None else ends[-1] * 0.5)
+        proc = watch(camp, timing, None)
         if proc.returncode != 0:
             raise SystemExit(f"an uninterrupted run failed: {proc.stderr.read() if proc.stderr else ''!r}")
-    return sorted(firsts)[1], sorted(ends)[1]
+    if not timing.firsts:
+        timing.firsts.append(timing.ends[0] / 2)
+    return timing
 
 
 def run_campaign(root: Path, kills: int, seed: int, say: Any = print) -> list[Trial]:
     """Trials until `kills` of them killed the run before it finished (at most 3 × kills trials)."""
     camp = setup(root)
-    first_write, end = _window(camp)
+    timing = calibrate(camp)
+    first_write, end = timing.window()
     say(f"an uninterrupted run first writes after {first_write:.2f}s and ends after {end:.2f}s")
     rng = random.Random(seed)
     results: list[Trial] = []
     while sum(t.killed for t in results) < kills and len(results) < 3 * kills:
         n = len(results)
-        t = trial(camp, n, rng.uniform(0.8 * first_write, end))
+        first_write, end = timing.window()
+        t = trial(camp, n, rng.uniform(0.9 * first_write, end), timing)
         results.append(t)
         say(f"trial {n:3d}: kill after {t.delay:.2f}s {'(finished first)' if not t.killed else ''} "
             f"store={t.stored_changed} check reported {len(t.reported)} generator(s); "

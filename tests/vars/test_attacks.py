@@ -101,6 +101,10 @@ def test_item1_output_cap_for_python_run_and_replaced_out_folder(tmp_path: Path)
     with pytest.raises(ClanError, match=r"more than .* bytes for file 'f'"):
         run.execute(GenKey("big", "m"), big, {}, {})
     # without the sandbox a script can swap $out itself for a symlink: it is not followed either
+    (tmp_path / "key").write_text("AGE-SECRET-KEY-1 of someone\n")
+    linked = Generator("hard", files={"f": VarFile()}, script=f'ln {tmp_path / "key"} "$out/f"')
+    with pytest.raises(ClanError, match="is a hard link"):
+        run.execute(GenKey("hard", "m"), linked, {}, {}, sandbox=False)
     swapped = Generator("swap", files={"f": VarFile()}, script=f'rm -rf "$out"; ln -s {tmp_path} "$out"')
     (tmp_path / "f").write_text("outside\n")
     with pytest.raises(ClanError, match="is no longer a folder"):

@@ -338,9 +338,11 @@ def _read_outputs(key: GenKey, gen: Generator, tmp_fd: int) -> dict[str, bytes]:
                 if exc.errno == errno.ELOOP:
                     raise bad(name, f"is a symlink (to {_link(out_fd, name)}); outputs are never followed") from None
                 raise bad(name, f"cannot be read: {exc.strerror}") from None
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
                 os.close(fd)
-                raise bad(name, "is not a regular file")
+                raise bad(name, "is not a regular file" if not stat.S_ISREG(st.st_mode)
+                          else "is a hard link to another file; outputs must be files of their own")
             with os.fdopen(fd, "rb") as fh:
                 data = fh.read(OUTPUT_LIMIT + 1)
             if len(data) > OUTPUT_LIMIT:
