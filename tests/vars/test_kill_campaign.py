@@ -26,7 +26,7 @@ def test_campaign_sigkill_check_truthful_and_rerun_consistent(tmp_path: Path, mo
     monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "admin.key"))
     results = campaign.run_campaign(tmp_path, kills=2, seed=7, say=lambda _line: None)
     report = campaign.summary(results)
-    assert report["killed_mid_run"] >= 2
+    assert report["killed_mid_write"] >= 2
     assert report["check_untruthful"] == 0 and report["rerun_failed"] == 0
     assert report["inconsistent_after_rerun"] == 0 and report["plaintext_left_after_rerun"] == 0
     assert report["ok"], [t for t in results if not t.ok]
