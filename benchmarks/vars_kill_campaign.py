@@ -185,6 +185,8 @@ def _hashes_once(camp: Campaign) -> dict[str, str]:
     out: dict[str, str] = {}
     for hash_file in (camp.clan / "vars").rglob(".validation-hash"):
         folder = hash_file.parent
+        if folder.name.startswith("."):  # a half-built or old folder of a swap, not the store
+            continue
         h = hashlib.sha256()
         try:
             for p in sorted(folder.rglob("*")):
@@ -262,7 +264,7 @@ def calibrate(camp: Campaign) -> Timing:
     return timing
 
 
-def run_campaign(root: Path, kills: int, seed: int, say: Any = print) -> list[Trial]:
+def run_campaign(root: Path, kills: int, seed: int, say: Any = print, max_trials: int | None = None) -> list[Trial]:
     """Trials until `kills` of them killed the run while it was replacing the store (after its first
     write, before it finished); at most 5 × kills trials."""
     camp = setup(root)
@@ -271,7 +273,8 @@ def run_campaign(root: Path, kills: int, seed: int, say: Any = print) -> list[Tr
     say(f"an uninterrupted run first writes after {first_write:.2f}s and ends after {end:.2f}s")
     rng = random.Random(seed)
     results: list[Trial] = []
-    while sum(t.mid_write for t in results) < kills and len(results) < 5 * kills:
+    limit = 5 * kills if max_trials is None else max_trials
+    while sum(t.mid_write for t in results) < kills and len(results) < limit:
         n = len(results)
         first_write, end = timing.window()
         t = trial(camp, n, rng.uniform(first_write, end), timing)
