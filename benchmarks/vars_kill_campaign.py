@@ -3,9 +3,9 @@
 A test clan (the `vartest` service of tests/vars: machines a, b in a mesh, c alone) has a
 shared generator (`ca`), per-machine ones, a script generator (`cert`) that depends on the
 shared `ca` and the machine's `wg`, and a persisted prompt. Each trial starts
-`vars generate --regenerate` as a real process and SIGKILLs it after a random delay within the
-window where an uninterrupted run replaces the store (from its first write to its end, medians of
-the last runs that were watched; the time before is Python starting and evaluating), until 30 trials
+`vars generate --regenerate` as a real process and SIGKILLs it at a random moment: mostly while it
+replaces the store (a random delay, up to the length of that phase in recent runs, after the
+first change of `vars/` was seen), sometimes during start-up and evaluation, until 30 trials
 killed a running process after it had replaced part of the store (other trials count too, but not
 towards the 30). Then:
 
@@ -152,7 +152,8 @@ def left_in_clear(camp: Campaign) -> list[str]:
 @dataclass
 class Trial:
     n: int
-    delay: float
+    delay: float  # seconds after the start, or after the first write (after_write)
+    after_write: bool
     killed: bool  # False: the run finished before the kill
     stored_changed: str  # none / partial / all: how much of vars/ the killed run had replaced
     reported: list[str]
@@ -211,31 +212,34 @@ class Timing:
         return first, max(end, first * 1.05)
 
 
-def watch(camp: Campaign, timing: Timing, delay: float | None) -> subprocess.Popen[bytes]:
-    """Run `generate --regenerate`; SIGKILL it after `delay` s (None: let it finish). Learns timings."""
+def watch(camp: Campaign, timing: Timing, delay: float | None, after_write: bool = False) -> subprocess.Popen[bytes]:
+    """Run `generate --regenerate`; SIGKILL it `delay` s after its start, or with `after_write`
+    `delay` s after its first write was seen (None: let it finish). Learns timings."""
     before = _hashes(camp)
     start = time.monotonic()
     proc = subprocess.Popen([*pyclan(), "-C", str(camp.clan), *camp.generate_args(True)], env=camp.env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    seen_write = False
+    seen_write: float | None = None
     while proc.poll() is None:
         now = time.monotonic() - start
-        if delay is not None and now >= delay:
+        due = None if delay is None else (delay if not after_write else None if seen_write is None
+                                          else seen_write + delay)
+        if due is not None and now >= due:
             os.kill(proc.pid, signal.SIGKILL)
             break
-        if not seen_write and _hashes(camp) != before:
-            seen_write = True
+        if seen_write is None and _hashes(camp) != before:
+            seen_write = now
             timing.firsts.append(now)
-        time.sleep(0.02)
+        time.sleep(0.01)
     else:
         timing.ends.append(time.monotonic() - start)
     proc.wait()
     return proc
 
 
-def trial(camp: Campaign, n: int, delay: float, timing: Timing) -> Trial:
+def trial(camp: Campaign, n: int, delay: float, timing: Timing, after_write: bool) -> Trial:
     before = _hashes(camp)
-    proc = watch(camp, timing, delay)
+    proc = watch(camp, timing, delay, after_write)
     killed = proc.returncode == -signal.SIGKILL
     after_kill = _hashes(camp)
     changed = sum(1 for k, v in after_kill.items() if before.get(k) != v)
@@ -248,7 +252,7 @@ def trial(camp: Campaign, n: int, delay: float, timing: Timing) -> Trial:
     after = inconsistent(camp)
     if final_check.returncode != 0:
         after["vars check"] = final_check.stdout.decode()[:500]
-    return Trial(n, round(delay, 3), killed, state, sorted(flagged), lies,
+    return Trial(n, round(delay, 3), after_write, killed, state, sorted(flagged), lies,
                  rerun.returncode == 0, after, left_in_clear(camp))
 
 
@@ -277,9 +281,13 @@ def run_campaign(root: Path, kills: int, seed: int, say: Any = print, max_trials
     while sum(t.mid_write for t in results) < kills and len(results) < limit:
         n = len(results)
         first_write, end = timing.window()
-        t = trial(camp, n, rng.uniform(first_write, end), timing)
+        if rng.random() < 0.2:  # now and then during start-up and evaluation
+            t = trial(camp, n, rng.uniform(0.3 * first_write, first_write), timing, after_write=False)
+        else:  # mostly while the store is being replaced: after the first write was seen
+            t = trial(camp, n, rng.uniform(0, end - first_write), timing, after_write=True)
         results.append(t)
-        say(f"trial {n:3d}: kill after {t.delay:.2f}s {'(finished first)' if not t.killed else ''} "
+        when = f"{t.delay:.2f}s after the first write" if t.after_write else f"{t.delay:.2f}s after the start"
+        say(f"trial {n:3d}: kill {when} {'(finished first)' if not t.killed else ''} "
             f"store={t.stored_changed} check reported {len(t.reported)} generator(s); "
             f"{'ok' if t.ok else 'FAILED ' + json.dumps(asdict(t))}")
     return results
