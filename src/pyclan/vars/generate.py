@@ -9,6 +9,7 @@ recipients changed. A failing generator stops the run; everything stored before 
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -90,10 +91,7 @@ def generate_in(
         _check_writable(ctx.clan_dir)
         ctx.admins  # noqa: B018 - fail early (no admin keys) before any generator runs
     answers = _collect_answers(ctx, order, PromptAsker(values), regenerate)
-    if ctx.has_identities():  # a replaced keys/machines/<m>.pub is an error, not a diff to accept
-        for m in chosen:
-            if keys.machine_public_key(ctx.clan_dir, m) is not None:
-                ctx.machine_key(m, create=True)
+    _verify_machine_keys(ctx, chosen)
     confirm_changes(ctx, planned_changes(ctx, [*graph.keys_of(chosen), *order], chosen), yes)
 
     report = GenerateReport()
@@ -118,14 +116,21 @@ def generate_in(
     return report
 
 
+def _verify_machine_keys(ctx: VarsContext, machines: list[str]) -> None:
+    """A replaced keys/machines/<m>.pub is an error, never a change of recipients to accept."""
+    if not ctx.has_identities():
+        return  # nothing can be re-encrypted either; encrypting to a machine verifies its key first
+    for m in machines:
+        if keys.machine_public_key(ctx.clan_dir, m) is not None:
+            ctx.machine_key(m, create=True)
+
+
 def _check_writable(clan_dir: Path) -> None:
     """A read-only vars/ or keys/ is found before anything runs, not half-way through."""
     for name in (VARS_DIR, KEYS_DIR):
         folder = clan_dir / name
         probe = folder if folder.is_dir() else clan_dir
         if not os.access(probe, os.W_OK):
-            import errno
-
             exc = OSError(errno.EROFS if _read_only_fs(probe) else errno.EACCES, "not writable")
             raise safepath.os_error(clan_dir, folder, exc, f"write below {name}/")
 
