@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 
 export PYCLAN_AGE_KEY_FILE="$PWD/examples/quickstart-demo-admin.age.key"  # demo key, never do this for real
+chmod 600 "$PYCLAN_AGE_KEY_FILE"  # git keeps no 0600, and pyclan refuses a key others can read
 pyclan() { .venv/bin/pyclan -C examples/quickstart "$@"; }
 step() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 

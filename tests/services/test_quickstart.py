@@ -47,6 +47,7 @@ def quickstart(tmp_path_factory: pytest.TempPathFactory) -> Clan:
     clan_dir = root / "quickstart"
     shutil.copytree(EXAMPLE, clan_dir)
     shutil.copy(DEMO_ADMIN_KEY, root / "admin-age.key")
+    (root / "admin-age.key").chmod(0o600)  # git keeps no 0600; an admin key others can read is refused
     with admin_key(root / "admin-age.key"):
         clan = open_clan(clan_dir, {})
         report = vars_api.check(clan)

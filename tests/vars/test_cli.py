@@ -10,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from pyclan.vars.api import decrypt_secret, decrypt_with_machine_key
 from pyclan.vars.keys import KEY_FILE_ENV
 
@@ -91,9 +93,11 @@ def test_generate_list_get_set_check(vclan: VarsClan, answers: Path) -> None:
     assert r.returncode == 0 and (vclan.dir / "vars/per-machine/b/wg/pub/value").read_bytes() == b"public!"
     r = vclan.run("vars", "set", "b", "wg/pu", input=b"x")
     assert r.returncode == 1 and b"Did you mean: wg/pub" in r.stderr
-    # the other files of a generator whose file was set by hand are outdated until it runs again
+    # the other files of a generator whose file was set by hand are outdated until it runs again, and
+    # so are the dependents of what was set (cert of a and b: ca, wg; issue 10 item 5)
     issues = json.loads(vclan.run("vars", "check", "--json").stdout)["issues"]
-    assert {(i["kind"], i["var"]) for i in issues} == {("outdated", "shared/ca/cert"), ("outdated", "b/wg/priv")}
+    outdated = {i["var"] for i in issues if i["kind"] == "outdated"}
+    assert {"shared/ca/cert", "b/wg/priv", "a/cert", "b/cert"} <= outdated, issues
     assert vclan.run("vars", "generate", "-g", "ca", "-g", "wg").returncode == 0
     assert vclan.run("vars", "check").returncode == 0
 
@@ -144,3 +148,26 @@ def test_hidden_prompt_is_asked_on_the_terminal_and_never_echoed(vclan: VarsClan
     assert os.waitstatus_to_exitcode(status) == 0, out
     assert secret.encode() not in out, "the hidden answer was echoed"
     assert decrypt_secret(vclan.open(), "a", "pw", "password") == secret.encode()
+
+
+@pytest.mark.parametrize("answer, code", [(b"y", 0), (b"n", 1)])
+def test_item4_recipient_change_is_confirmed_on_the_terminal(vclan: VarsClan, answers: Path, answer: bytes,
+                                                             code: int) -> None:
+    from pyrage import x25519
+
+    assert vclan.run("vars", "generate", "--prompt-values", str(answers)).returncode == 0
+    (vclan.dir / "keys/admins/bob.pub").write_text(f"{x25519.Identity.generate().to_public()}\n")
+    before = {p: p.read_bytes() for p in (vclan.dir / "vars").rglob("*") if p.is_file()}
+    pid, fd = pty.fork()
+    if pid == 0:
+        cmd = pyclan_command()
+        os.execv(cmd[0] if os.path.isabs(cmd[0]) else sys.executable, [*cmd, "-C", str(vclan.dir), "vars", "generate"])
+    out = _read_until(fd, b"[y/N]")
+    assert b"+ admin 'bob'" in out
+    os.write(fd, answer + b"\n")
+    out += _read_until(fd, b"\x00", timeout=60)  # to the end
+    _, status = os.waitpid(pid, 0)
+    os.close(fd)
+    assert os.waitstatus_to_exitcode(status) == code, out
+    after = {p: p.read_bytes() for p in (vclan.dir / "vars").rglob("*") if p.is_file()}
+    assert (after == before) == (code == 1)

@@ -33,6 +33,9 @@ class PeerSettings(BaseModel):
     prompt: bool = True
     probe: str | None = None  # a host path the "probe" script tries to write (sandbox test)
     ca_version: int = 1  # the shared generator's `validation`: differing per machine is an error
+    evil: str | None = None  # the script of a generator "evil" (file "f"): attack tests
+    evil_deps: list[str] = []
+    evil_timeout: float = 300.0
 
 
 class SoloSettings(BaseModel):
@@ -122,6 +125,9 @@ def peer_generators(ctx: InstanceContext[PeerSettings]) -> list[Generator]:
         gens.append(Generator("c2", files={"x": VarFile()}, dependencies=("c1",), script='echo 2 > "$out/x"'))
     if s.forgetful:
         gens.append(Generator("forgetful", files={"a": VarFile(), "b": VarFile()}, script='echo 1 > "$out/a"'))
+    if s.evil is not None:
+        gens.append(Generator("evil", files={"f": VarFile(secret=False)}, script=s.evil,
+                              dependencies=tuple(s.evil_deps), timeout=s.evil_timeout))
     if s.probe:
         gens.append(
             Generator(

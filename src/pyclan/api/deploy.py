@@ -165,6 +165,7 @@ def update_machines(
     check: bool = True,
     sandbox: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT,
+    yes: bool = False,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -178,7 +179,8 @@ def update_machines(
     chosen = clan.select_machines(machines or [], tags or [], all_machines)
     if not chosen:
         raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags or [])}")
-    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs)
+    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs,
+                    yes=yes)
     reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
     return [host_result(r) for r in reports]
 
@@ -191,6 +193,7 @@ def install_machine(
     check: bool = True,
     sandbox: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT,
+    yes: bool = False,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -202,7 +205,7 @@ def install_machine(
 
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])
-    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug)
+    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, yes=yes)
     return [host_result(deploy.install(clan, machine, opts, progress or _no_progress))]  # type: ignore[arg-type]
 
 

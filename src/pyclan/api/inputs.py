@@ -98,16 +98,22 @@ def update_inputs(
 ) -> InputsUpdate:
     """`inputs update`: follow each input's ref again, report what changed, then write clan.lock
     (not with `dry_run`). Overrides never take part."""
+    from contextlib import ExitStack
+
     from pyclan.inputs import InputSet, plan_update
+    from pyclan.lock import clan_lock
 
     clan = open_flake(flake)
     inputs = InputSet(clan.dir, clan.loaded.inventory.inputs, {})
     if notify is not None:
         inputs.notify = notify
-    plan = plan_update(inputs, names or [])
-    written = plan.changed and not dry_run
-    if written:
-        plan.apply()
+    with ExitStack() as held:
+        if not dry_run:  # one writer per clan (pyclan.lock): plan and write under the lock
+            held.enter_context(clan_lock(clan.dir, "pyclan inputs update"))
+        plan = plan_update(inputs, names or [])
+        written = plan.changed and not dry_run
+        if written:
+            plan.apply()
     return InputsUpdate(
         lock=str(plan.lock.path),
         changed=plan.changed,

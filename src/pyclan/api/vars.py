@@ -104,6 +104,7 @@ def run_generators(
     prompt_values: dict[str, dict[str, str]] | str | None = None,
     sandbox: bool = True,
     no_check: bool = False,
+    yes: bool = False,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
 ) -> GenerateResult:
@@ -114,7 +115,9 @@ def run_generators(
     clan = open_flake(flake, input_overrides)
     clan.require_machines(machines or [])
     answers = Path(prompt_values) if isinstance(prompt_values, str) else prompt_values
-    r = generate(clan, machines or None, generators or None, regenerate, answers, sandbox=sandbox, no_check=no_check)
+    r = generate(
+        clan, machines or None, generators or None, regenerate, answers, sandbox=sandbox, no_check=no_check, yes=yes
+    )
     return GenerateResult(r.generated, r.reencrypted, r.machine_keys_created, r.machine_keys_reencrypted)
 
 
@@ -203,6 +206,11 @@ def import_clan_vars(
     dry_run: bool = False, flake: str | None = None, input_overrides: dict[str, str] | None = None
 ) -> ImportReport:
     """`pyclan vars import --from-clan`: take over the vars Clan's sops backend wrote (all or nothing)."""
+    from pyclan.lock import clan_lock
     from pyclan.vars.clan_import import import_from_clan
 
-    return import_from_clan(open_flake(flake, input_overrides), dry_run=dry_run)
+    clan = open_flake(flake, input_overrides)
+    if dry_run:
+        return import_from_clan(clan, dry_run=True)
+    with clan_lock(clan.dir, "pyclan vars import"):
+        return import_from_clan(clan)

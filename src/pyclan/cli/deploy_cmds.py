@@ -17,6 +17,7 @@ from pyclan.api.common import open_flake
 from pyclan.cli.common import CURRENT, FlakeOpt, JsonOpt, TagsOpt, clan_args, console, emit, flake, say
 from pyclan.cli.inventory_cmds import machines_app
 from pyclan.errors import ClanError
+from pyclan.lock import set_default_wait
 
 if TYPE_CHECKING:
     from pyclan.api.deploy import HostResult
@@ -37,6 +38,8 @@ TargetOpt = Annotated[
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of vars recipients (keys added/removed).")]
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 KeyCheckOpt = Annotated[
     KeyCheck,
     typer.Option(
@@ -105,18 +108,21 @@ def update_cmd(
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
+    yes: YesOpt = False,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     from pyclan.deploy.progress import ProgressView
 
+    set_default_wait(not no_wait)
     selected = deploy_api.selected_machines(flake(flake_dir), machines, tags, all_)
     with ProgressView(selected, console(stderr=True), "checking" if dry_run else "updating") as view:
         reports = deploy_api.update_machines(
             selected, dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check.value,
-            check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update,
-            debug=CURRENT.debug, **clan_args(flake_dir),
+            check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes,
+            progress=view.update, debug=CURRENT.debug, **clan_args(flake_dir),
         )  # fmt: skip
     _report_and_exit(reports, json_out, dry_run)
 
@@ -129,6 +135,7 @@ def install_cmd(
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
+    yes: YesOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
@@ -140,7 +147,7 @@ def install_cmd(
     with ProgressView([machine], console(stderr=True), "installing") as view:
         reports = deploy_api.install_machine(
             machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
-            sandbox=not no_sandbox, connect_timeout=connect_timeout, progress=view.update, debug=CURRENT.debug,
+            sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes, progress=view.update, debug=CURRENT.debug,
             **args,
         )  # fmt: skip
     _report_and_exit(reports, json_out)

@@ -54,11 +54,17 @@ def list_cmd(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
 def update_cmd(
     names: Annotated[list[str] | None, typer.Argument(help="Inputs to update (default: all).")] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Show what would change; write nothing.")] = False,
+    no_wait: Annotated[
+        bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")
+    ] = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Follow each input's ref again, show what changed, then write clan.lock."""
     from pyclan.api.inputs import update_inputs
+    from pyclan.lock import set_default_wait
+
+    set_default_wait(not no_wait)
 
     plan = update_inputs(names or None, dry_run=dry_run, flake=flake(flake_dir), notify=_note)
     if emit(plan, json_out):

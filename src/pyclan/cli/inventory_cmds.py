@@ -20,10 +20,13 @@ from pyclan.cli.common import (
     print_warnings,
     say,
 )
+from pyclan.lock import set_default_wait
 
 machines_app = typer.Typer(help="Machines of the clan: list, configuration, build and deploy.", no_args_is_help=True)
 services_app = typer.Typer(help="Service modules available to this clan.", no_args_is_help=True)
 inventory_app = typer.Typer(help="The inventory as data, for tools.", no_args_is_help=True)
+
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -108,10 +111,12 @@ def machines_create(
     tags: TagsOpt = None,
     target_host: Annotated[str | None, typer.Option("--target-host", help="deploy.targetHost")] = None,
     description: Annotated[str | None, typer.Option("--description", help="A description.")] = None,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Add a machine to the inventory (clan.toml keeps its comments and layout)."""
+    set_default_wait(not no_wait)
     from pyclan.api.machines import create_machine
 
     result = create_machine(name, tags, target_host, description, flake=flake(flake_dir))
@@ -122,10 +127,12 @@ def machines_create(
 @machines_app.command("delete")
 def machines_delete(
     name: Annotated[str, typer.Argument(help="The machine to remove.")],
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Remove a machine, its vars and its machine key (refused while a role names it)."""
+    set_default_wait(not no_wait)
     from pyclan.api.machines import delete_machine
 
     result = delete_machine(name, flake=flake(flake_dir))

@@ -12,6 +12,7 @@ import typer
 
 from pyclan.api import vars as vars_api
 from pyclan.cli.common import FlakeOpt, JsonOpt, clan_args, emit, flake, note, say
+from pyclan.lock import set_default_wait
 
 vars_app = typer.Typer(
     help="Vars: generated secrets (age-encrypted) and public values of the machines.", no_args_is_help=True
@@ -21,6 +22,8 @@ MachineArg = Annotated[str, typer.Argument(help="The machine.")]
 VarIdArg = Annotated[str, typer.Argument(help="The var id: <generator>/<file>.")]
 NOT_SET = "<not set>"
 SECRET_MASK = "********"
+NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
+YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of recipients (keys added/removed).")]
 
 
 def register(app: typer.Typer) -> None:
@@ -60,14 +63,17 @@ def generate_cmd(
     ] = None,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Run scripts without bubblewrap.")] = False,
     no_check: Annotated[bool, typer.Option("--no-check", help="Skip the inventory constraint checks.")] = False,
+    yes: YesOpt = False,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Run missing or outdated generators (plus their dependents) and store their vars."""
+    set_default_wait(not no_wait)
     report = vars_api.run_generators(
         machines or None, generator or None, regenerate=regenerate,
         prompt_values=str(prompt_values) if prompt_values is not None else None,
-        sandbox=not no_sandbox, no_check=no_check, **clan_args(flake_dir),
+        sandbox=not no_sandbox, no_check=no_check, yes=yes, **clan_args(flake_dir),
     )  # fmt: skip
     if emit(report, json_out):
         return
@@ -113,10 +119,12 @@ def set_cmd(
     var_id: VarIdArg,
     no_sandbox: Annotated[bool, typer.Option("--no-sandbox", help="Re-run a prompt's generator without bubblewrap.")]
     = False,
+    no_wait: NoWaitOpt = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Set a var from stdin (asked for, hidden, when stdin is a terminal); a prompt's answer re-runs its generator."""
+    set_default_wait(not no_wait)
     asked = sys.stdin.isatty()
     raw = getpass.getpass(f"value for {machine} {var_id}: ").encode() if asked else sys.stdin.buffer.read()
     try:

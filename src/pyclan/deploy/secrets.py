@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 from typing import TYPE_CHECKING
 
+from pyclan import safepath
 from pyclan.config.machine_config import MachineConfig, SecretFileSpec
 from pyclan.errors import ClanError
 from pyclan.vars.layout import SECRET, GenKey, gen_dir
@@ -30,15 +31,15 @@ def secret_digests(clan_dir: Path, machine: str, config: MachineConfig) -> dict[
     for path, spec in config.secrets.items():
         file = gen_dir(clan_dir, _key(machine, spec)) / spec.file / SECRET
         try:
-            out[path] = hashlib.sha256(file.read_bytes()).hexdigest()
-        except FileNotFoundError:
-            continue
+            data = safepath.read_bytes(clan_dir, file)  # never read through a symlink (issue 10 item 2)
         except OSError as exc:  # e.g. a generator name longer than a file name may be
             raise ClanError.single(
                 "vars-error", f"{spec.generator}/{spec.file}",
                 f"cannot read the encrypted var of machine '{machine}': {exc.strerror or exc}",
                 hint="generator and file names must be usable as file names (at most 255 bytes each)",
             ) from None
+        if data is not None:
+            out[path] = hashlib.sha256(data).hexdigest()
     return out
 
 

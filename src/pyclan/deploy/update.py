@@ -39,6 +39,7 @@ class UpdateOptions:
     check: bool = True  # enforce the inventory's constraint checks
     generate_vars: bool = True
     sandbox: bool = True  # run vars generator scripts in a sandbox
+    yes: bool = False  # accept a change of vars recipients (keys added/removed)
     connect_timeout: float = CONNECT_TIMEOUT
     debug: bool = False
 
@@ -74,7 +75,7 @@ def prepare(clan: Clan, machines: Sequence[str], opts: UpdateOptions) -> None:
     if opts.generate_vars and not opts.dry_run:
         from pyclan.vars.api import generate_missing
 
-        generate_missing(clan, machines, sandbox=opts.sandbox)
+        generate_missing(clan, machines, sandbox=opts.sandbox, yes=opts.yes)
 
 
 def build_all(clan: Clan, machines: Iterable[str]) -> tuple[dict[str, Generation], dict[str, HostReport]]:

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyclan import safepath
 from pyclan.config.machine_config import Origin
 from pyclan.errors import ClanError
 from pyclan.vars.model import Generator
@@ -62,7 +63,7 @@ class VarsView:
     def has(self, generator: str, file: str, machine: str | None = None) -> bool:
         target = machine or self.machine
         gen = self._generator(generator, file, target)
-        return public_value_path(self.clan_dir, gen, file, target).is_file()
+        return safepath.is_file(self.clan_dir, public_value_path(self.clan_dir, gen, file, target))
 
     def public(self, generator: str, file: str, machine: str | None = None) -> str:
         target = machine or self.machine
@@ -75,15 +76,15 @@ class VarsView:
                 hint="use ctx.vars.secret_path(...) and let deploy place the secret on the host",
             )
         path = public_value_path(self.clan_dir, gen, file, target)
-        try:
-            return path.read_text()
-        except FileNotFoundError:
+        data = safepath.read_bytes(self.clan_dir, path)  # never through a symlink (issue 10 item 2)
+        if data is None:
             raise ClanError.single(
                 "vars-error",
                 f"{generator}/{file}",
                 f"var '{generator}/{file}' of machine '{target}' {NOT_GENERATED}",
                 hint=f"run `pyclan vars generate {target}`",
-            ) from None
+            )
+        return data.decode(errors="replace")
 
     def secret_path(self, generator: str, file: str) -> str:
         gen = self._generator(generator, file, self.machine)

@@ -2,63 +2,90 @@
 
 `clan.toml` is edited with tomlkit, so comments, order and formatting survive; `inventory.json`
 (Clan's tool-written format) is rewritten with indent 2. Every change is checked by loading the
-whole new inventory before anything is written; the file is then replaced atomically, so a
-refused change leaves the clan exactly as it was.
+whole new inventory before anything is written; the file is then replaced atomically with the
+mode it had, so a refused change leaves the clan exactly as it was. Both commands hold the
+clan's write lock (`pyclan.lock`): two run at once never lose each other's change. `delete`
+is all-or-nothing: what belongs to the machine is first moved aside (never through a symlink),
+and put back if the inventory cannot be written.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 
+from pyclan import safepath
 from pyclan.errors import ClanError
 from pyclan.inventory.load import CLAN_TOML, INVENTORY_JSON, load_inventory, parse_json, parse_toml
 from pyclan.inventory.models import MACHINE_NAME_RE
+from pyclan.lock import LOCAL_DIR, clan_lock
+
+_KIND = "usage-error"
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Replace `path` keeping its permission bits (a new file gets the umask's default)."""
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        mode = 0o666 & ~umask
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
         with os.fdopen(fd, "w") as out:
             out.write(text)
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
-def _edit(clan_dir: Path, file: str, change: Any) -> None:
-    """Apply `change(document)` to one inventory file, validate the result, then write it."""
+def _new_text(clan_dir: Path, file: str, change: Any) -> str:
+    """Apply `change(document)` to one inventory file and return the new text (nothing written)."""
     path = clan_dir / file
     text = path.read_text() if path.exists() else ""
     if file == CLAN_TOML:
         parse_toml(text, file)  # a clear parse error before tomlkit sees it
         doc: Any = tomlkit.parse(text)
         change(doc)
-        new_text = tomlkit.dumps(doc)
-    else:
-        doc = parse_json(text, file) if text else {}
-        change(doc)
-        new_text = json.dumps(doc, indent=2) + "\n"
+        return tomlkit.dumps(doc)
+    doc = parse_json(text, file) if text else {}
+    change(doc)
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def _validate(clan_dir: Path, planned: dict[str, str]) -> None:
+    """Load the inventory as it would be after writing `planned` (file → text); raise if broken."""
+    machines = clan_dir / "machines"
     with tempfile.TemporaryDirectory() as tmp:
         trial = Path(tmp)
         for name in (CLAN_TOML, INVENTORY_JSON):
-            if (clan_dir / name).exists():
+            if name in planned:
+                (trial / name).write_text(planned[name])
+            elif (clan_dir / name).exists():
                 shutil.copy(clan_dir / name, trial / name)
-        (trial / file).write_text(new_text)
-        if (clan_dir / "machines").is_dir():
+        if safepath.is_dir(clan_dir, machines, kind=_KIND):
             (trial / "machines").mkdir()
-            for entry in (clan_dir / "machines").iterdir():
-                if entry.is_dir():
+            for entry in machines.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
                     (trial / "machines" / entry.name).mkdir()
         load_inventory(trial)  # raises with every problem the change would cause
-    _atomic_write(path, new_text)
+
+
+def _edit(clan_dir: Path, file: str, change: Any) -> None:
+    new_text = _new_text(clan_dir, file, change)
+    _validate(clan_dir, {file: new_text})
+    _atomic_write(clan_dir / file, new_text)
 
 
 def _target_file(clan_dir: Path) -> str:
@@ -73,6 +100,12 @@ def create_machine(
     description: str | None = None,
 ) -> str:
     """Add `machines.<name>` (Clan's `machines create`); returns the file written."""
+    with clan_lock(clan_dir, "pyclan machines create"):
+        return _create(clan_dir, name, tags, target_host, description)
+
+
+def _create(clan_dir: Path, name: str, tags: list[str] | None, target_host: str | None,
+            description: str | None) -> str:
     if not MACHINE_NAME_RE.match(name) or len(name) > 63:
         raise ClanError.single(
             "inventory-type", f"machines.{name}", f"invalid machine name {name!r}",
@@ -119,6 +152,11 @@ def delete_machine(clan_dir: Path, name: str) -> list[str]:
     Refused while an instance still names the machine, so no dangling reference is left.
     Returns the paths removed, relative to the clan directory.
     """
+    with clan_lock(clan_dir, "pyclan machines delete"):
+        return _delete(clan_dir, name)
+
+
+def _delete(clan_dir: Path, name: str) -> list[str]:
     loaded = load_inventory(clan_dir)
     inv = loaded.inventory
     if name not in inv.machines:
@@ -134,6 +172,7 @@ def delete_machine(clan_dir: Path, name: str) -> list[str]:
             "usage-error", f"machines.{name}", f"machine '{name}' is still used by: {', '.join(users)}",
             hint="remove it from those roles first",
         )
+    planned: dict[str, str] = {}
     removed: list[str] = []
     for file in (CLAN_TOML, INVENTORY_JSON):
         path = clan_dir / file
@@ -145,14 +184,34 @@ def delete_machine(clan_dir: Path, name: str) -> list[str]:
             def drop(doc: Any) -> None:
                 del doc["machines"][name]
 
-            _edit(clan_dir, file, drop)
+            planned[file] = _new_text(clan_dir, file, drop)
             removed.append(f"{file}: machines.{name}")
-    for rel in (f"vars/per-machine/{name}", f"keys/machines/{name}.pub", f"machines/{name}"):
-        target = clan_dir / rel
-        if target.is_dir():
-            shutil.rmtree(target)
-            removed.append(rel)
-        elif target.exists():
-            target.unlink()
-            removed.append(rel)
-    return removed
+    _validate(clan_dir, planned)
+    # refuse before changing anything: a symlink on the way would make rmtree act outside the clan
+    owned = [rel for rel in (f"vars/per-machine/{name}", f"keys/machines/{name}.pub", f"machines/{name}")
+             if os.path.lexists(safepath.check(clan_dir, clan_dir / rel, kind=_KIND))]
+    trash = clan_dir / LOCAL_DIR / f"deleted-{name}-{secrets.token_hex(6)}"
+    moved: list[tuple[Path, Path]] = []
+    originals = {file: (clan_dir / file).read_text() for file in planned}
+    written: list[str] = []
+    try:
+        safepath.make_dirs(clan_dir, trash, 0o700, kind=_KIND)
+        for i, rel in enumerate(owned):
+            aside = trash / str(i)
+            os.rename(clan_dir / rel, aside)
+            moved.append((aside, clan_dir / rel))
+        for file, text in planned.items():
+            _atomic_write(clan_dir / file, text)
+            written.append(file)
+    except BaseException as exc:
+        for file in written:
+            _atomic_write(clan_dir / file, originals[file])
+        for aside, original in reversed(moved):
+            os.rename(aside, original)
+        shutil.rmtree(trash, ignore_errors=True)
+        if isinstance(exc, OSError):
+            raise safepath.os_error(clan_dir, clan_dir / (owned[len(moved)] if len(moved) < len(owned) else ""),
+                                    exc, f"delete machine '{name}'", kind=_KIND) from None
+        raise
+    shutil.rmtree(trash, ignore_errors=True)
+    return removed + owned

@@ -10,8 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyclan import safepath
 from pyclan.config.machine_config import SecretFileSpec
 from pyclan.evaluate.vars_view import secret_host_path
+from pyclan.lock import clan_lock
 from pyclan.vars import age, keys
 from pyclan.vars.access import VarEntry, get_var, list_vars, set_var
 from pyclan.vars.clan_import import ImportReport, import_from_clan
@@ -103,7 +105,8 @@ def decrypt_with_machine_key(clan: Clan, machine: str, path: Path | str) -> byte
     if not file.is_absolute():
         file = clan.dir / file
     ident = keys.machine_identity(clan.dir, machine, keys.load_admin_identities())
-    return age.decrypt(file.read_bytes(), [ident], file, f"machines.{machine}",
+    data = safepath.read_bytes(clan.dir, file) if file.is_relative_to(clan.dir) else file.read_bytes()
+    return age.decrypt(data or b"", [ident], file, f"machines.{machine}",
                        hint=f"machine '{machine}' is not a recipient of this secret")
 
 
@@ -116,5 +119,6 @@ def get(clan: Clan, machine: str, var_id: str) -> tuple[VarEntry, bytes]:
 
 
 def set_value(clan: Clan, machine: str, var_id: str, value: bytes, sandbox: bool = True) -> VarEntry:
-    return set_var(VarsContext.of(clan), machine, var_id, value, sandbox=sandbox)
+    with clan_lock(clan.dir, "pyclan vars set"):
+        return set_var(VarsContext.of(clan), machine, var_id, value, sandbox=sandbox)
 

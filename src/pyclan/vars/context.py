@@ -6,6 +6,7 @@ Every verb (generate, list/get/set, check, deploy's secret lookup) works through
 
 from __future__ import annotations
 
+import hashlib
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from pyclan.errors import ClanError, did_you_mean
 from pyclan.evaluate.vars_view import DeclaredGenerator
 from pyclan.vars import age, keys
 from pyclan.vars.graph import Node, VarsGraph
-from pyclan.vars.layout import SECRET, GenKey, generate_hint, vars_error
+from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, vars_error
 from pyclan.vars.store import StoredSecret, VarsStore
 from pyclan.vars.validation import validation_hash
 
@@ -54,7 +55,8 @@ class VarsContext:
         self._graph = graph
         self._identities: tuple[Path, list[age.Identity]] | None = None
         self._hashes: dict[GenKey, str] = hashes if hashes is not None else {}
-        self._machine_keys: dict[str, str] = {}
+        self._machine_keys: dict[str, str] = {}  # as read from keys/machines/ (create=False)
+        self._verified_keys: dict[str, str] = {}  # proven against the private key, or just created
         self.created_machine_keys: list[str] = []
 
     @classmethod
@@ -86,11 +88,15 @@ class VarsContext:
         return self._identities[1]
 
     def has_identities(self) -> bool:
+        return self.identity_problem() is None
+
+    def identity_problem(self) -> str | None:
+        """Why the admin's key cannot be used (missing, unreadable by policy…), None if it can."""
         try:
             self.identities()
-        except ClanError:
-            return False
-        return True
+        except ClanError as err:
+            return err.problems[0].render()
+        return None
 
     @cached_property
     def admin_names(self) -> dict[str, str]:
@@ -123,15 +129,21 @@ class VarsContext:
         return chosen or known
 
     def machine_key(self, machine: str, create: bool) -> str | None:
-        if machine in self._machine_keys:
+        if machine in self._verified_keys:
+            return self._verified_keys[machine]
+        if not create and machine in self._machine_keys:
             return self._machine_keys[machine]
         if create:
             existed = keys.machine_public_key(self.clan_dir, machine) is not None
-            pub: str | None = keys.ensure_machine_key(self.clan_dir, machine, self.admins)
-            if not existed:
+            if existed:  # never encrypt to a key that is not the machine's own (a replaced .pub)
+                pub: str | None = keys.verify_machine_key(self.clan_dir, machine, self.identities())
+            else:
+                pub = keys.ensure_machine_key(self.clan_dir, machine, self.admins)
                 self.created_machine_keys.append(machine)
-        else:
-            pub = keys.machine_public_key(self.clan_dir, machine)
+            if pub is not None:
+                self._verified_keys[machine] = pub
+            return pub
+        pub = keys.machine_public_key(self.clan_dir, machine)
         if pub is not None:
             self._machine_keys[machine] = pub
         return pub
@@ -150,10 +162,52 @@ class VarsContext:
         return StoredSecret(age.encrypt(data, recipients), recipients)
 
     # -- status --------------------------------------------------------------------------------
-    def hash_of(self, key: GenKey) -> str:
+    def definition_hash(self, key: GenKey) -> str:
         if key not in self._hashes:
             self._hashes[key] = validation_hash(self.node(key).generator)
         return self._hashes[key]
+
+    def hash_of(self, key: GenKey) -> str:
+        """The validation hash: the definition's, plus (R12.4 extended) the stored digest of every
+        file of every dependency, so a regenerated or `vars set` dependency makes this outdated."""
+        node = self.node(key)
+        if not node.deps:
+            return self.definition_hash(key)
+        h = hashlib.sha256(self.definition_hash(key).encode())
+        for dep in sorted(node.deps):
+            h.update(f"\0{dep.label}".encode())
+            h.update(self.digest_of(dep).encode())
+        return h.hexdigest()
+
+    def digest_of(self, key: GenKey) -> str:
+        """sha256 over a generator's stored files (public values in clear, secrets as stored)."""
+        h = hashlib.sha256()
+        for f, vf in sorted(self.node(key).generator.files.items()):
+            if vf.secret:
+                stored = self.store.secret(key, f)
+                data = stored.ciphertext if stored is not None else None
+            else:
+                data = self.store.public(key, f)
+            h.update(f"\0{f}\0{SECRET if vf.secret else VALUE}\0".encode())
+            h.update(hashlib.sha256(data).hexdigest().encode() if data is not None else b"missing")
+        return h.hexdigest()
+
+    def damaged(self, key: GenKey) -> list[str]:
+        """Secret files whose recipient list names the admin's key but that do not decrypt
+        (truncated or corrupted): `vars generate` regenerates them. Empty without an admin key."""
+        if not self.has_identities():
+            return []
+        mine = {age.public_key(i) for i in self.identities()}
+        out = []
+        for f, vf in sorted(self.node(key).generator.files.items()):
+            if not vf.secret:
+                continue
+            stored = self.store.secret(key, f)
+            if stored is None or not mine & set(stored.recipients):
+                continue
+            if age.try_decrypt(stored.ciphertext, self.identities()) is None:
+                out.append(f)
+        return out
 
     def status(self, key: GenKey) -> GenStatus:
         gen = self.node(key).generator
@@ -179,6 +233,15 @@ class VarsContext:
             raise vars_error(where, f"Var {key.name}/{file} has not been generated yet",
                              hint=generate_hint(key.machine))
         path = self.store.dir(key) / file / SECRET
+        plain = age.try_decrypt(stored.ciphertext, self.identities())
+        if plain is not None:
+            return plain
+        if {age.public_key(i) for i in self.identities()} & set(stored.recipients):
+            raise vars_error(
+                where, f"{path.relative_to(self.clan_dir)} is damaged (truncated or corrupted): it lists your key as "
+                "a recipient but does not decrypt",
+                hint=f"restore it from git, or {generate_hint(key.machine)} to generate it again",
+            )
         return age.decrypt(stored.ciphertext, self.identities(), path, where, hint=keys.NOT_RECIPIENT_HINT)
 
     def read_all(self, key: GenKey) -> dict[str, bytes]:

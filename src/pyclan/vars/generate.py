@@ -1,25 +1,31 @@
 """`vars generate`: run the missing or outdated generators in dependency order (R12.5, R12.6).
 
-Order of work: inventory checks (unless no_check) → select generators → collect every prompt
-answer (so a missing answer fails before anything is written) → run each generator once
-(shared ones included) and store it atomically → re-encrypt secrets whose recipients changed.
-A failing generator stops the run; everything stored before it stays.
+Order of work, all under the clan's write lock: inventory checks (unless no_check) → select
+generators → collect every prompt answer (so a missing answer fails before anything is
+written) → show any change of recipients and stop unless confirmed (`--yes`) → run each
+generator once (shared ones included) and store it atomically → re-encrypt secrets whose
+recipients changed. A failing generator stops the run; everything stored before it stays.
 """
 
 from __future__ import annotations
 
+import errno
+import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pyclan import safepath
 from pyclan.errors import did_you_mean
+from pyclan.lock import clan_lock
+from pyclan.vars import keys
 from pyclan.vars.context import VarsContext
 from pyclan.vars.foreign import refuse_if_foreign
-from pyclan.vars.layout import GenKey, vars_error
+from pyclan.vars.layout import KEYS_DIR, VARS_DIR, GenKey, vars_error
 from pyclan.vars.prompts import PromptAsker, PromptValues, load_prompt_values, validate_prompt_values
-from pyclan.vars.recipients import raise_problems, reencrypt
-from pyclan.vars.run import cleanup_stale_tempdirs, execute
+from pyclan.vars.recipients import confirm_changes, planned_changes, raise_problems, reencrypt
+from pyclan.vars.run import execute, run_folder
 from pyclan.vars.store import Entry
 
 if TYPE_CHECKING:
@@ -50,13 +56,17 @@ def generate(
     prompt_values: Path | PromptValues | None = None,
     sandbox: bool = True,
     no_check: bool = False,
+    yes: bool = False,
 ) -> GenerateReport:
-    """Generate the vars of `machines` (default: all); see the module docstring for the steps."""
+    """Generate the vars of `machines` (default: all); see the module docstring for the steps.
+
+    yes: accept a change of recipients (an admin or machine key added, removed or replaced)."""
     if not no_check:
         from pyclan.evaluate.checks import enforce
 
         enforce(clan.resolved.checks, "`pyclan vars generate`")
-    return generate_in(VarsContext.of(clan), machines, generators, regenerate, prompt_values, sandbox)
+    with clan_lock(clan.dir, "pyclan vars generate"):
+        return generate_in(VarsContext.of(clan), machines, generators, regenerate, prompt_values, sandbox, yes)
 
 
 def generate_in(
@@ -66,6 +76,7 @@ def generate_in(
     regenerate: bool = False,
     prompt_values: Path | PromptValues | None = None,
     sandbox: bool = True,
+    yes: bool = False,
 ) -> GenerateReport:
     graph = ctx.graph
     chosen = ctx.machines(machines)
@@ -78,23 +89,26 @@ def generate_in(
         values = prompt_values
         validate_prompt_values(values, graph, "prompt values")
     order = select(ctx, chosen, list(generators or []), regenerate)
-    cleanup_stale_tempdirs()
     if order:
+        _check_writable(ctx.clan_dir)
         ctx.admins  # noqa: B018 - fail early (no admin keys) before any generator runs
     answers = _collect_answers(ctx, order, PromptAsker(values), regenerate)
+    _verify_machine_keys(ctx, chosen)
+    confirm_changes(ctx, planned_changes(ctx, [*graph.keys_of(chosen), *order], chosen), yes)
 
     report = GenerateReport()
     produced: dict[GenKey, dict[str, bytes]] = {}
-    for key in order:
-        node = ctx.node(key)
-        deps = {d.name: produced[d] if d in produced else ctx.read_all(d) for d in node.deps}
-        outputs = execute(key, node.generator, deps, answers.get(key, {}), sandbox=sandbox)
-        entries: dict[str, Entry] = {}
-        for f, vf in node.generator.files.items():
-            entries[f] = ctx.encrypt_for(key, f, outputs[f]) if vf.secret else outputs[f]
-        ctx.store.write(key, entries, ctx.hash_of(key), replace_all=True)
-        produced[key] = outputs
-        report.generated.append(key.label)
+    with run_folder():  # every secret in clear on disk lives below it, and dies with it
+        for key in order:
+            node = ctx.node(key)
+            deps = {d.name: produced[d] if d in produced else ctx.read_all(d) for d in node.deps}
+            outputs = execute(key, node.generator, deps, answers.get(key, {}), sandbox=sandbox)
+            entries: dict[str, Entry] = {}
+            for f, vf in node.generator.files.items():
+                entries[f] = ctx.encrypt_for(key, f, outputs[f]) if vf.secret else outputs[f]
+            ctx.store.write(key, entries, ctx.hash_of(key), replace_all=True)
+            produced[key] = outputs
+            report.generated.append(key.label)
 
     again = reencrypt(ctx, [k for k in graph.keys_of(chosen) if k not in produced], chosen)
     report.reencrypted = again.files
@@ -102,6 +116,32 @@ def generate_in(
     report.machine_keys_created = list(ctx.created_machine_keys)
     raise_problems(again)
     return report
+
+
+def _verify_machine_keys(ctx: VarsContext, machines: list[str]) -> None:
+    """A replaced keys/machines/<m>.pub is an error, never a change of recipients to accept."""
+    if not ctx.has_identities():
+        return  # nothing can be re-encrypted either; encrypting to a machine verifies its key first
+    for m in machines:
+        if keys.machine_public_key(ctx.clan_dir, m) is not None:
+            ctx.machine_key(m, create=True)
+
+
+def _check_writable(clan_dir: Path) -> None:
+    """A read-only vars/ or keys/ is found before anything runs, not half-way through."""
+    for name in (VARS_DIR, KEYS_DIR):
+        folder = clan_dir / name
+        probe = folder if folder.is_dir() else clan_dir
+        if not os.access(probe, os.W_OK):
+            exc = OSError(errno.EROFS if _read_only_fs(probe) else errno.EACCES, "not writable")
+            raise safepath.os_error(clan_dir, folder, exc, f"write below {name}/")
+
+
+def _read_only_fs(path: Path) -> bool:
+    try:
+        return bool(os.statvfs(path).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
 
 
 def select(ctx: VarsContext, machines: list[str], generators: list[str], regenerate: bool) -> list[GenKey]:
@@ -120,8 +160,8 @@ def select(ctx: VarsContext, machines: list[str], generators: list[str], regener
             )
     elif regenerate:
         start = scope
-    else:
-        start = [k for k in scope if not ctx.complete(k)]
+    else:  # missing, outdated, or a secret that no longer decrypts (repaired, not called up to date)
+        start = [k for k in scope if not ctx.complete(k) or ctx.damaged(k)]
     chosen = graph.closure_dependents(start)
     chosen |= graph.missing_dependencies(chosen, ctx.complete)
     return graph.order(chosen)
@@ -135,7 +175,7 @@ def _collect_answers(
         gen = ctx.node(key).generator
         for name, prompt in sorted(gen.prompts.items()):
             current: str | None = None
-            if prompt.persist and ctx.store.has(key, name, gen.files[name].secret):
+            if prompt.persist and ctx.store.has(key, name, gen.files[name].secret) and name not in ctx.damaged(key):
                 current = ctx.read(key, name).decode()
                 if not regenerate and asker.from_values(key, name) is None:
                     answers.setdefault(key, {})[name] = current  # reuse silently (R12.5)
@@ -146,8 +186,8 @@ def _collect_answers(
 
 def generate_missing(
     clan: Clan, machines: Iterable[str] | None = None, *, sandbox: bool = True,
-    prompt_values: Path | Mapping[str, Mapping[str, str]] | None = None,
+    prompt_values: Path | Mapping[str, Mapping[str, str]] | None = None, yes: bool = False,
 ) -> GenerateReport:
     """What `machines update`/`install` call first: the missing generators, no constraint checks
     (the caller has already run them, or was told `--no-check`)."""
-    return generate(clan, machines, sandbox=sandbox, prompt_values=prompt_values, no_check=True)
+    return generate(clan, machines, sandbox=sandbox, prompt_values=prompt_values, no_check=True, yes=yes)

@@ -62,6 +62,7 @@ class Generator:
     script: str | None = None
     runtime_inputs: tuple[str, ...] = ()  # commands the script needs on PATH (informational)
     validation: Any = None  # any JSON value; a change makes stored values outdated (R12.4)
+    timeout: float = 300.0  # seconds a `script` may run before it is killed (an error)
 
     def __post_init__(self) -> None:
         """A persisted prompt implies a (secret) file of the same name holding the answer (R12.1)."""

@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from pyclan.errors import ClanError
 from pyclan.vars import age, keys
 from pyclan.vars.context import VarsContext
 from pyclan.vars.foreign import IMPORT_COMMAND, scan, set_by_hand
@@ -63,9 +64,10 @@ def check(clan: Clan, machines: Iterable[str] | None = None) -> CheckReport:
 def check_in(ctx: VarsContext, machines: Iterable[str] | None = None) -> CheckReport:
     chosen = ctx.machines(machines)
     report = CheckReport(machines=chosen)
-    can_decrypt = ctx.has_identities()
-    if not can_decrypt:
-        report.notes.append(f"decryption not verified: no admin age key at {keys.admin_key_file()}")
+    problem = ctx.identity_problem()
+    can_decrypt = problem is None
+    if problem is not None:
+        report.notes.append(f"decryption not verified: {problem}")
     regen = f"run `pyclan vars generate {' '.join(chosen)}`"
     foreign = {f.key: f for f in scan(ctx.clan_dir, chosen if machines else None)}
     for folder in foreign.values():
@@ -117,6 +119,12 @@ def check_in(ctx: VarsContext, machines: Iterable[str] | None = None) -> CheckRe
                     keys.NOT_RECIPIENT_HINT,
                 ))
     for m in chosen:
+        if can_decrypt and keys.machine_public_key(ctx.clan_dir, m) is not None:
+            try:  # a replaced keys/machines/<m>.pub or a lost private key (issue 10 item 4)
+                keys.verify_machine_key(ctx.clan_dir, m, ctx.identities())
+            except ClanError as err:
+                p = err.problems[0]
+                report.issues.append(Issue("recipients", f"machine-key/{m}", p.message, p.hint or ""))
         stored_for = keys.machine_key_recipients(ctx.clan_dir, m)
         if stored_for is not None and stored_for != tuple(ctx.admins):
             what = "the machine's private key: " + _diff(ctx, stored_for, tuple(ctx.admins))

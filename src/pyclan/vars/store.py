@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from pyclan import safepath
 from pyclan.vars.layout import RECIPIENTS, SECRET, VALIDATION_HASH, VALUE, VARS_DIR, GenKey, gen_dir
 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[0-9a-f]{12}$")
@@ -36,11 +37,17 @@ class StoredSecret:
 Entry = bytes | StoredSecret  # what one var file holds: a public value or a secret
 
 
-def atomic_write(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a single file via temp + rename so readers never see half of it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+def atomic_write(path: Path, data: bytes, mode: int = 0o644, root: Path | None = None) -> None:
+    """Write a single file via temp + rename so readers never see half of it.
+
+    With `root` (the clan folder) no symlink on the way is followed and folders are made 0700.
+    """
+    if root is not None:
+        safepath.write_atomic(root, path, data, mode, dir_mode=0o700)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     tmp = path.parent / f".{path.name}.tmp-{secrets.token_hex(6)}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -70,28 +77,46 @@ def _exchange(a: Path, b: Path) -> bool:
 
 def swap_in(new: Path, target: Path) -> None:
     """Make `new` (a finished folder) become `target`, atomically where the kernel allows."""
-    if not target.exists():
+    if not os.path.lexists(target):
         os.rename(new, target)
         return
     if _exchange(new, target):
-        shutil.rmtree(new)  # now holds the old content
+        _remove(new)  # now holds the old content
         return
     old = target.parent / f".{target.name}.old-{secrets.token_hex(6)}"
     os.rename(target, old)
     os.rename(new, target)
-    shutil.rmtree(old)
+    _remove(old)
 
 
-def recover(parent: Path) -> None:
-    """Finish or undo interrupted swaps in `parent`: drop temp folders, restore a lost old one."""
-    if not parent.is_dir():
+def _remove(path: Path) -> None:
+    """Remove a file, symlink or folder (never what a symlink points to)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def recover(parent: Path, root: Path | None = None) -> None:
+    """Finish or undo interrupted swaps in `parent`: drop temp folders, restore a lost old one.
+
+    Only real entries are touched: a leftover-looking symlink is removed as a link, never
+    followed, and nothing happens if `parent` itself lies behind a symlink (`root` given).
+    """
+    if root is not None:
+        if not safepath.is_dir(root, parent):
+            return
+    elif not parent.is_dir() or parent.is_symlink():
         return
     for entry in parent.iterdir():
         m = _LEFTOVER.match(entry.name)
         if m is None:
             continue
         target = parent / m["name"]
-        if m["kind"] == "old" and not target.exists():
+        if entry.is_symlink():
+            entry.unlink(missing_ok=True)
+        elif m["kind"] == "old" and not os.path.lexists(target):
             os.rename(entry, target)
         elif entry.is_dir():
             shutil.rmtree(entry, ignore_errors=True)
@@ -100,7 +125,7 @@ def recover(parent: Path) -> None:
 
 
 class VarsStore:
-    """Reads and writes one clan's `vars/` folder."""
+    """Reads and writes one clan's `vars/` folder (never through a symlink, see `safepath`)."""
 
     def __init__(self, clan_dir: Path) -> None:
         self.clan_dir = clan_dir
@@ -109,44 +134,47 @@ class VarsStore:
     def dir(self, key: GenKey) -> Path:
         path = gen_dir(self.clan_dir, key)
         if path.parent not in self._recovered:
-            recover(path.parent)
+            try:
+                recover(path.parent, self.clan_dir)
+            except OSError as exc:
+                raise safepath.os_error(self.clan_dir, path.parent, exc, "clean up an interrupted write") from None
             self._recovered.add(path.parent)
         return path
 
+    def _read(self, path: Path) -> bytes | None:
+        return safepath.read_bytes(self.clan_dir, path)
+
     # -- reading -------------------------------------------------------------------------------
     def public(self, key: GenKey, file: str) -> bytes | None:
-        try:
-            return (self.dir(key) / file / VALUE).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
+        return self._read(self.dir(key) / file / VALUE)
 
     def secret(self, key: GenKey, file: str) -> StoredSecret | None:
         folder = self.dir(key) / file
-        try:
-            data = (folder / SECRET).read_bytes()
-        except (FileNotFoundError, NotADirectoryError):
+        data = self._read(folder / SECRET)
+        if data is None:
             return None
-        try:
-            lines = (folder / RECIPIENTS).read_text().split()
-        except FileNotFoundError:
-            lines = []
+        lines = (self._read(folder / RECIPIENTS) or b"").decode(errors="replace").split()
         return StoredSecret(data, tuple(sorted(lines)))
 
     def has(self, key: GenKey, file: str, secret: bool) -> bool:
-        return (self.dir(key) / file / (SECRET if secret else VALUE)).is_file()
+        path = self.dir(key) / file / (SECRET if secret else VALUE)
+        if safepath.is_file(self.clan_dir, path):
+            return True
+        if os.path.lexists(path):  # a folder or FIFO where the file belongs: say so, with a fix
+            self._read(path)
+        return False
 
     def validation_hash(self, key: GenKey) -> str | None:
-        try:
-            return (self.dir(key) / VALIDATION_HASH).read_text().strip() or None
-        except FileNotFoundError:
-            return None
+        data = self._read(self.dir(key) / VALIDATION_HASH)
+        return (data.decode(errors="replace").strip() or None) if data is not None else None
 
     def stored_generators(self, machine: str | None) -> list[str]:
         """Generator folders on disk for a machine (or shared), hidden entries excluded."""
         base = self.clan_dir / VARS_DIR / ("shared" if machine is None else f"per-machine/{machine}")
-        if not base.is_dir():
+        if not safepath.is_dir(self.clan_dir, base):
             return []
-        return sorted(p.name for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
+        return sorted(p.name for p in base.iterdir()
+                      if not p.name.startswith(".") and p.is_dir() and not p.is_symlink())
 
     # -- writing -------------------------------------------------------------------------------
     def write(
@@ -158,26 +186,38 @@ class VarsStore:
         given files replace theirs in a copy of the current folder (set, re-encryption).
         """
         target = self.dir(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
+        safepath.make_dirs(self.clan_dir, target.parent, 0o755)
+        safepath.check(self.clan_dir, target)
         tmp = target.parent / f".{target.name}.tmp-{secrets.token_hex(6)}"
         try:
-            if not replace_all and target.is_dir():
+            if not replace_all and safepath.is_dir(self.clan_dir, target):
                 shutil.copytree(target, tmp, symlinks=True)
             else:
                 tmp.mkdir()
             for file, entry in entries.items():
                 folder = tmp / file
-                if folder.exists():
-                    shutil.rmtree(folder)
+                if os.path.lexists(folder):
+                    safepath.remove_tree(self.clan_dir, folder)
                 folder.mkdir(parents=True)
                 if isinstance(entry, StoredSecret):
-                    (folder / SECRET).write_bytes(entry.ciphertext)
-                    (folder / RECIPIENTS).write_text("".join(f"{r}\n" for r in sorted(entry.recipients)))
+                    _write_new(folder / SECRET, entry.ciphertext)
+                    _write_new(folder / RECIPIENTS, "".join(f"{r}\n" for r in sorted(entry.recipients)).encode())
                 else:
-                    (folder / VALUE).write_bytes(entry)
+                    _write_new(folder / VALUE, entry)
             if validation_hash is not None:
-                (tmp / VALIDATION_HASH).write_text(validation_hash + "\n")
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp / VALIDATION_HASH)
+                _write_new(tmp / VALIDATION_HASH, (validation_hash + "\n").encode())
             swap_in(tmp, target)
+        except OSError as exc:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise safepath.os_error(self.clan_dir, target, exc, f"store the vars of {key.label}") from None
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
+
+
+def _write_new(path: Path, data: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
