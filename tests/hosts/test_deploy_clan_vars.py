@@ -10,7 +10,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helpers importable
 sys.path.insert(0, str(Path(__file__).parents[1] / "vars"))
-from clan_reference import reference_dir, write_clan_keys, write_clan_var
+from clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 from deploy_support import DeployClan, LocalHosts, clan_ssh, started_hosts_fixture  # noqa: F401
 
 from pyclan.services.library._common import openssh_ed25519_keypair
@@ -38,7 +38,7 @@ def test_clan_made_host_key_is_what_the_deployed_host_presents(
     monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
     for var in ("PYCLAN_AGE_KEY_FILE", "SOPS_AGE_KEY", "XDG_CONFIG_HOME"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(reference_dir() / "admin-age-key.txt"))  # the only key the user has
+    monkeypatch.setenv("SOPS_AGE_KEY_FILE", str(reference_admin_key()))  # the only key the user has
     root = tmp_path / "clan"
     root.mkdir()
     (root / "clan.toml").write_text(CLAN_TOML)

@@ -6,10 +6,12 @@ CI clones the repository next to a copy of `shared/`; a checkout elsewhere point
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import stat
+import tempfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
@@ -39,6 +41,17 @@ def reference_dir() -> Path:
     return path
 
 
+@functools.cache
+def reference_admin_key() -> Path:
+    """A private (0600) copy of the reference's admin key: pyclan refuses a key others can read,
+    and shared/ is read-only for everyone."""
+    folder = Path(tempfile.mkdtemp(prefix="pyclan-ref-key-"))
+    copy = folder / "admin-age-key.txt"
+    copy.write_bytes((reference_dir() / "admin-age-key.txt").read_bytes())
+    copy.chmod(0o600)
+    return copy
+
+
 def copy_reference(target: Path) -> Path:
     """Copy the reference's vars/ and sops/ into `target` (made writable, like a git checkout)."""
     ref = reference_dir()
@@ -51,10 +64,13 @@ def copy_reference(target: Path) -> Path:
 
 
 def tree_digest(root: Path) -> dict[str, bytes | str]:
-    """Every file (content) and symlink (target) below root: to prove nothing changed."""
+    """Every file (content) and symlink (target) below root: to prove nothing changed (pyclan's own
+    runtime folder `.pyclan/`, which holds the clan's lock file, is not part of the clan)."""
     out: dict[str, bytes | str] = {}
     for path in sorted(root.rglob("*")):
         rel = str(path.relative_to(root))
+        if rel == ".pyclan" or rel.startswith(".pyclan/"):
+            continue
         if path.is_symlink():
             out[rel] = "-> " + os.readlink(path)
         elif path.is_file():

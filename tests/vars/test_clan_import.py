@@ -24,7 +24,15 @@ from pyclan.vars.api import (
 )
 from pyclan.vars.foreign import scan
 
-from .clan_reference import ADMIN_PUBLIC_KEY, PUBLIC, SOPS_SAYS, copy_reference, reference_dir, tree_digest
+from .clan_reference import (
+    ADMIN_PUBLIC_KEY,
+    PUBLIC,
+    SOPS_SAYS,
+    copy_reference,
+    reference_admin_key,
+    reference_dir,
+    tree_digest,
+)
 from .conftest import VarsClan
 
 SERVICE = Path(__file__).with_name("clantest_service.py")
@@ -59,7 +67,7 @@ def clan_clan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ClanC
     monkeypatch.setenv("HOME", str(home))
     for var in (keys.KEY_FILE_ENV, sops.KEY_ENV, "XDG_CONFIG_HOME", "CLAN_DIR"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_dir() / "admin-age-key.txt"))
+    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_admin_key()))
     root = tmp_path / "clan"
     (root / "services").mkdir(parents=True)
     shutil.copy(SERVICE, root / "services" / "clantest.py")
@@ -257,7 +265,7 @@ def test_shared_generator_and_clan_validation_hashes(vclan: VarsClan, monkeypatc
 
     from .clan_reference import write_clan_keys, write_clan_var
 
-    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_dir() / "admin-age-key.txt"))
+    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_admin_key()))
     machine_keys = write_clan_keys(vclan.dir, ["a", "b"])
     write_clan_var(vclan.dir, "shared/ca", "key", b"clan ca key", secret=True, machines=machine_keys)
     write_clan_var(vclan.dir, "shared/ca", "cert", b"CERT-clan", secret=False)

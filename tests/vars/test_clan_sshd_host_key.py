@@ -15,7 +15,7 @@ from pyclan.services.library._common import openssh_ed25519_keypair
 from pyclan.vars import keys, sops
 from pyclan.vars.api import check, generate_missing, import_from_clan
 
-from .clan_reference import reference_dir, write_clan_keys, write_clan_var
+from .clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 
 CLAN_TOML = """\
 [meta]
@@ -36,7 +36,7 @@ def test_clan_made_ssh_host_key_is_deployed_unchanged(tmp_path: Path, monkeypatc
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
     for var in (keys.KEY_FILE_ENV, sops.KEY_ENV, "XDG_CONFIG_HOME", "CLAN_DIR"):
         monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_dir() / "admin-age-key.txt"))
+    monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_admin_key()))
     root = tmp_path / "clan"
     root.mkdir()
     (root / "clan.toml").write_text(CLAN_TOML)

@@ -68,8 +68,10 @@ def _file_folder_reasons(folder: Path) -> list[str]:
             reasons.append(f"{rel}: a sops-encrypted secret (Clan's sops backend)")
         elif entry.name in CLAN_LINK_DIRS and entry.is_dir(follow_symlinks=False):
             reasons.append(f"{rel}/: Clan's sops recipient links")
-        elif entry.name in (VALUE, SECRET, RECIPIENTS) and entry.is_file(follow_symlinks=False):
-            names.add(entry.name)
+        elif entry.name in (VALUE, SECRET, RECIPIENTS):
+            if entry.is_file(follow_symlinks=False):
+                names.add(entry.name)
+            # else: pyclan's own name damaged (a folder in its place): the store reports it with a fix
         elif not _LEFTOVER.match(entry.name):
             reasons.append(f"{rel}: not a pyclan vars file")
     if SECRET in names:
