@@ -13,6 +13,7 @@ from pyclan.clan import Clan
 from pyclan.cli.common import OPTIONS, console, err_console, fail, get_clan, print_json
 from pyclan.deploy import update as deploy
 from pyclan.deploy.build import build, store
+from pyclan.deploy.confirm import CONFIRM_TIMEOUT, STEP_TIMEOUT
 from pyclan.deploy.progress import ProgressView, summary
 from pyclan.deploy.runner import HostReport
 from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
@@ -25,6 +26,10 @@ TargetOpt = Annotated[
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
+NoRollbackOpt = Annotated[bool, typer.Option("--no-rollback", help="Keep a generation whose step or check failed.")]
+ConfirmOpt = Annotated[int, typer.Option("--confirm-timeout", min=0, help="Seconds the host waits for the "
+                       "controller to reconnect before it switches back by itself (0: off).")]
+StepTimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Deadline in seconds of each remote step.")]
 
 
 KeyCheckOpt = Annotated[
@@ -133,10 +138,14 @@ def update_cmd(
     no_check: NoCheckOpt = False,
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    no_rollback: NoRollbackOpt = False,
+    confirm_timeout: ConfirmOpt = CONFIRM_TIMEOUT,
+    timeout: StepTimeoutOpt = STEP_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs)
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
+                    rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout)
     try:
         clan = get_clan()
         selected = deploy.select_machines(clan, machines or [], tags or [], all_)
@@ -172,12 +181,16 @@ def rollback_cmd(
     to: Annotated[int | None, typer.Option("--to", help="The generation to switch to (default: previous).")] = None,
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    confirm_timeout: ConfirmOpt = CONFIRM_TIMEOUT,
+    timeout: StepTimeoutOpt = STEP_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
+    opts = deploy.UpdateOptions(connect_timeout=connect_timeout, confirm_timeout=confirm_timeout, timeout=timeout)
     try:
         clan = _clan_with(machine)
-        report = deploy.rollback(clan, machine, to, target_host, host_key_check)
+        report = deploy.rollback(clan, machine, to, target_host, host_key_check, opts)
     except ClanError as err:
         fail(err, json_out)
     if json_out:
@@ -206,9 +219,10 @@ def generations_cmd(
     if json_out:
         print_json([g.to_json() for g in gens.items])
         return
-    table = Table("generation", "id", "activated", "current", show_edge=False)
+    table = Table("generation", "id", "activated", "current", "result", show_edge=False)
     for g in gens.items:
-        table.add_row(str(g.number), g.id[:12], g.activated or "-", "*" if g.current else "")
+        result = f"[red]failed: {g.failed}[/]" if g.failed else ""
+        table.add_row(str(g.number), g.id[:12], g.activated or "-", "*" if g.current else "", result)
     console.print(table)
     if gens.journal is not None:
         err_console.print(

@@ -9,7 +9,7 @@ generation can be built and diffed from it, and deploy can remove what is no lon
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -91,6 +91,34 @@ class SecretFileSpec(_Frozen):
     needed_for: str = "services"
 
 
+CheckKind = Literal["unit", "tcp", "udp", "http", "command"]
+
+
+class CheckSpec(_Frozen):
+    """A health check the host runs after each activation (see `MachineConfig.check`).
+
+    It is retried until it passes or `timeout` seconds have gone by; failing, the host switches
+    back to its previous generation by itself.
+    """
+
+    name: str
+    kind: CheckKind
+    target: str  # the unit, port, URL or sh command
+    timeout: int = Field(default=10, ge=1, le=3600)
+
+
+class ReloadSpec(_Frozen):
+    """A unit pyclan does not own (e.g. a package's ssh.service), reloaded when `on` paths change.
+
+    Also when a later generation no longer declares it, so that leaving a generation (rollback)
+    converges like entering one.
+    """
+
+    unit: str
+    on: tuple[str, ...]
+    restart: bool = False  # `systemctl restart` instead of `reload-or-restart`
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who contributed a definition: service, instance, role (role None for perMachine)."""
@@ -120,6 +148,8 @@ class MachineConfig(BaseModel):
     units: dict[str, UnitSpec] = Field(default_factory=dict)
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     secrets: dict[str, SecretFileSpec] = Field(default_factory=dict)
+    checks: dict[str, CheckSpec] = Field(default_factory=dict)
+    reloads: dict[str, ReloadSpec] = Field(default_factory=dict)
 
     # -- builders (what service authors call) ---------------------------------------------
     def file(
@@ -167,7 +197,34 @@ class MachineConfig(BaseModel):
         self.hooks[name] = HookSpec(name=name, script=script, after=tuple(after))
         return self
 
+    def check(
+        self,
+        name: str,
+        *,
+        unit: str | None = None,
+        tcp: int | None = None,
+        udp: int | None = None,
+        http: str | None = None,
+        command: str | None = None,
+        timeout: int = 10,
+    ) -> MachineConfig:
+        """Declare a health check: a unit is active, a TCP/UDP port listens, a URL answers 2xx
+        (needs curl or wget on the host) or an sh command exits 0 — within `timeout` seconds."""
+        given = {k: v for k, v in {"unit": unit, "tcp": tcp, "udp": udp, "http": http, "command": command}.items()
+                 if v is not None}  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(f"check {name!r} must test exactly one thing: unit=, tcp=, udp=, http= or command=")
+        ((kind, target),) = given.items()
+        self.checks[name] = CheckSpec(name=name, kind=kind, target=str(target), timeout=timeout)  # type: ignore[arg-type]
+        return self
+
+    def reload_unit(self, unit: str, *, on: list[str] | tuple[str, ...], restart: bool = False) -> MachineConfig:
+        """Reload (or restart) `unit`, which pyclan does not own, whenever a path of `on` changes."""
+        self.reloads[unit] = ReloadSpec(unit=unit, on=tuple(on), restart=restart)
+        return self
+
     def is_empty(self) -> bool:
         return not (
             self.files or self.packages or self.users or self.groups or self.units or self.hooks or self.secrets
+            or self.checks or self.reloads
         )

@@ -87,6 +87,10 @@ def merge_fragments(
             place("hooks", result.hooks, name, hook, origin)
         for path, secret in frag.secrets.items():
             place("secrets", result.secrets, path, secret, origin)
+        for name, check in frag.checks.items():
+            place("checks", result.checks, name, check, origin)
+        for name, reload in frag.reloads.items():
+            place("reloads", result.reloads, name, reload, origin)
     for path in result.files.keys() & result.secrets.keys():
         problems.append(
             _conflict(

@@ -1,7 +1,8 @@
 """Run one coroutine per host on one event loop, at most `jobs` at a time.
 
 A host's failure is its own: every exception becomes that host's report (a ClanError keeps its
-message and hint; anything else is reported as an internal error), the other hosts go on.
+message and hint; anything else is reported as an internal error), the other hosts go on. Each
+host's result goes to the progress callback as soon as it is known.
 """
 
 from __future__ import annotations
@@ -63,6 +64,15 @@ class HostReport:
         return data
 
 
+def final_status(report: HostReport) -> str:
+    """The last progress status of a host: `failed: why`, `changed (generation N)` or `unchanged`."""
+    if report.error:
+        return f"failed: {report.error}"
+    if report.changed:
+        return f"changed (generation {report.generation})" if report.generation is not None else "changed"
+    return "unchanged"
+
+
 def error_report(machine: str, exc: BaseException) -> HostReport:
     if isinstance(exc, ClanError):
         first = exc.problems[0]
@@ -92,7 +102,7 @@ async def run_hosts(
                     raise
                 report = error_report(machine, exc)
             report.seconds = time.monotonic() - start
-            progress(machine, "failed" if report.error else ("changed" if report.changed else "unchanged"))
+            progress(machine, final_status(report))
             return report
 
     return list(await asyncio.gather(*(one(m) for m in machines)))

@@ -299,6 +299,7 @@ def server(ctx: InstanceContext[Server]) -> MachineConfig:
         host_keys.append(ctx.vars.secret_path(OPENSSH_RSA, RSA))
     cfg.file(CONF, render_config(ctx.settings, path, host_keys, certificate))
     cfg.hook("sshd-reload", reload_hook(host_keys + ([CERT_FILE] if certificate else [])))
+    cfg.check("sshd-listens", tcp=ctx.settings.port, timeout=15)  # else the host switches back by itself
     return cfg
 
 
