@@ -206,11 +206,9 @@ def test_broken_network_config_reverts_by_itself(clan: DeployClan, host: hosts.H
     no_failed_units(ssh_run, host)
 
 
-def test_controller_killed_before_confirming_reverts(clan: DeployClan, host: hosts.HostInfo, ssh_run: SshRun) -> None:
-    good = start(clan, ssh_run, host, "kill-good")
-    clan.set({M: base("kill-new")})
-    # the controller is frozen as soon as the activation starts and killed once the host awaits
-    # its confirmation: after the activation, before the confirmation, whatever the timing
+def kill_controller_after_activation(clan: DeployClan, host: hosts.HostInfo) -> None:
+    """Run `machines update`, freeze it as soon as the activation starts and kill it once the host
+    awaits its confirmation: after the activation, before the confirmation, whatever the timing."""
     watcher = subprocess.Popen(hosts.ssh_command(host, f"""
         i=0; until [ -f {R}/journal ]; do sleep 0.005; i=$((i+1)); [ $i -lt 6000 ] || exit 1; done; echo started
         i=0; until [ -f {R}/pending ]; do sleep 0.005; i=$((i+1)); [ $i -lt 6000 ] || exit 1; done; echo armed
@@ -229,13 +227,24 @@ def test_controller_killed_before_confirming_reverts(clan: DeployClan, host: hos
         os.kill(controller.pid, signal.SIGKILL)
         controller.wait()
         watcher.wait(timeout=30)
+
+
+def test_controller_killed_before_confirming_reverts(clan: DeployClan, host: hosts.HostInfo, ssh_run: SshRun) -> None:
+    good = start(clan, ssh_run, host, "kill-good")
+    clan.set({M: base("kill-new")})
+    kill_controller_after_activation(clan, host)
     assert read_files(ssh_run, host, [MARK]) == {MARK: "kill-new\n"}  # activated, not yet confirmed
     wait_for_generation(ssh_run, host, good)
     assert read_files(ssh_run, host, [MARK]) == {MARK: "kill-good\n"}
     no_failed_units(ssh_run, host)
-    # the next update applies it again, under the generation number it had
+
+    # killed again; a new run that reaches the host before the deadline confirms what it finds
+    kill_controller_after_activation(clan, host)
     [r] = update(clan.open(), [M], FAST)
-    assert r.error is None and r.generation == good + 1, r
+    assert r.error is None and not r.changed and r.generation == good + 1, r  # the number it had before
+    assert ssh_run(host, f"test -e {R}/pending || echo confirmed; systemctl is-active pyclan-confirm.timer",
+                   check=False).stdout.split() == ["confirmed", "inactive"]
+    assert read_files(ssh_run, host, [MARK]) == {MARK: "kill-new\n"}
 
 
 def test_unreachable_host_costs_the_connect_timeout_and_progress_is_printed_without_a_tty(

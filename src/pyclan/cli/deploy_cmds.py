@@ -141,11 +141,16 @@ def update_cmd(
     no_rollback: NoRollbackOpt = False,
     confirm_timeout: ConfirmOpt = CONFIRM_TIMEOUT,
     timeout: StepTimeoutOpt = STEP_TIMEOUT,
+    canary: Annotated[int, typer.Option("--canary", min=0, help="Update the first N machines alone, first.")] = 0,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Then N machines at a time.")] = None,
+    max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Start no new batch once K "
+                            "hosts failed (default with --canary: 1).")] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
-                    rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout)
+                    rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout, canary=canary,
+                    batch_size=batch_size, max_failures=max_failures)
     try:
         clan = get_clan()
         selected = deploy.select_machines(clan, machines or [], tags or [], all_)

@@ -18,7 +18,7 @@ from rich.table import Table
 
 from pyclan.deploy.runner import HostReport
 
-_DONE = {"changed": "green", "unchanged": "dim", "failed": "red"}
+_DONE = {"changed": "green", "unchanged": "dim", "failed": "red", "not attempted": "yellow"}
 
 
 def _done(status: str) -> str | None:
@@ -84,7 +84,9 @@ def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = Fal
     for col in ("machine", "target", "result", "generation", "time"):
         table.add_column(col, justify="right" if col in ("generation", "time") else "left")
     for r in reports:
-        if r.error:
+        if r.error and r.extra.get("attempted") is False:
+            result = "[yellow]not attempted[/]"
+        elif r.error:
             result = "[red]failed[/]"
         elif dry_run:
             result = "[yellow]would change[/]" if r.changed else "[dim]up to date[/]"

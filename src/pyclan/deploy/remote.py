@@ -36,6 +36,7 @@ if [ -f "$R/journal" ]; then
     j=$(cat "$R/journal")
     echo "journal $j $(cat "$R/generations/$j/id" 2>/dev/null || echo -)"
 fi
+if [ -f "$R/pending" ]; then echo "pending $(cat "$R/pending")"; fi
 while read -r o; do [ -f "$R/objects/$o" ] || echo "missing $o"; done
 """
 
@@ -284,6 +285,7 @@ class Probe:
     journal: int | None  # an unfinished activation of this generation
     journal_id: str | None
     missing: tuple[str, ...]
+    pending: tuple[int, int] | None = None  # (generation, previous): activated, awaiting confirmation
 
     def up_to_date(self, gen_id: str) -> bool:
         return self.current_id == gen_id and self.journal is None
@@ -292,6 +294,7 @@ class Probe:
 def parse_probe(text: str) -> Probe:
     uid, current, current_id, journal, journal_id = -1, None, None, None, None
     missing: list[str] = []
+    pending: tuple[int, int] | None = None
     for line in text.splitlines():
         words = line.split()
         if not words:
@@ -304,7 +307,9 @@ def parse_probe(text: str) -> Probe:
             journal, journal_id = int(words[1]), (None if words[2] == "-" else words[2])
         elif words[0] == "missing" and len(words) == 2:
             missing.append(words[1])
-    return Probe(uid, current, current_id, journal, journal_id, tuple(missing))
+        elif words[0] == "pending" and len(words) == 3 and words[1].isdigit() and words[2].isdigit():
+            pending = (int(words[1]), int(words[2]))
+    return Probe(uid, current, current_id, journal, journal_id, tuple(missing), pending)
 
 
 async def probe(conn: Connection, object_ids: list[str], timeout: float | None = None) -> Probe:
@@ -547,8 +552,12 @@ async def generations(conn: Connection, timeout: float | None = None) -> HostGen
     result = await conn.run(_script(GENERATIONS), timeout=timeout)
     if result.exit_status != 0:
         raise _failure(conn, "listing generations", result)
+    return parse_generations(result.text)
+
+
+def parse_generations(text: str) -> HostGenerations:
     out = HostGenerations()
-    for line in result.text.splitlines():
+    for line in text.splitlines():
         words = line.split()
         if len(words) == 2 and words[0] == "journal" and words[1].isdigit():
             out.journal = int(words[1])

@@ -66,6 +66,8 @@ class HostReport:
 
 def final_status(report: HostReport) -> str:
     """The last progress status of a host: `failed: why`, `changed (generation N)` or `unchanged`."""
+    if report.error and report.extra.get("attempted") is False:
+        return report.error
     if report.error:
         return f"failed: {report.error}"
     if report.changed:
@@ -106,3 +108,43 @@ async def run_hosts(
             return report
 
     return list(await asyncio.gather(*(one(m) for m in machines)))
+
+
+def plan_batches(machines: Sequence[str], canary: int = 0, batch_size: int | None = None) -> list[list[str]]:
+    """Canaries (the first `canary` machines) alone first, then batches of `batch_size` (default: the rest)."""
+    first, rest = list(machines[:canary]), list(machines[canary:])
+    size = batch_size or len(rest) or 1
+    return ([first] if first else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def not_attempted(machine: str, failed: Sequence[str], max_failures: int) -> HostReport:
+    names = ", ".join(failed[:5]) + (", …" if len(failed) > 5 else "")
+    report = HostReport(machine, error=f"not attempted: {len(failed)} host(s) failed before its batch ({names}) "
+                                       f"and --max-failures is {max_failures}",
+                        hint="fix the failed hosts, then run the update again")
+    report.extra["attempted"] = False
+    return report
+
+
+async def run_batches(
+    batches: Sequence[Sequence[str]],
+    work: Callable[[str, Progress], Awaitable[HostReport]],
+    jobs: int,
+    progress: Progress = no_progress,
+    debug: bool = False,
+    max_failures: int | None = None,
+) -> list[HostReport]:
+    """Batch after batch; a new batch starts only while fewer than `max_failures` hosts failed."""
+    reports: dict[str, HostReport] = {}
+    failed: list[str] = []
+    for batch in batches:
+        if max_failures is not None and len(failed) >= max_failures:
+            for m in batch:
+                reports[m] = not_attempted(m, failed, max_failures)
+                progress(m, final_status(reports[m]))
+            continue
+        for report in await run_hosts(batch, work, jobs, progress, debug):
+            reports[report.machine] = report
+            if report.error:
+                failed.append(report.machine)
+    return [reports[m] for batch in batches for m in batch]

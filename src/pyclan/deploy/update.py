@@ -20,7 +20,7 @@ from pyclan.deploy.build import Generation, build, empty_generation
 from pyclan.deploy.confirm import CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
 from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.manifest import Manifest
-from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, run_hosts
+from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
 from pyclan.deploy.secrets import secret_values
 from pyclan.deploy.targets import clan_host_keys, resolve_target
 from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
@@ -46,6 +46,9 @@ class UpdateOptions:
     timeout: float = STEP_TIMEOUT  # deadline of each remote step (probe, upload + activation, confirm)
     rollback: bool = True  # a failed step or health check switches the host back (--no-rollback: kept)
     confirm_timeout: int = CONFIRM_TIMEOUT  # magic rollback's deadline; 0 turns it off
+    canary: int = 0  # these first machines alone, before all others
+    batch_size: int | None = None  # then batches of this many (None: all the rest at once)
+    max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
 
     @property
     def safety(self) -> Safety:
@@ -117,6 +120,11 @@ async def update_host(
     async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
         progress(m, "comparing")
         probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
+        if probe.pending is not None and not opts.dry_run:
+            # an earlier run activated it but never confirmed (killed?): this connection is new, so confirm
+            answer = await remote.confirm(conn, *probe.pending, timeout=opts.timeout)
+            progress(m, f"generation {probe.pending[0]} awaited confirmation: {answer}")
+            probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
         if probe.up_to_date(gen.id):
             return HostReport(m, str(target), changed=False, generation=probe.current, id=gen.id)
         if opts.dry_run:
@@ -182,7 +190,9 @@ def update(
             failure.target = str(target)
             return failure
 
-    return asyncio.run(run_hosts(list(machines), work, opts.jobs, progress, opts.debug))
+    batches = plan_batches(list(machines), opts.canary, opts.batch_size)
+    limit = opts.max_failures if opts.max_failures is not None else (1 if opts.canary else None)
+    return asyncio.run(run_batches(batches, work, opts.jobs, progress, opts.debug, limit))
 
 
 # --- install ------------------------------------------------------------------------------------
