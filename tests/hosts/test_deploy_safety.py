@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ M = "dp-safe"
 MARK = "/etc/deploytest/mark"
 R = "/var/lib/pyclan"
 #: short deadlines keep the module quick: the host waits 6 s for the confirmation
-FAST = UpdateOptions(confirm_timeout=6, connect_timeout=2, timeout=40)
-FAST_CLI = ("--confirm-timeout", "6", "--connect-timeout", "2", "--timeout", "40")
+FAST = UpdateOptions(confirm_timeout=6, connect_timeout=2, timeout=20, activation_timeout=60)
+FAST_CLI = ("--confirm-timeout", "6", "--connect-timeout", "2", "--timeout", "20", "--activation-timeout", "60")
 
 
 @pytest.fixture(scope="module")
@@ -200,7 +201,7 @@ def test_broken_network_config_reverts_by_itself(clan: DeployClan, host: hosts.H
             "[Install]\nWantedBy=multi-user.target\n")
     net = base("net-broken", unit_files={"deploytest-net.service": unit}, checks={})
     # the answer of the activation is lost with the address: the step deadline ends the wait
-    [r] = update(clan.set({M: net}), [M], UpdateOptions(confirm_timeout=6, connect_timeout=2, timeout=15))
+    [r] = update(clan.set({M: net}), [M], replace(FAST, activation_timeout=15))
     unreachable(r, good)
     assert read_files(ssh_run, host, [MARK]) == {MARK: "net-good\n"}
     no_failed_units(ssh_run, host)

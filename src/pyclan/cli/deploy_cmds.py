@@ -13,7 +13,7 @@ from pyclan.clan import Clan
 from pyclan.cli.common import OPTIONS, console, err_console, fail, get_clan, print_json
 from pyclan.deploy import update as deploy
 from pyclan.deploy.build import build, store
-from pyclan.deploy.confirm import CONFIRM_TIMEOUT, STEP_TIMEOUT
+from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT
 from pyclan.deploy.progress import ProgressView, summary
 from pyclan.deploy.runner import HostReport
 from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
@@ -29,7 +29,10 @@ TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="S
 NoRollbackOpt = Annotated[bool, typer.Option("--no-rollback", help="Keep a generation whose step or check failed.")]
 ConfirmOpt = Annotated[int, typer.Option("--confirm-timeout", min=0, help="Seconds the host waits for the "
                        "controller to reconnect before it switches back by itself (0: off).")]
-StepTimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Deadline in seconds of each remote step.")]
+StepTimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Deadline in seconds of each short remote "
+                           "step (probe, confirmation).")]
+ActivationTimeoutOpt = Annotated[float, typer.Option("--activation-timeout", min=1, help="Deadline in seconds of "
+                                 "the upload and activation.")]
 
 
 KeyCheckOpt = Annotated[
@@ -141,6 +144,7 @@ def update_cmd(
     no_rollback: NoRollbackOpt = False,
     confirm_timeout: ConfirmOpt = CONFIRM_TIMEOUT,
     timeout: StepTimeoutOpt = STEP_TIMEOUT,
+    activation_timeout: ActivationTimeoutOpt = ACTIVATION_TIMEOUT,
     canary: Annotated[int, typer.Option("--canary", min=0, help="Update the first N machines alone, first.")] = 0,
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Then N machines at a time.")] = None,
     max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Start no new batch once K "
@@ -149,7 +153,8 @@ def update_cmd(
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
-                    rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout, canary=canary,
+                    rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
+                    activation_timeout=activation_timeout, canary=canary,
                     batch_size=batch_size, max_failures=max_failures)
     try:
         clan = get_clan()
@@ -189,10 +194,12 @@ def rollback_cmd(
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
     confirm_timeout: ConfirmOpt = CONFIRM_TIMEOUT,
     timeout: StepTimeoutOpt = STEP_TIMEOUT,
+    activation_timeout: ActivationTimeoutOpt = ACTIVATION_TIMEOUT,
     json_out: JsonOpt = False,
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
-    opts = deploy.UpdateOptions(connect_timeout=connect_timeout, confirm_timeout=confirm_timeout, timeout=timeout)
+    opts = deploy.UpdateOptions(connect_timeout=connect_timeout, confirm_timeout=confirm_timeout, timeout=timeout,
+                                activation_timeout=activation_timeout)
     try:
         clan = _clan_with(machine)
         report = deploy.rollback(clan, machine, to, target_host, host_key_check, opts)

@@ -26,22 +26,24 @@ from pyclan.errors import ClanError
 
 #: seconds the controller keeps looking after the host's deadline (the switch back takes a while)
 SETTLE = 30.0
-STEP_TIMEOUT = 600.0
+STEP_TIMEOUT = 60.0  # probe, confirmation, look-ups: each takes well under a second on a live host
+ACTIVATION_TIMEOUT = 900.0  # upload + activation (apt-get may take minutes)
 CONFIRM_TIMEOUT = 30
 
 
 @dataclass(frozen=True)
 class Safety:
-    """How an activation is guarded (the CLI's --no-rollback, --confirm-timeout, --timeout)."""
+    """How an activation is guarded (--no-rollback, --confirm-timeout, --timeout, --activation-timeout)."""
 
     host_key_check: HostKeyCheck = HostKeyCheck.STRICT
     connect_timeout: float = CONNECT_TIMEOUT
-    timeout: float = STEP_TIMEOUT  # deadline of each remote step
+    timeout: float = STEP_TIMEOUT  # deadline of each short remote step
     rollback: bool = True
     confirm_timeout: int = CONFIRM_TIMEOUT  # 0: no magic rollback
+    activation_timeout: float = ACTIVATION_TIMEOUT  # deadline of upload + activation
 
     def apply_options(self) -> remote.ApplyOptions:
-        return remote.ApplyOptions(self.rollback, self.confirm_timeout, self.timeout)
+        return remote.ApplyOptions(self.rollback, self.confirm_timeout, self.activation_timeout)
 
 
 def _message(exc: ClanError) -> str:

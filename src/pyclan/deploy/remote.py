@@ -85,10 +85,11 @@ run() {  # run GENERATION LOGNAME: its activation script, output to its folder
     (cd "$R/generations/$1" && exec sh ./activate.sh) > "$R/generations/$1/$2" 2>&1 < /dev/null
 }
 
-gc() {
+gc() {  # old generations go, but never 0, the current one, or the one a pending confirmation needs
     cur=$(readlink "$R/current"); cur=${cur##*/}
+    back=$(cut -d' ' -f2 "$R/pending" 2>/dev/null || true)
     for g in $(ls "$R/generations" | grep -x '[0-9][0-9]*' | sort -n | head -n -__KEEP__); do
-        if [ "$g" != 0 ] && [ "$g" != "$cur" ]; then rm -rf "$R/generations/$g"; fi
+        if [ "$g" != 0 ] && [ "$g" != "$cur" ] && [ "$g" != "$back" ]; then rm -rf "$R/generations/$g"; fi
     done
     cat "$R"/generations/*/objects.list 2>/dev/null | sort -u > "$R/.keep"
     ls "$R/objects" | sort | comm -23 - "$R/.keep" | (cd "$R/objects" && xargs -r rm -f --)

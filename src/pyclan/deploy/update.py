@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 
 from pyclan.deploy import remote
 from pyclan.deploy.build import Generation, build, empty_generation
-from pyclan.deploy.confirm import CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
+from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
 from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.manifest import Manifest
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
@@ -43,7 +43,8 @@ class UpdateOptions:
     sandbox: bool = True  # run vars generator scripts in a sandbox
     connect_timeout: float = CONNECT_TIMEOUT
     debug: bool = False
-    timeout: float = STEP_TIMEOUT  # deadline of each remote step (probe, upload + activation, confirm)
+    timeout: float = STEP_TIMEOUT  # deadline of each short remote step (probe, confirmation, …)
+    activation_timeout: float = ACTIVATION_TIMEOUT  # deadline of upload + activation
     rollback: bool = True  # a failed step or health check switches the host back (--no-rollback: kept)
     confirm_timeout: int = CONFIRM_TIMEOUT  # magic rollback's deadline; 0 turns it off
     canary: int = 0  # these first machines alone, before all others
@@ -52,7 +53,8 @@ class UpdateOptions:
 
     @property
     def safety(self) -> Safety:
-        return Safety(self.host_key_check, self.connect_timeout, self.timeout, self.rollback, self.confirm_timeout)
+        return Safety(self.host_key_check, self.connect_timeout, self.timeout, self.rollback, self.confirm_timeout,
+                      self.activation_timeout)
 
 
 def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), all_: bool = False) -> list[str]:
