@@ -119,8 +119,8 @@ def test_check_failure_report_names_the_check_and_keeps_it_with_no_rollback() ->
     log = "@@pyclan-step check:web\nnothing on 80\n@@pyclan-failed check:web 1"
     act = remote.Activation(generation=3, status=1, log=log)
     report = activation_report(Target("m", "h"), "id", act, rollback=False)
-    assert report.error == "activation of generation 3 health check 'web' failed (exit status 1); " \
-                           "the host stays on it for debugging (--no-rollback)"
+    assert report.error == "health check 'web' of generation 3 failed; the host stays on it for debugging " \
+                           "(--no-rollback)"
     assert report.step == "check:web" and report.output == "nothing on 80"
 
 

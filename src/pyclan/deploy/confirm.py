@@ -61,8 +61,10 @@ def activation_report(target: Target, gen_id: str | None, act: remote.Activation
     step = act.failed_step or "start"
     report.step = step
     report.output = act.step_output(step)
-    what = f"health check '{step[6:]}' failed" if step.startswith("check:") else f"failed in step '{step}'"
-    report.error = f"activation of generation {act.generation} {what} (exit status {act.status})"
+    if step.startswith("check:"):
+        report.error = f"health check '{step[6:]}' of generation {act.generation} failed"
+    else:
+        report.error = f"activation of generation {act.generation} failed in step '{step}' (exit status {act.status})"
     if act.rollback_to is not None:
         report.rolled_back_to = act.rollback_to
         if act.rollback_status == 0:

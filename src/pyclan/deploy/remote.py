@@ -42,13 +42,17 @@ while read -r o; do [ -f "$R/objects/$o" ] || echo "missing $o"; done
 
 # Shared by apply, confirm and the revert: stop an armed confirmation timer.
 DISARM = r"""
-disarm() {  # the pending generation stays: stop the timer that would switch back from it
+disarm_timer() {
     if [ -f "$R/pending.pid" ]; then kill "$(cat "$R/pending.pid")" 2>/dev/null || true; fi
     if [ -d /run/systemd/system ]; then
         systemctl stop pyclan-confirm.timer pyclan-confirm.service 2>/dev/null || true
         systemctl reset-failed pyclan-confirm.timer pyclan-confirm.service 2>/dev/null || true
     fi
-    rm -f "$R/pending" "$R/pending.pid"
+    rm -f "$R/pending.pid"
+}
+disarm() {  # the pending generation stays: stop the timer that would switch back from it
+    disarm_timer
+    rm -f "$R/pending"
 }
 """
 
@@ -101,12 +105,14 @@ arm() {  # arm N PREV SECONDS: the host switches back to PREV unless `confirm N 
     cat > "$R/revert.sh" <<'PYCLAN_REVERT'
 __REVERT__
 PYCLAN_REVERT
-    if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1; then
-        systemd-run --quiet --collect --unit=pyclan-confirm --on-active="$3" \
+    disarm_timer
+    if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 \
+        && systemd-run --quiet --collect --unit=pyclan-confirm --on-active="$3" \
             --timer-property=AccuracySec=100ms \
             --description="pyclan: back to generation $2 unless generation $1 is confirmed" \
-            /bin/sh "$R/revert.sh" "$1" "$2"
-    else  # no systemd: a detached sleeper, outside this SSH session
+            /bin/sh "$R/revert.sh" "$1" "$2"; then
+        :
+    else  # no systemd (or systemd-run failed): a detached sleeper, outside this SSH session
         setsid sh "$R/revert.sh" "$1" "$2" "$3" > /dev/null 2>&1 < /dev/null 9>&- &
         echo "$!" > "$R/pending.pid"
     fi
