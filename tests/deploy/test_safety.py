@@ -191,3 +191,17 @@ def test_batches_start_only_while_fewer_than_max_failures_hosts_failed(refusing_
     assert all("cannot connect" in str(r["error"]) for r in out.values())  # the second batch ran
     code, out = _update(refusing_clan)  # the default: everyone, in parallel
     assert code == 1 and all("cannot connect" in str(r["error"]) for r in out.values())
+
+
+def test_status_answer_is_read_into_state_and_drift() -> None:
+    from pyclan.deploy.status import STATUS, parse_status
+
+    assert subprocess.run(["sh", "-n"], input=STATUS, text=True, check=False).returncode == 0
+    text = ("current 4 abc\npending 4 3\nmodified /etc/a b\nmode 600 root root /etc/with space\n"
+            "failed-unit x.service\nmissing-package hello\n")
+    st = parse_status("m", text, "abc")
+    assert (st.state, st.generation, st.note) == ("up to date", 4, "generation 4 awaits its confirmation")
+    assert st.drift == [("modified", "/etc/a b"), ("mode", "/etc/with space (now 600 root:root)"),
+                        ("failed-unit", "x.service"), ("missing-package", "hello")]
+    assert parse_status("m", "current 4 abc\n", "def").state == "outdated"
+    assert parse_status("m", "never\n", "def").state == "never deployed"

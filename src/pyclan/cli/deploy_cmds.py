@@ -54,6 +54,7 @@ def register(app: typer.Typer) -> None:
     machines_app.command("install")(install_cmd)
     machines_app.command("rollback")(rollback_cmd)
     machines_app.command("generations")(generations_cmd)
+    machines_app.command("status")(status_cmd)
     app.command(
         "ssh",
         context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "allow_interspersed_args": False},
@@ -242,6 +243,39 @@ def generations_cmd(
             "the next `pyclan machines update` completes it",
             highlight=False,
         )
+
+
+def status_cmd(
+    machines: Annotated[list[str] | None, typer.Argument(help="Machines to look at (default: all).")] = None,
+    tags: Annotated[list[str] | None, typer.Option("--tags", help="Only machines carrying all these tags.")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every machine.")] = False,
+    host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
+    json_out: JsonOpt = False,
+) -> None:
+    """Deployed generation vs the evaluated one, and drift (files, units, packages changed by hand); changes nothing."""
+    from pyclan.deploy.status import status
+
+    try:
+        clan = get_clan()
+        selected = deploy.select_machines(clan, machines or [], tags or [], all_)
+        found = status(clan, selected, host_key_check, connect_timeout)
+    except ClanError as err:
+        fail(err, json_out)
+    if json_out:
+        print_json([st.to_json() for st in found])
+    else:
+        table = Table("machine", "target", "state", "generation", "drift", show_edge=False)
+        for st in found:
+            state = "unreachable" if st.error else st.state
+            table.add_row(st.machine, st.target or "-", state, "-" if st.generation is None else str(st.generation),
+                          str(len(st.drift)) if st.drift else "")
+        console.print(table)
+        for st in found:
+            for line in ([f"error: {st.error}"] if st.error else []) + st.lines() + ([st.note] if st.note else []):
+                console.print(f"{st.machine}: {line}", highlight=False, markup=False)
+    if any(st.error for st in found):
+        raise typer.Exit(1)
 
 
 def ssh_cmd(

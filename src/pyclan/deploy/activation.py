@@ -566,6 +566,8 @@ def lists(manifest: Manifest) -> dict[str, bytes]:
     ]
     return {
         "paths.list": lines(manifest.managed_paths()),
+        # for `machines status`: what each file must be (the path last: it may hold spaces)
+        "files.list": lines([f"{f.sha256} {f.mode} {f.owner} {f.group} {path}" for path, f in manifest.files.items()]),
         "packages.list": lines(sorted(manifest.packages)),
         "users.list": lines(sorted(manifest.users)),
         "groups.list": lines(sorted(manifest.groups)),
