@@ -264,3 +264,16 @@ def test_unreachable_host_costs_the_connect_timeout_and_progress_is_printed_with
     failed = [line for line in lines if line.startswith(f"{lost}: failed")]
     assert len(failed) == 1 and "cannot connect" in failed[0], proc.stderr
     assert lost in proc.stdout and "cannot connect" in proc.stdout
+
+
+def test_activation_past_its_deadline_is_looked_up_and_confirmed(
+    clan: DeployClan, host: hosts.HostInfo, ssh_run: SshRun
+) -> None:
+    start(clan, ssh_run, host, "slow-old")
+    slow = base("slow-new", hooks={"slow": "sleep 4"})
+    # the controller stops waiting after 1 s; a new connection finds the activation finished and
+    # awaiting its confirmation, and gives it
+    [r] = update(clan.set({M: slow}), [M], replace(FAST, activation_timeout=1))
+    assert r.error is None and r.changed, (r, r.output)
+    assert ssh_run(host, f"test -e {R}/pending || echo confirmed").stdout == "confirmed\n"
+    assert read_files(ssh_run, host, [MARK]) == {MARK: "slow-new\n"}

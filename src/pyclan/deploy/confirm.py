@@ -143,8 +143,11 @@ async def confirm_activation(
     return _unverified(report, previous, why, seconds)
 
 
-async def _ask_again(target: Target, safety: Safety, gen_id: str, budget: float) -> remote.Found | None:
-    """FIND over new connections, retried for `budget` s, until the host has settled."""
+async def _ask_again(
+    target: Target, safety: Safety, gen_id: str, budget: float, settled: bool = True
+) -> remote.Found | None:
+    """FIND over new connections, retried for `budget` s, until no activation runs on the host
+    (and, if `settled`, no confirmation is pending either)."""
     loop = asyncio.get_running_loop()
     end = loop.time() + budget
     found: remote.Found | None = None
@@ -152,7 +155,7 @@ async def _ask_again(target: Target, safety: Safety, gen_id: str, budget: float)
         try:
             async with await _fresh(target, safety, max(0.5, end - loop.time())) as again:
                 found = await remote.find(again, gen_id, timeout=safety.timeout)
-            if not found.running and found.pending is None:
+            if not found.running and (found.pending is None or not settled):
                 return found
         except ClanError:
             pass
@@ -168,7 +171,7 @@ async def lost_answer(target: Target, safety: Safety, gen_id: str, error: ClanEr
     base = _message(error)
     progress(target.machine, "the activation's answer was lost: asking the host over a new connection")
     budget = safety.confirm_timeout + SETTLE if safety.confirm_timeout else safety.connect_timeout
-    found = await _ask_again(target, safety, gen_id, budget)
+    found = await _ask_again(target, safety, gen_id, budget, settled=False)
     if found is not None and found.pending is not None and not found.running and found.generation is not None:
         n, previous = found.pending
         if n == found.generation:  # it only waits for the confirmation: we can reach it, so give it
