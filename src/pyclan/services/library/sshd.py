@@ -290,6 +290,7 @@ def server(ctx: InstanceContext[Server]) -> MachineConfig:
     path = _settings_path(ctx)
     domains = _domains(ctx.settings.certificate, path)
     cfg = MachineConfig().package("openssh-server")
+    cfg.check("sshd-listens", tcp=ctx.settings.port, timeout=15)  # failing, the host switches back
     # The certificate is public; before `vars generate` has made it, the server runs without it.
     certificate = bool(domains) and ctx.vars.has(OPENSSH_CERT, CERT)
     if certificate:
@@ -299,7 +300,6 @@ def server(ctx: InstanceContext[Server]) -> MachineConfig:
         host_keys.append(ctx.vars.secret_path(OPENSSH_RSA, RSA))
     cfg.file(CONF, render_config(ctx.settings, path, host_keys, certificate))
     cfg.hook("sshd-reload", reload_hook(host_keys + ([CERT_FILE] if certificate else [])))
-    cfg.check("sshd-listens", tcp=ctx.settings.port, timeout=15)  # else the host switches back by itself
     return cfg
 
 
