@@ -108,7 +108,7 @@ PYCLAN_REVERT
     disarm_timer
     if [ -d /run/systemd/system ] && command -v systemd-run >/dev/null 2>&1 \
         && systemd-run --quiet --collect --unit=pyclan-confirm --on-active="$3" \
-            --timer-property=AccuracySec=100ms \
+            --timer-property=AccuracySec=100ms --property=KillMode=process \
             --description="pyclan: back to generation $2 unless generation $1 is confirmed" \
             /bin/sh "$R/revert.sh" "$1" "$2"; then
         :
