@@ -205,3 +205,32 @@ def test_status_answer_is_read_into_state_and_drift() -> None:
                         ("failed-unit", "x.service"), ("missing-package", "hello")]
     assert parse_status("m", "current 4 abc\n", "def").state == "outdated"
     assert parse_status("m", "never\n", "def").state == "never deployed"
+
+
+def test_a_generation_activated_again_puts_back_files_changed_through_its_tree(tmp_path: Path) -> None:
+    import hashlib
+    import os
+
+    gen, objects = tmp_path / "gen", tmp_path / "objects"
+    (gen / "tree" / "etc" / "sub").mkdir(parents=True)
+    objects.mkdir()
+    files = {"/etc/edited": b"A\n", "/etc/sub/with space": b"B\n", "/etc/mode": b"M\n", "/etc/fine": b"F\n"}
+    lines = []
+    for path, data in files.items():
+        digest = hashlib.sha256(data).hexdigest()
+        (objects / digest).write_bytes(data)
+        (gen / f"tree{path}").write_bytes(data)
+        os.chmod(gen / f"tree{path}", 0o644)
+        lines.append(f"{digest} 0644 root root {path}")
+    (gen / "files.list").write_text("\n".join(lines) + "\n")
+    (gen / "tree/etc/edited").write_bytes(b"by hand\n")
+    os.chmod(gen / "tree/etc/mode", 0o600)
+    (gen / "tree/etc/sub/with space").unlink()
+    script = activation.LIBRARY.replace(f"R={HOST_ROOT}", f"R={tmp_path}")
+    script += f'\nGEN_DIR={gen}\nW={tmp_path}/work; mkdir -p "$W"\nverify_tree\n'
+    first = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert sorted(first.stdout.splitlines()) == [f"restoring {p} (changed on this host)"
+                                                 for p in ("/etc/edited", "/etc/mode", "/etc/sub/with space")]
+    assert {p: (gen / f"tree{p}").read_bytes() for p in files} == files
+    assert {(gen / f"tree{p}").stat().st_mode & 0o7777 for p in files} == {0o644}
+    assert subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True).stdout == ""

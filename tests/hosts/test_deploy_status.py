@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyclan.deploy import hosts
-from pyclan.deploy.update import update
+from pyclan.deploy.update import rollback, update
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import LocalHosts, SshRun, make_deploy_clan, read_files
@@ -75,3 +75,14 @@ def test_status_reports_state_and_every_kind_of_drift_and_changes_nothing(
     assert status()[M]["state"] == "outdated"
     text = clan.cli("machines", "status", M).stdout
     assert "outdated" in text and f"{M}: changed by hand: {EDITED}" in text and f"{M}: package removed: hello" in text
+
+    # generations are immutable: the hand edit went into generation 1's own tree, yet a rollback
+    # to generation 1 after an update restores what generation 1 declared
+    [r] = update(clan.open(), [M])
+    assert r.error is None and r.generation == 2, (r, r.output)
+    back = rollback(clan.open(), M)
+    assert back.error is None and back.generation == 1, (back, back.output)
+    assert read_files(ssh_run, host, [EDITED, SWAPPED]) == {EDITED: f"{EDITED}\n", SWAPPED: f"{SWAPPED}\n"}
+    assert ssh_run(host, f"stat -L -c %a {MODE}").stdout.strip() == "644"
+    kinds = {d["kind"] for d in status()[M]["drift"]}  # type: ignore[union-attr]
+    assert not kinds & {"modified", "replaced", "removed", "mode", "missing-package"}, kinds

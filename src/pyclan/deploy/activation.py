@@ -137,6 +137,35 @@ set_password() {  # the hash goes through a pipe, never through a command line
     printf '%s:%s\n' "$1" "$(cat -- "$2")" | chpasswd -e
 }
 
+verify_tree() {
+    # A hand edit through a managed path lands in this tree: when a generation is activated again
+    # (rollback, retry, repair), every file is checked against its declared hash, mode and owner
+    # and put back from its object where it differs, so a generation always means what it said.
+    [ -s "$GEN_DIR/files.list" ] || return 0
+    awk -v sums="$W/want.sums" -v stats="$W/want.stat" -v names="$W/tree.names" '
+        { rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1); rel = substr(rel, 2)
+          m = $2; sub(/^0+/, "", m); if (m == "") m = "0"
+          print $1 "  " rel > sums; print m " " $3 " " $4 " " rel > stats; printf "%s%c", rel, 0 > names }
+    ' "$GEN_DIR/files.list"
+    (cd "$GEN_DIR/tree" && xargs -0 sha256sum -- < "$W/tree.names" 2>/dev/null) > "$W/got.sums" || true
+    (cd "$GEN_DIR/tree" && xargs -0 stat -c '%a %U %G %n' -- < "$W/tree.names" 2>/dev/null) > "$W/got.stat" || true
+    { sort "$W/want.sums" | comm -23 - "$(sort "$W/got.sums" > "$W/got.sums.s"; echo "$W/got.sums.s")" \
+        | cut -c67-
+      sort "$W/want.stat" | comm -23 - "$(sort "$W/got.stat" > "$W/got.stat.s"; echo "$W/got.stat.s")" \
+        | cut -d' ' -f4-; } | sort -u > "$W/drifted"
+    while IFS= read -r rel; do
+        awk -v p="/$rel" '{ rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1)
+                            if (rel == p) print $1, $2, $3, $4 }' "$GEN_DIR/files.list" | {
+            read -r sha mode owner group
+            echo "restoring /$rel (changed on this host)"
+            f=$GEN_DIR/tree/$rel
+            mkdir -p -- "${f%/*}"
+            install -m "$mode" -o "$owner" -g "$group" -- "$R/objects/$sha" "$f.pyclan-new"
+            mv -f -- "$f.pyclan-new" "$f"
+        }
+    done < "$W/drifted"
+}
+
 files() {
     step files
     if ! [ -d "$GEN_DIR/tree" ]; then
@@ -144,6 +173,8 @@ files() {
         rm -rf "$T"; mkdir -m 755 "$T"
         gen_tree
         mv -f "$T" "$GEN_DIR/tree"
+    else
+        verify_tree
     fi
     mkdir -p "$GEN_DIR/secrets"
     gen_secrets
@@ -165,7 +196,8 @@ take() {  # make path $1 a managed symlink (before the switch)
             mkdir -p -- "$R/backup${p%/*}"
             cp -a -- "$p" "$R/backup$p"
         fi
-        if [ -d "$R/current/tree" ]; then
+        # (not when this generation is the current one: its tree must keep the declared file)
+        if [ -d "$R/current/tree" ] && ! [ "$R/current" -ef "$GEN_DIR" ]; then
             mkdir -p -- "$R/current/tree${p%/*}"
             rm -f -- "$R/current/tree$p"
             cp -a -- "$p" "$R/current/tree$p"
