@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pyclan.deploy import hosts
-from pyclan.deploy.update import rollback, update
+from pyclan.deploy.update import UpdateOptions, rollback, update
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import LocalHosts, SshRun, make_deploy_clan, read_files
@@ -70,19 +70,29 @@ def test_status_reports_state_and_every_kind_of_drift_and_changes_nothing(
     }
     assert read_files(ssh_run, host, [EDITED, SWAPPED]) == before  # nothing was repaired or touched
 
-    # the clan now evaluates to something else: outdated; the text form names the drift per host
+    # `update --repair` puts it all back (`--dry-run` first shows what it would repair)
+    proc = clan.cli("machines", "update", M, "--repair", "--dry-run", "--json")
+    [would] = json.loads(proc.stdout)
+    assert would["changed"] and f"changed by hand: {EDITED}" in would["drift"], would
+    assert read_files(ssh_run, host, [EDITED, SWAPPED]) == before
+    [fixed] = update(clan.open(), [M], UpdateOptions(repair=True))
+    assert fixed.error is None and fixed.generation == 1, (fixed, fixed.output)
+    assert "unit stopped: app.service" in fixed.extra["repaired"]
+    assert status()[M]["drift"] == []
+    assert read_files(ssh_run, host, [EDITED, GONE, SWAPPED]) == {p: f"{p}\n" for p in (EDITED, GONE, SWAPPED)}
+    [again] = update(clan.open(), [M], UpdateOptions(repair=True))
+    assert again.error is None and not again.changed  # nothing left to repair: one round trip
+
+    # generations are immutable: a hand edit goes into generation 1's own tree, yet a rollback
+    # to generation 1 after an update restores what generation 1 declared
+    ssh_run(host, f"echo 'by hand' >> {EDITED}; chmod 600 {MODE}")
     clan.set({**machines, M: {**state, "files": {EDITED: "new\n"}}}, targets)
     assert status()[M]["state"] == "outdated"
     text = clan.cli("machines", "status", M).stdout
-    assert "outdated" in text and f"{M}: changed by hand: {EDITED}" in text and f"{M}: package removed: hello" in text
-
-    # generations are immutable: the hand edit went into generation 1's own tree, yet a rollback
-    # to generation 1 after an update restores what generation 1 declared
+    assert "outdated" in text and f"{M}: changed by hand: {EDITED}" in text
     [r] = update(clan.open(), [M])
     assert r.error is None and r.generation == 2, (r, r.output)
     back = rollback(clan.open(), M)
     assert back.error is None and back.generation == 1, (back, back.output)
-    assert read_files(ssh_run, host, [EDITED, SWAPPED]) == {EDITED: f"{EDITED}\n", SWAPPED: f"{SWAPPED}\n"}
+    assert read_files(ssh_run, host, [EDITED]) == {EDITED: f"{EDITED}\n"}
     assert ssh_run(host, f"stat -L -c %a {MODE}").stdout.strip() == "644"
-    kinds = {d["kind"] for d in status()[M]["drift"]}  # type: ignore[union-attr]
-    assert not kinds & {"modified", "replaced", "removed", "mode", "missing-package"}, kinds

@@ -150,12 +150,14 @@ def update_cmd(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Then N machines at a time.")] = None,
     max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Start no new batch once K "
                             "hosts failed (default with --canary: 1).")] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Also put back what was changed by hand on hosts "
+                      "that are up to date (see `machines status`).")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
     opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
                     rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
-                    activation_timeout=activation_timeout, canary=canary,
+                    activation_timeout=activation_timeout, canary=canary, repair=repair,
                     batch_size=batch_size, max_failures=max_failures)
     try:
         clan = get_clan()

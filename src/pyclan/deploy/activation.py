@@ -294,7 +294,11 @@ units() {
     while read -r u stamp start enabled; do
         [ "$start" = 1 ] || continue
         old=$(awk -v u="$u" '$1 == u { print $2 }' "$STATE/units")
-        [ "$old" != "$stamp" ] || continue
+        if [ "$old" = "$stamp" ]; then
+            # unchanged, but stopped by hand or failed: start it again (a oneshot unit may be done)
+            systemctl is-active -q -- "$u" && continue
+            [ "$(systemctl show -p Type --value -- "$u")" != oneshot ] || systemctl is-failed -q -- "$u" || continue
+        fi
         # recorded before it is touched: a failure here leaves it to be stopped or restarted by
         # whichever activation runs next (the rollback included)
         set_unit "$u" - "$enabled"

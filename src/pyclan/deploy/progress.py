@@ -102,6 +102,12 @@ def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = Fal
                 style = "green" if line.lstrip().startswith("+") else "red" if line.lstrip().startswith("-") else ""
                 console.print(escape(line), style=style or None, highlight=False)
     for r in reports:
+        for key, title in (("repaired", "repaired"), ("drift", "would repair")):
+            if r.extra.get(key):
+                console.rule(f"[bold]{r.machine}[/]: {title}", align="left")
+                for line in r.extra[key]:
+                    console.print("  " + escape(line), highlight=False)
+    for r in reports:
         if r.error:
             console.print(f"[red bold]{r.machine}[/]: {escape(r.error)}", highlight=False)
             if r.hint:

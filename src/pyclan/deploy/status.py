@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pyclan.deploy.build import build
 from pyclan.deploy.layout import HOST_ROOT
 from pyclan.deploy.targets import resolve_target
-from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, connect
+from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, connect
 from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
@@ -111,6 +111,16 @@ def parse_status(machine: str, text: str, wanted: str | None) -> HostStatus:
     return st
 
 
+async def drift_of(conn: Connection, machine: str, wanted: str | None, timeout: float = 60) -> HostStatus:
+    """The status of the host behind `conn` (one round trip)."""
+    result = await conn.run(STATUS.replace("__ROOT__", HOST_ROOT), timeout=timeout)
+    st = parse_status(machine, result.text, wanted)
+    st.target = str(conn.target)
+    if result.exit_status != 0:
+        st.error = result.error_text or f"exit status {result.exit_status}"
+    return st
+
+
 async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float) -> HostStatus:
     try:
         wanted: str | None = build(clan, machine, write=False).id
@@ -122,14 +132,9 @@ async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float) ->
         return HostStatus(machine, wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
     try:
         async with await connect(target, check, timeout) as conn:
-            result = await conn.run(STATUS.replace("__ROOT__", HOST_ROOT), timeout=60)
+            return await drift_of(conn, machine, wanted)
     except ClanError as exc:
         return HostStatus(machine, str(target), wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
-    st = parse_status(machine, result.text, wanted)
-    st.target = str(target)
-    if result.exit_status != 0:
-        st.error = result.error_text or f"exit status {result.exit_status}"
-    return st
 
 
 def status(clan: Clan, machines: Sequence[str], check: HostKeyCheck = HostKeyCheck.STRICT,

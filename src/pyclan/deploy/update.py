@@ -50,6 +50,7 @@ class UpdateOptions:
     canary: int = 0  # these first machines alone, before all others
     batch_size: int | None = None  # then batches of this many (None: all the rest at once)
     max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
+    repair: bool = False  # an up-to-date host is checked for drift (as `status`) and re-activated if any
 
     @property
     def safety(self) -> Safety:
@@ -127,6 +128,8 @@ async def update_host(
             answer = await remote.confirm(conn, *probe.pending, timeout=opts.timeout)
             progress(m, f"generation {probe.pending[0]} awaited confirmation: {answer}")
             probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
+        if probe.up_to_date(gen.id) and opts.repair and probe.current is not None:
+            return await _repair(conn, target, gen, probe.current, opts, progress)
         if probe.up_to_date(gen.id):
             return HostReport(m, str(target), changed=False, generation=probe.current, id=gen.id)
         if opts.dry_run:
@@ -142,6 +145,25 @@ async def update_host(
         data = remote.payload(gen, list(probe.missing), secrets, first)
         progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
         return await activate(conn, target, gen.id, opts.safety, progress, data=data)
+
+
+async def _repair(
+    conn: Connection, target: Target, gen: Generation, current: int, opts: UpdateOptions, progress: Progress
+) -> HostReport:
+    """--repair: what was changed by hand on a host that is on the right generation is put back."""
+    from pyclan.deploy.status import drift_of
+
+    found = await drift_of(conn, gen.machine, gen.id, opts.timeout)
+    if not found.drift:
+        return HostReport(gen.machine, str(target), changed=False, generation=current, id=gen.id)
+    lines = found.lines()
+    if opts.dry_run:
+        report = HostReport(gen.machine, str(target), changed=True, generation=current, id=gen.id)
+    else:
+        progress(gen.machine, f"repairing {len(lines)} change(s) made by hand")
+        report = await activate(conn, target, gen.id, opts.safety, progress, existing=current)
+    report.extra["repaired" if not opts.dry_run and report.ok else "drift"] = lines
+    return report
 
 
 def check_override(machines: Sequence[str], override: str | None) -> None:
