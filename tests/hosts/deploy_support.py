@@ -52,6 +52,9 @@ class Settings(BaseModel):
     hooks: dict[str, str] = {}
     hook_after: dict[str, list[str]] = {}
     password_user: str | None = None
+    unit_files: dict[str, str] = {}  # unit name -> its whole content
+    checks: dict[str, dict] = {}  # check name -> MachineConfig.check keyword arguments
+    reloads: dict[str, list[str]] = {}  # unit pyclan does not own -> paths whose change reloads it
 
 
 @service.role("default", interface=Settings)
@@ -72,8 +75,14 @@ def default(ctx: InstanceContext[Settings]) -> MachineConfig:
         unit = f"[Unit]\\nDescription={name}\\n[Service]\\nExecStart={start}\\n"
         unit += "[Install]\\nWantedBy=multi-user.target\\n"
         c.unit(name, unit, restart_on=s.restart_on.get(name, []))
+    for name, content in s.unit_files.items():
+        c.unit(name, content, restart_on=s.restart_on.get(name, []))
     for name, script in s.hooks.items():
         c.hook(name, script, after=s.hook_after.get(name, []))
+    for name, kwargs in s.checks.items():
+        c.check(name, **kwargs)
+    for unit, paths in s.reloads.items():
+        c.reload_unit(unit, on=paths)
     return c
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pyclan.api import register
 from pyclan.api.common import open_flake
@@ -17,6 +17,9 @@ Progress = Callable[[str, str], None]
 HostKeyMode = Literal["strict", "ask", "tofu", "none"]
 DEFAULT_JOBS = 32  # pyclan.deploy.update.DEFAULT_JOBS (not imported: asyncssh is slow to load)
 CONNECT_TIMEOUT = 10.0  # pyclan.deploy.transport.CONNECT_TIMEOUT
+STEP_TIMEOUT = 60.0  # pyclan.deploy.confirm.STEP_TIMEOUT
+ACTIVATION_TIMEOUT = 900.0  # pyclan.deploy.confirm.ACTIVATION_TIMEOUT
+CONFIRM_TIMEOUT = 30  # pyclan.deploy.confirm.CONFIRM_TIMEOUT
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,7 @@ class HostResult:
     output: str | None = None
     rolled_back_to: int | None = None
     changes: ChangesJson | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # e.g. attempted, activation_may_be_running
 
 
 @dataclass(frozen=True)
@@ -90,6 +94,7 @@ class GenerationInfo:
     current: bool
     activated: str | None = None
     unfinished: bool = False
+    failed: str | None = None  # why its activation failed (it was switched back)
 
 
 def host_result(r: HostReport) -> HostResult:
@@ -103,7 +108,7 @@ def host_result(r: HostReport) -> HostResult:
     return HostResult(
         machine=r.machine, changed=r.changed, seconds=round(r.seconds, 3), generation=r.generation,
         error=r.error, id=r.id, target=r.target, hint=r.hint, step=r.step, output=r.output,
-        rolled_back_to=r.rolled_back_to, changes=changes,
+        rolled_back_to=r.rolled_back_to, changes=changes, extra=dict(r.extra),
     )  # fmt: skip
 
 
@@ -166,6 +171,14 @@ def update_machines(
     sandbox: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT,
     yes: bool = False,
+    rollback: bool = True,
+    confirm_timeout: int = CONFIRM_TIMEOUT,
+    timeout: float = STEP_TIMEOUT,
+    activation_timeout: float = ACTIVATION_TIMEOUT,
+    canary: int = 0,
+    batch_size: int | None = None,
+    max_failures: int | None = None,
+    repair: bool = False,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -180,7 +193,10 @@ def update_machines(
     if not chosen:
         raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags or [])}")
     opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs,
-                    yes=yes)
+        yes=yes, rollback=rollback, confirm_timeout=confirm_timeout, timeout=timeout,
+        activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
+        repair=repair,
+    )  # fmt: skip
     reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
     return [host_result(r) for r in reports]
 
@@ -215,15 +231,22 @@ def rollback_machine(
     to: int | None = None,
     target_host: str | None = None,
     host_key_check: HostKeyMode = "strict",
+    connect_timeout: float = CONNECT_TIMEOUT,
+    confirm_timeout: int = CONFIRM_TIMEOUT,
+    timeout: float = STEP_TIMEOUT,
+    activation_timeout: float = ACTIVATION_TIMEOUT,
     flake: str | None = None,
 ) -> HostResult:
-    """Switch a machine back to an earlier generation (default: the previous one)."""
+    """Switch a machine back to an earlier generation (default: the previous one): the same
+    activation, checks and confirmation as an update."""
     from pyclan.deploy import update as deploy
     from pyclan.deploy.transport import HostKeyCheck
 
     clan = open_flake(flake)
     clan.require_machines([machine])
-    return host_result(deploy.rollback(clan, machine, to, target_host, HostKeyCheck(host_key_check)))
+    opts = deploy.UpdateOptions(connect_timeout=connect_timeout, confirm_timeout=confirm_timeout, timeout=timeout,
+                                activation_timeout=activation_timeout)  # fmt: skip
+    return host_result(deploy.rollback(clan, machine, to, target_host, HostKeyCheck(host_key_check), opts))
 
 
 @register
@@ -237,7 +260,61 @@ def list_generations(
     clan = open_flake(flake)
     clan.require_machines([machine])
     gens = deploy.generations(clan, machine, target_host, HostKeyCheck(host_key_check))
-    items = [GenerationInfo(g.number, g.id, g.current, g.activated, g.number == gens.journal) for g in gens.items]
+    items = [
+        GenerationInfo(g.number, g.id, g.current, g.activated, g.number == gens.journal, g.failed) for g in gens.items
+    ]
     if gens.journal is not None and all(g.generation != gens.journal for g in items):
         items.append(GenerationInfo(gens.journal, "", False, None, True))
     return items
+
+
+@dataclass(frozen=True)
+class DriftItem:
+    """One thing on a host that differs from its generation: kind and what (path, unit, package)."""
+
+    kind: str
+    what: str
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    """A host's deployed generation against the evaluated one, and its drift (`machines status`)."""
+
+    machine: str
+    state: str  # up to date, outdated, never deployed, unreachable, unknown
+    target: str | None = None
+    generation: int | None = None
+    deployed_id: str | None = None
+    wanted_id: str | None = None
+    drift: list[DriftItem] = field(default_factory=list)
+    note: str | None = None
+    error: str | None = None
+
+
+@register
+def machines_status(
+    machines: list[str] | None = None,
+    tags: list[str] | None = None,
+    all_machines: bool = False,
+    host_key_check: HostKeyMode = "strict",
+    connect_timeout: float = CONNECT_TIMEOUT,
+    flake: str | None = None,
+    input_overrides: dict[str, str] | None = None,
+) -> list[MachineStatus]:
+    """Per host, in one round trip: deployed vs evaluated generation and what was changed by hand;
+    changes nothing."""
+    from pyclan.deploy.status import status
+    from pyclan.deploy.transport import HostKeyCheck
+
+    clan = open_flake(flake, input_overrides)
+    chosen = clan.select_machines(machines or [], tags or [], all_machines)
+    found = status(clan, chosen, HostKeyCheck(host_key_check), connect_timeout)
+    return [_machine_status(st) for st in found]
+
+
+def _machine_status(st: Any) -> MachineStatus:
+    return MachineStatus(
+        machine=st.machine, state="unreachable" if st.error else st.state, target=st.target,
+        generation=st.generation, deployed_id=st.deployed_id, wanted_id=st.wanted_id,
+        drift=[DriftItem(k, w) for k, w in st.drift], note=st.note, error=st.error,
+    )  # fmt: skip

@@ -40,6 +40,13 @@ NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars gener
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of vars recipients (keys added/removed).")]
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
+NoRollbackOpt = Annotated[bool, typer.Option("--no-rollback", help="Keep a generation whose step or check failed.")]
+ConfirmOpt = Annotated[int, typer.Option("--confirm-timeout", min=0, help="Seconds the host waits for the "
+                       "controller to reconnect before it switches back by itself (0: off).")]
+StepTimeoutOpt = Annotated[float, typer.Option("--timeout", min=1, help="Deadline in seconds of each short remote "
+                           "step (probe, confirmation).")]
+ActivationTimeoutOpt = Annotated[float, typer.Option("--activation-timeout", min=1, help="Deadline in seconds of "
+                                 "the upload and activation.")]
 KeyCheckOpt = Annotated[
     KeyCheck,
     typer.Option(
@@ -110,6 +117,16 @@ def update_cmd(
     connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     yes: YesOpt = False,
     no_wait: NoWaitOpt = False,
+    no_rollback: NoRollbackOpt = False,
+    confirm_timeout: ConfirmOpt = deploy_api.CONFIRM_TIMEOUT,
+    timeout: StepTimeoutOpt = deploy_api.STEP_TIMEOUT,
+    activation_timeout: ActivationTimeoutOpt = deploy_api.ACTIVATION_TIMEOUT,
+    canary: Annotated[int, typer.Option("--canary", min=0, help="Update the first N machines alone, first.")] = 0,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Then N machines at a time.")] = None,
+    max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Start no new batch once K "
+                            "hosts failed (default with --canary: 1).")] = None,
+    repair: Annotated[bool, typer.Option("--repair", help="Also put back what was changed by hand on hosts "
+                      "that are up to date (see `machines status`).")] = False,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
@@ -122,6 +139,9 @@ def update_cmd(
         reports = deploy_api.update_machines(
             selected, dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check.value,
             check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes,
+            rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
+            activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
+            repair=repair,
             progress=view.update, debug=CURRENT.debug, **clan_args(flake_dir),
         )  # fmt: skip
     _report_and_exit(reports, json_out, dry_run)
@@ -159,11 +179,18 @@ def rollback_cmd(
     to: Annotated[int | None, typer.Option("--to", help="The generation to switch to (default: previous).")] = None,
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = KeyCheck.STRICT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
+    confirm_timeout: ConfirmOpt = deploy_api.CONFIRM_TIMEOUT,
+    timeout: StepTimeoutOpt = deploy_api.STEP_TIMEOUT,
+    activation_timeout: ActivationTimeoutOpt = deploy_api.ACTIVATION_TIMEOUT,
     json_out: JsonOpt = False,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Switch MACHINE back to an earlier generation (its files, units, users and packages)."""
-    report = deploy_api.rollback_machine(machine, to, target_host, host_key_check.value, flake=flake(flake_dir))
+    report = deploy_api.rollback_machine(
+        machine, to, target_host, host_key_check.value, connect_timeout, confirm_timeout, timeout,
+        activation_timeout, flake=flake(flake_dir),
+    )  # fmt: skip
     if emit(report, json_out):
         pass
     elif report.error is None:
@@ -191,9 +218,10 @@ def generations_cmd(
         return
     from rich.table import Table
 
-    table = Table("generation", "id", "activated", "current", show_edge=False)
+    table = Table("generation", "id", "activated", "current", "result", show_edge=False)
     for g in gens:
-        table.add_row(str(g.generation), g.id[:12] or "-", g.activated or "-", "*" if g.current else "")
+        result = f"[red]failed: {g.failed}[/]" if g.failed else ""
+        table.add_row(str(g.generation), g.id[:12] or "-", g.activated or "-", "*" if g.current else "", result)
     console().print(table)
     for g in gens:
         if g.unfinished:
@@ -202,6 +230,40 @@ def generations_cmd(
                 "the next `pyclan machines update` completes it",
                 highlight=False,
             )
+
+
+@machines_app.command("status")
+def status_cmd(
+    machines: Annotated[list[str] | None, typer.Argument(help="Machines to look at (default: all).")] = None,
+    tags: TagsOpt = None,
+    all_: Annotated[bool, typer.Option("--all", help="Every machine.")] = False,
+    host_key_check: KeyCheckOpt = KeyCheck.STRICT,
+    connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
+    json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
+) -> None:
+    """Deployed generation vs the evaluated one, and drift (files, units, packages changed by hand); changes nothing."""
+    found = deploy_api.machines_status(
+        machines, tags, all_, host_key_check.value, connect_timeout, **clan_args(flake_dir)
+    )
+    if not emit(found, json_out):
+        from rich.table import Table
+
+        from pyclan.deploy.status import drift_line
+
+        table = Table("machine", "target", "state", "generation", "drift", show_edge=False)
+        for st in found:
+            table.add_row(st.machine, st.target or "-", st.state, "-" if st.generation is None else str(st.generation),
+                          str(len(st.drift)) if st.drift else "")  # fmt: skip
+        out = console()
+        out.print(table)
+        for st in found:
+            lines = [f"error: {st.error}"] if st.error else []
+            lines += [drift_line(d.kind, d.what) for d in st.drift] + ([st.note] if st.note else [])
+            for line in lines:
+                out.print(f"{st.machine}: {line}", highlight=False, markup=False)
+    if any(st.error for st in found):
+        raise typer.Exit(1)
 
 
 def ssh_cmd(

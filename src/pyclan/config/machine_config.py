@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -161,6 +161,34 @@ class StateSpec(_Frozen):
         return f"{STATE_DIR}/{self.name}/{hook}" if hook in self.scripts() else None
 
 
+CheckKind = Literal["unit", "tcp", "udp", "http", "command"]
+
+
+class CheckSpec(_Frozen):
+    """A health check the host runs after each activation (see `MachineConfig.check`).
+
+    It is retried until it passes or `timeout` seconds have gone by; failing, the host switches
+    back to its previous generation by itself.
+    """
+
+    name: str
+    kind: CheckKind
+    target: str  # the unit, port, URL or sh command
+    timeout: int = Field(default=10, ge=1, le=3600)
+
+
+class ReloadSpec(_Frozen):
+    """A unit pyclan does not own (e.g. a package's ssh.service), reloaded when `on` paths change.
+
+    Also when a later generation no longer declares it, so that leaving a generation (rollback)
+    converges like entering one.
+    """
+
+    unit: str
+    on: tuple[str, ...]
+    restart: bool = False  # `systemctl restart` instead of `reload-or-restart`
+
+
 @dataclass(frozen=True)
 class Origin:
     """Who contributed a definition: service, instance, role (role None for perMachine)."""
@@ -191,6 +219,8 @@ class MachineConfig(BaseModel):
     hooks: dict[str, HookSpec] = Field(default_factory=dict)
     secrets: dict[str, SecretFileSpec] = Field(default_factory=dict)
     states: dict[str, StateSpec] = Field(default_factory=dict)  # Clan's clan.core.state
+    checks: dict[str, CheckSpec] = Field(default_factory=dict)
+    reloads: dict[str, ReloadSpec] = Field(default_factory=dict)
 
     def __init__(self, /, **data: Any) -> None:
         """`MachineConfig()` (what services start from) is built without a validation pass:
@@ -291,10 +321,36 @@ class MachineConfig(BaseModel):
             self.file(f"{BACKUP_PROVIDERS_DIR}/{name}/{verb}", f"#!/bin/sh\nset -eu\n{script}", mode="0755")
         return self
 
+    def check(
+        self,
+        name: str,
+        *,
+        unit: str | None = None,
+        tcp: int | None = None,
+        udp: int | None = None,
+        http: str | None = None,
+        command: str | None = None,
+        timeout: int = 10,
+    ) -> MachineConfig:
+        """Declare a health check: a unit is active, a TCP/UDP port listens, a URL answers 2xx
+        (needs curl or wget on the host) or an sh command exits 0 — within `timeout` seconds."""
+        given = {k: v for k, v in {"unit": unit, "tcp": tcp, "udp": udp, "http": http, "command": command}.items()
+                 if v is not None}  # fmt: skip
+        if len(given) != 1:
+            raise ValueError(f"check {name!r} must test exactly one thing: unit=, tcp=, udp=, http= or command=")
+        ((kind, target),) = given.items()
+        self.checks[name] = CheckSpec(name=name, kind=kind, target=str(target), timeout=timeout)  # type: ignore[arg-type]
+        return self
+
+    def reload_unit(self, unit: str, *, on: list[str] | tuple[str, ...], restart: bool = False) -> MachineConfig:
+        """Reload (or restart) `unit`, which pyclan does not own, whenever a path of `on` changes."""
+        self.reloads[unit] = ReloadSpec(unit=unit, on=tuple(on), restart=restart)
+        return self
+
     def is_empty(self) -> bool:
         return not (
             self.files or self.packages or self.users or self.groups or self.units or self.hooks or self.secrets
-            or self.states
+            or self.states or self.checks or self.reloads
         )
 
 

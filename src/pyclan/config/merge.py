@@ -48,7 +48,7 @@ def _merge_record(existing: T, new: T) -> tuple[T | None, str]:
     return type(existing).model_validate(data), ""
 
 
-_KINDS = ("files", "users", "groups", "units", "hooks", "secrets", "states")
+_KINDS = ("files", "users", "groups", "units", "hooks", "secrets", "states", "checks", "reloads")
 
 
 def merge_fragments(

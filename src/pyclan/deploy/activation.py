@@ -12,6 +12,10 @@ rename of `current` switches every file and secret at once; then paths no longer
 released. Packages, users and units are applied around that point, and a journal marks an
 unfinished activation so the next update runs it again.
 
+Last come the health checks (`check:NAME` steps): a failing check fails the activation like
+any step, and the caller switches the host back. A failed activation leaves `failed` (step and
+status) in its generation folder; a successful one removes it.
+
 Output: each step prints `@@pyclan-step NAME`; a failure ends with `@@pyclan-failed NAME RC`,
 so the controller can show the failing step's output. Secret values are never printed.
 """
@@ -38,7 +42,14 @@ STEP=start
 
 step() { STEP=$1; echo "@@pyclan-step $1"; }
 fail() { echo "pyclan: $*" >&2; exit 1; }
-on_exit() { rc=$?; [ "$rc" -eq 0 ] || echo "@@pyclan-failed $STEP $rc"; rm -rf "$W"; }
+on_exit() {
+    rc=$?
+    if [ "$rc" -ne 0 ]; then
+        echo "@@pyclan-failed $STEP $rc"
+        printf '%s %s\n' "$STEP" "$rc" > "$GEN_DIR/failed" || true
+    fi
+    rm -rf "$W"
+}
 trap on_exit EXIT
 trap 'exit 129' HUP
 trap 'exit 130' INT
@@ -77,7 +88,7 @@ preflight() {
     chmod 755 "$GEN_DIR"
     mkdir -p "$STATE" "$R/backup"
     chmod 700 "$STATE" "$R/backup"
-    for f in paths users groups packages units; do [ -f "$STATE/$f" ] || : > "$STATE/$f"; done
+    for f in paths users groups packages units reloads; do [ -f "$STATE/$f" ] || : > "$STATE/$f"; done
     if [ -s "$GEN_DIR/packages.list" ] && ! command -v apt-get >/dev/null 2>&1; then
         fail "unsupported package manager: this host has no apt-get;" \
             "pyclan installs packages with apt (Debian and its derivatives)"
@@ -126,6 +137,35 @@ set_password() {  # the hash goes through a pipe, never through a command line
     printf '%s:%s\n' "$1" "$(cat -- "$2")" | chpasswd -e
 }
 
+verify_tree() {
+    # A hand edit through a managed path lands in this tree: when a generation is activated again
+    # (rollback, retry, repair), every file is checked against its declared hash, mode and owner
+    # and put back from its object where it differs, so a generation always means what it said.
+    [ -s "$GEN_DIR/files.list" ] || return 0
+    awk -v sums="$W/want.sums" -v stats="$W/want.stat" -v names="$W/tree.names" '
+        { rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1); rel = substr(rel, 2)
+          m = $2; sub(/^0+/, "", m); if (m == "") m = "0"
+          print $1 "  " rel > sums; print m " " $3 " " $4 " " rel > stats; printf "%s%c", rel, 0 > names }
+    ' "$GEN_DIR/files.list"
+    (cd "$GEN_DIR/tree" && xargs -0 sha256sum -- < "$W/tree.names" 2>/dev/null) > "$W/got.sums" || true
+    (cd "$GEN_DIR/tree" && xargs -0 stat -c '%a %U %G %n' -- < "$W/tree.names" 2>/dev/null) > "$W/got.stat" || true
+    { sort "$W/want.sums" | comm -23 - "$(sort "$W/got.sums" > "$W/got.sums.s"; echo "$W/got.sums.s")" \
+        | cut -c67-
+      sort "$W/want.stat" | comm -23 - "$(sort "$W/got.stat" > "$W/got.stat.s"; echo "$W/got.stat.s")" \
+        | cut -d' ' -f4-; } | sort -u > "$W/drifted"
+    while IFS= read -r rel; do
+        awk -v p="/$rel" '{ rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1)
+                            if (rel == p) print $1, $2, $3, $4 }' "$GEN_DIR/files.list" | {
+            read -r sha mode owner group
+            echo "restoring /$rel (changed on this host)"
+            f=$GEN_DIR/tree/$rel
+            mkdir -p -- "${f%/*}"
+            install -m "$mode" -o "$owner" -g "$group" -- "$R/objects/$sha" "$f.pyclan-new"
+            mv -f -- "$f.pyclan-new" "$f"
+        }
+    done < "$W/drifted"
+}
+
 files() {
     step files
     if ! [ -d "$GEN_DIR/tree" ]; then
@@ -133,6 +173,8 @@ files() {
         rm -rf "$T"; mkdir -m 755 "$T"
         gen_tree
         mv -f "$T" "$GEN_DIR/tree"
+    else
+        verify_tree
     fi
     mkdir -p "$GEN_DIR/secrets"
     gen_secrets
@@ -154,7 +196,8 @@ take() {  # make path $1 a managed symlink (before the switch)
             mkdir -p -- "$R/backup${p%/*}"
             cp -a -- "$p" "$R/backup$p"
         fi
-        if [ -d "$R/current/tree" ]; then
+        # (not when this generation is the current one: its tree must keep the declared file)
+        if [ -d "$R/current/tree" ] && ! [ "$R/current" -ef "$GEN_DIR" ]; then
             mkdir -p -- "$R/current/tree${p%/*}"
             rm -f -- "$R/current/tree$p"
             cp -a -- "$p" "$R/current/tree$p"
@@ -190,6 +233,7 @@ stop_removed_units() {
     while IFS= read -r u; do
         echo "stopping $u"
         systemctl stop -- "$u" || true
+        systemctl reset-failed -- "$u" 2>/dev/null || true  # no failed unit is left behind
     done < "$W/gone.units"
 }
 
@@ -231,6 +275,12 @@ unit_failed() {
     fail "unit $1 failed to $2"
 }
 
+set_unit() {  # set_unit UNIT STAMP ENABLED: the unit's line in state/units ("-": must be (re)started)
+    awk -v u="$1" '$1 != u' "$STATE/units" > "$STATE/units.tmp"
+    printf '%s %s %s\n' "$1" "$2" "$3" >> "$STATE/units.tmp"
+    mv -f "$STATE/units.tmp" "$STATE/units"
+}
+
 units() {
     step units
     # other files below /etc/systemd (drop-ins, system.conf.d, …) need a reload as well
@@ -244,7 +294,14 @@ units() {
     while read -r u stamp start enabled; do
         [ "$start" = 1 ] || continue
         old=$(awk -v u="$u" '$1 == u { print $2 }' "$STATE/units")
-        [ "$old" != "$stamp" ] || continue
+        if [ "$old" = "$stamp" ]; then
+            # unchanged, but stopped by hand or failed: start it again (a oneshot unit may be done)
+            systemctl is-active -q -- "$u" && continue
+            [ "$(systemctl show -p Type --value -- "$u")" != oneshot ] || systemctl is-failed -q -- "$u" || continue
+        fi
+        # recorded before it is touched: a failure here leaves it to be stopped or restarted by
+        # whichever activation runs next (the rollback included)
+        set_unit "$u" - "$enabled"
         if systemctl is-active -q -- "$u"; then
             echo "restarting $u"
             systemctl restart -- "$u" || unit_failed "$u" restart
@@ -252,8 +309,68 @@ units() {
             echo "starting $u"
             systemctl start -- "$u" || unit_failed "$u" start
         fi
+        set_unit "$u" "$stamp" "$enabled"
     done < "$GEN_DIR/units.list"
     mv -f "$W/want.stamps" "$STATE/units"
+}
+
+reloads() {
+    # units pyclan does not own (a package's ssh.service) whose watched files changed — also
+    # those only the generation being left declared, so that a rollback converges too
+    [ -s "$GEN_DIR/reloads.list" ] || [ -s "$STATE/reloads" ] || return 0
+    step reloads
+    cat "$GEN_DIR/reloads.list" "$STATE/reloads" | cut -d' ' -f1 | sort -u > "$W/reload.units"
+    while IFS= read -r u; do
+        new=$(awk -v u="$u" '$1 == u { print $2 " " $3 }' "$GEN_DIR/reloads.list")
+        old=$(awk -v u="$u" '$1 == u { print $2 " " $3 }' "$STATE/reloads")
+        [ "$new" != "$old" ] || continue
+        how=${new#* }; [ -n "$new" ] || how=${old#* }
+        if [ -d /run/systemd/system ] && systemctl is-active -q -- "$u"; then
+            echo "$how $u"
+            systemctl "$how" -- "$u" || unit_failed "$u" "$how"
+        fi
+    done < "$W/reload.units"
+    cp "$GEN_DIR/reloads.list" "$STATE/reloads"
+}
+
+check_once() {  # check_once KIND TARGET TIMEOUT: one attempt, its output on stdout
+    case $1 in
+        unit) systemctl is-active -- "$2" ;;
+        tcp) [ -n "$(ss -Hltn "sport = :$2")" ] ;;
+        udp) [ -n "$(ss -Hlun "sport = :$2")" ] ;;
+        http)
+            if command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null --max-time "$3" -- "$2"
+            elif command -v wget >/dev/null 2>&1; then wget -q -O /dev/null -T "$3" -- "$2"
+            else echo "an http check needs curl or wget on the host (neither is installed)"; return 2
+            fi ;;
+        command) (cd / && exec timeout "$3" sh -c "$2") ;;
+        *) echo "unknown check kind $1"; return 2 ;;
+    esac
+}
+
+check() {  # check NAME TIMEOUT KIND TARGET: retried until it passes or TIMEOUT seconds are over
+    STEP="check:$1"
+    echo "@@pyclan-step check:$1"
+    end=$(( $(date +%s) + $2 ))
+    while :; do
+        if out=$(check_once "$3" "$4" "$2" 2>&1); then return 0; fi
+        [ "$(date +%s)" -lt "$end" ] || break
+        sleep 0.5
+    done
+    [ -z "$out" ] || printf '%s\n' "$out"
+    case $3 in
+        unit) systemctl status --no-pager --lines=15 -- "$4" || true ;;
+        tcp) echo "listening TCP ports:"; ss -Hltn | awk '{ print "  " $4 }' ;;
+        udp) echo "listening UDP ports:"; ss -Hlun | awk '{ print "  " $4 }' ;;
+    esac
+    case $3 in
+        unit) what="unit $4 is not active" ;;
+        tcp) what="nothing listens on TCP port $4" ;;
+        udp) what="nothing listens on UDP port $4" ;;
+        http) what="$4 did not answer with 2xx" ;;
+        *) what="the command did not exit 0" ;;
+    esac
+    fail "health check $1 failed after $2 s: $what"
 }
 
 run_hook() {
@@ -312,7 +429,7 @@ remove_packages() {
 finish() {
     step done
     date -u '+%Y-%m-%dT%H:%M:%SZ' > "$GEN_DIR/activated"
-    rm -f "$R/journal"
+    rm -f "$GEN_DIR/failed" "$R/journal"
 }
 
 main() {
@@ -327,9 +444,11 @@ main() {
     switch
     release_paths
     units
+    reloads
     gen_hooks
     remove_users
     remove_packages
+    gen_checks
     finish
 }
 """.replace("__ROOT__", HOST_ROOT)
@@ -444,6 +563,10 @@ def _hooks(m: Manifest) -> list[str]:
     return [f"run_hook {q(h.name)} {h.sha256}" for h in m.hooks]
 
 
+def _checks(m: Manifest) -> list[str]:
+    return [f"check {q(c.name)} {c.timeout} {q(c.kind)} {q(c.target)}" for c in m.checks]
+
+
 def render(manifest: Manifest) -> str:
     """The complete activation script of `manifest`'s generation."""
     header = [
@@ -459,6 +582,7 @@ def render(manifest: Manifest) -> str:
         _function("gen_secrets", _secrets(manifest)),
         _function("gen_passwords", _passwords(manifest)),
         _function("gen_hooks", _hooks(manifest)),
+        _function("gen_checks", _checks(manifest)),
     ]
     return "\n".join(header) + "\n" + LIBRARY.strip("\n") + "\n\n" + "\n\n".join(generated) + '\n\nmain "$@"\n'
 
@@ -478,10 +602,13 @@ def lists(manifest: Manifest) -> dict[str, bytes]:
     ]
     return {
         "paths.list": lines(manifest.managed_paths()),
+        # for `machines status`: what each file must be (the path last: it may hold spaces)
+        "files.list": lines([f"{f.sha256} {f.mode} {f.owner} {f.group} {path}" for path, f in manifest.files.items()]),
         "packages.list": lines(sorted(manifest.packages)),
         "users.list": lines(sorted(manifest.users)),
         "groups.list": lines(sorted(manifest.groups)),
         "units.list": lines(units),
+        "reloads.list": lines([f"{r.unit} {r.stamp} {r.action}" for _, r in sorted(manifest.reloads.items())]),
         "objects.list": lines(manifest.object_ids()),
         "systemd.stamp": hashlib.sha256(lines(systemd)).hexdigest().encode() + b"\n",
     }

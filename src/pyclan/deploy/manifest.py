@@ -9,7 +9,8 @@ manifest's canonical bytes, so equal configurations give equal ids on every cont
 Derived things are resolved here, once, so that the activation script only executes:
 unit files and their enablement links become managed paths, `authorized_keys` become files,
 users get their full list of supplementary groups, hooks are put in order, and every unit
-gets a restart stamp that changes exactly when the unit or one of its `restart_on` paths does.
+gets a restart stamp that changes exactly when the unit or one of its `restart_on` paths does
+(units pyclan does not own but reloads get one as well). Health checks are validated here.
 """
 
 from __future__ import annotations
@@ -87,6 +88,22 @@ class HookEntry(_Entry):
     after: tuple[str, ...] = ()
 
 
+class ReloadEntry(_Entry):
+    """A unit pyclan does not own, reloaded when its stamp (from the `on` paths) changes."""
+
+    unit: str
+    on: tuple[str, ...]
+    action: str  # the systemctl verb: reload-or-restart or restart
+    stamp: str
+
+
+class CheckEntry(_Entry):
+    name: str
+    kind: str  # unit, tcp, udp, http, command
+    target: str
+    timeout: int
+
+
 class SecretEntry(_Entry):
     path: str
     generator: str
@@ -114,6 +131,8 @@ class Manifest(BaseModel):
     units: dict[str, UnitEntry] = Field(default_factory=dict)
     hooks: list[HookEntry] = Field(default_factory=list)  # in execution order
     secrets: dict[str, SecretEntry] = Field(default_factory=dict)
+    reloads: dict[str, ReloadEntry] = Field(default_factory=dict)
+    checks: list[CheckEntry] = Field(default_factory=list)  # by name
 
     def to_bytes(self) -> bytes:
         """Canonical form: the bytes whose sha256 is the generation id."""
@@ -150,6 +169,35 @@ def check_path(path: str) -> str | None:
         if path == root or path.startswith(root + "/"):
             return f"is below {root}, which pyclan does not manage as files"
     return None
+
+
+_URL_RE = re.compile(r"^https?://[^\s'\"\\]+$")
+_CHECK_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
+
+
+def _check_problem(kind: str, target: str) -> str | None:
+    """Why a check's target is unusable, or None."""
+    if kind == "unit":
+        return None if _UNIT_RE.match(target) else f"{target!r} is not a systemd unit name"
+    if kind in ("tcp", "udp"):
+        ok = target.isdigit() and 0 < int(target) < 65536
+        return None if ok else f"port {target!r} is not a number from 1 to 65535"
+    if kind == "http":
+        return None if _URL_RE.match(target) else f"{target!r} is not an http:// or https:// URL"
+    return None if target.strip() else "the command is empty"
+
+
+def _check_entries(config: MachineConfig, where: str, problems: ProblemList) -> list[CheckEntry]:
+    out: list[CheckEntry] = []
+    for name, c in sorted(config.checks.items()):
+        reason = None if _CHECK_NAME_RE.match(name) else f"invalid check name {name!r}"
+        reason = reason or _check_problem(c.kind, c.target)
+        if reason:
+            problems.add("deploy-error", f"{where}.checks.{name}", f"health check {name!r}: {reason}",
+                         hint="a check names a unit (x.service), a port (1-65535), an http(s) URL or a command")
+            continue
+        out.append(CheckEntry(name=name, kind=c.kind, target=c.target, timeout=c.timeout))
+    return out
 
 
 def _hook_order(hooks: Mapping[str, Any], machine: str, problems: ProblemList) -> list[str]:
@@ -278,11 +326,9 @@ def build_manifest(
         if path != canonical:
             add_link(path, canonical, f"secrets.{path}")
 
-    for name, unit in sorted(config.units.items()):
-        if name not in unit_files:
-            continue
-        parts = [unit_files[name]]
-        for trigger in unit.restart_on:
+    def stamp(first: str, triggers: tuple[str, ...], what: str) -> str:
+        parts = [first]
+        for trigger in triggers:
             if trigger in files:
                 parts.append(f"{trigger}={files[trigger].sha256}")
             elif trigger in secrets:
@@ -291,11 +337,26 @@ def build_manifest(
                 continue  # not generated yet: reported above
             else:
                 hint = did_you_mean(trigger, [*files, *secrets])
-                problems.add("deploy-error", f"{where}.units.{name}.restart_on",
-                             f"restart_on names {trigger!r}, which this machine's configuration does not manage",
-                             hint=hint or "name a file or secret path of the same machine")
+                problems.add("deploy-error", f"{where}.{what}",
+                             f"{what.rsplit('.', 1)[-1]} names {trigger!r}, which this machine's configuration "
+                             "does not manage", hint=hint or "name a file or secret path of the same machine")
+        return sha256("\n".join(parts).encode())[:16]
+
+    for name, unit in sorted(config.units.items()):
+        if name not in unit_files:
+            continue
         units[name] = UnitEntry(name=name, sha256=unit_files[name], enabled=unit.enabled, start=unit.start,
-                                restart_on=tuple(unit.restart_on), stamp=sha256("\n".join(parts).encode())[:16])
+                                restart_on=tuple(unit.restart_on),
+                                stamp=stamp(unit_files[name], unit.restart_on, f"units.{name}.restart_on"))
+
+    reloads: dict[str, ReloadEntry] = {}
+    for name, r in sorted(config.reloads.items()):
+        if not _UNIT_RE.match(name) or name in config.units:
+            why = "pyclan owns this unit: use restart_on" if name in config.units else "invalid systemd unit name"
+            problems.add("deploy-error", f"{where}.reloads.{name}", f"{why} {name!r}")
+            continue
+        action = "restart" if r.restart else "reload-or-restart"
+        reloads[name] = ReloadEntry(unit=name, on=r.on, action=action, stamp=stamp(action, r.on, f"reloads.{name}.on"))
 
     for name in config.packages:
         if not _PACKAGE_RE.match(name):
@@ -311,10 +372,11 @@ def build_manifest(
         if not re.match(r"^[A-Za-z0-9_.@:-]+$", name):
             problems.add("deploy-error", f"{where}.hooks.{name}", f"invalid hook name {name!r}",
                          hint="use letters, digits and _ . @ : -")
+    checks = _check_entries(config, where, problems)
     problems.raise_if_any()
     manifest = Manifest(
         machine=machine, activator=activator, files=files, links=links, packages=sorted(set(config.packages)),
-        groups=groups, users=users, units=units, hooks=hooks, secrets=secrets,
+        groups=groups, users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
     )
     return manifest, objects
 

@@ -1,7 +1,8 @@
 """The live view of a parallel deploy (one line per host) and the summary table after it.
 
 Presentation only: the runner reports `(machine, status)` through a callback; this renders it
-with rich, live on a terminal and not at all otherwise (logs stay clean in CI).
+with rich, live on a terminal. Without a terminal (CI, logs) it prints one plain line per host
+and phase as it happens, so a slow host never hides the others' results.
 """
 
 from __future__ import annotations
@@ -17,7 +18,13 @@ from rich.table import Table
 
 from pyclan.deploy.runner import HostReport
 
-_DONE = {"changed": "[green]changed[/]", "unchanged": "[dim]unchanged[/]", "failed": "[red]failed[/]"}
+_DONE = {"changed": "green", "unchanged": "dim", "failed": "red", "not attempted": "yellow"}
+
+
+def _done(status: str) -> str | None:
+    """The style of a final status (`failed: …`, `changed (…)`, `unchanged`), None for a phase."""
+    word = status.split(":", 1)[0].split(" (", 1)[0]
+    return _DONE.get(word)
 
 
 class ProgressView:
@@ -42,17 +49,24 @@ class ProgressView:
         for m, status in self.status.items():
             begun = self.started.get(m) or now
             elapsed = self.finished.get(m, now) - begun if self.started.get(m) else 0.0
-            table.add_row(m, _DONE.get(status, escape(status)), f"{elapsed:.1f}s" if elapsed else "")
+            style = _done(status)
+            shown = f"[{style}]{escape(status)}[/]" if style else escape(status)
+            table.add_row(m, shown, f"{elapsed:.1f}s" if elapsed else "")
         return table
 
     def update(self, machine: str, status: str) -> None:
         if not self.started.get(machine):
             self.started[machine] = time.monotonic()
-        if status in _DONE:
+        if _done(status):
             self.finished[machine] = time.monotonic()
         self.status[machine] = status
         if self.live is not None:
             self.live.update(self._render())
+        else:
+            elapsed = time.monotonic() - self.started[machine]
+            line = status.splitlines()[0] if status else status
+            self.console.print(f"{machine}: {line} [{elapsed:.1f}s]", markup=False, highlight=False,
+                               soft_wrap=True)
 
     def __enter__(self) -> ProgressView:
         if self.live is not None:
@@ -70,7 +84,9 @@ def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = Fal
     for col in ("machine", "target", "result", "generation", "time"):
         table.add_column(col, justify="right" if col in ("generation", "time") else "left")
     for r in reports:
-        if r.error:
+        if r.error and r.extra.get("attempted") is False:
+            result = "[yellow]not attempted[/]"
+        elif r.error:
             result = "[red]failed[/]"
         elif dry_run:
             result = "[yellow]would change[/]" if r.changed else "[dim]up to date[/]"
@@ -85,6 +101,12 @@ def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = Fal
             for line in r.changes.lines():
                 style = "green" if line.lstrip().startswith("+") else "red" if line.lstrip().startswith("-") else ""
                 console.print(escape(line), style=style or None, highlight=False)
+    for r in reports:
+        for key, title in (("repaired", "repaired"), ("drift", "would repair")):
+            if r.extra.get(key):
+                console.rule(f"[bold]{r.machine}[/]: {title}", align="left")
+                for line in r.extra[key]:
+                    console.print("  " + escape(line), highlight=False)
     for r in reports:
         if r.error:
             console.print(f"[red bold]{r.machine}[/]: {escape(r.error)}", highlight=False)

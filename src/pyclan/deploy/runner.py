@@ -1,7 +1,8 @@
 """Run one coroutine per host on one event loop, at most `jobs` at a time.
 
 A host's failure is its own: every exception becomes that host's report (a ClanError keeps its
-message and hint; anything else is reported as an internal error), the other hosts go on.
+message and hint; anything else is reported as an internal error), the other hosts go on. Each
+host's result goes to the progress callback as soon as it is known.
 """
 
 from __future__ import annotations
@@ -63,6 +64,17 @@ class HostReport:
         return data
 
 
+def final_status(report: HostReport) -> str:
+    """The last progress status of a host: `failed: why`, `changed (generation N)` or `unchanged`."""
+    if report.error and report.extra.get("attempted") is False:
+        return report.error
+    if report.error:
+        return f"failed: {report.error}"
+    if report.changed:
+        return f"changed (generation {report.generation})" if report.generation is not None else "changed"
+    return "unchanged"
+
+
 def error_report(machine: str, exc: BaseException) -> HostReport:
     if isinstance(exc, ClanError):
         first = exc.problems[0]
@@ -92,7 +104,47 @@ async def run_hosts(
                     raise
                 report = error_report(machine, exc)
             report.seconds = time.monotonic() - start
-            progress(machine, "failed" if report.error else ("changed" if report.changed else "unchanged"))
+            progress(machine, final_status(report))
             return report
 
     return list(await asyncio.gather(*(one(m) for m in machines)))
+
+
+def plan_batches(machines: Sequence[str], canary: int = 0, batch_size: int | None = None) -> list[list[str]]:
+    """Canaries (the first `canary` machines) alone first, then batches of `batch_size` (default: the rest)."""
+    first, rest = list(machines[:canary]), list(machines[canary:])
+    size = batch_size or len(rest) or 1
+    return ([first] if first else []) + [rest[i : i + size] for i in range(0, len(rest), size)]
+
+
+def not_attempted(machine: str, failed: Sequence[str], max_failures: int) -> HostReport:
+    names = ", ".join(failed[:5]) + (", …" if len(failed) > 5 else "")
+    report = HostReport(machine, error=f"not attempted: {len(failed)} host(s) failed before its batch ({names}) "
+                                       f"and --max-failures is {max_failures}",
+                        hint="fix the failed hosts, then run the update again")
+    report.extra["attempted"] = False
+    return report
+
+
+async def run_batches(
+    batches: Sequence[Sequence[str]],
+    work: Callable[[str, Progress], Awaitable[HostReport]],
+    jobs: int,
+    progress: Progress = no_progress,
+    debug: bool = False,
+    max_failures: int | None = None,
+) -> list[HostReport]:
+    """Batch after batch; a new batch starts only while fewer than `max_failures` hosts failed."""
+    reports: dict[str, HostReport] = {}
+    failed: list[str] = []
+    for batch in batches:
+        if max_failures is not None and len(failed) >= max_failures:
+            for m in batch:
+                reports[m] = not_attempted(m, failed, max_failures)
+                progress(m, final_status(reports[m]))
+            continue
+        for report in await run_hosts(batch, work, jobs, progress, debug):
+            reports[report.machine] = report
+            if report.error:
+                failed.append(report.machine)
+    return [reports[m] for batch in batches for m in batch]

@@ -2,9 +2,10 @@
 
 Update: constraint checks (unless disabled) → missing vars generated → every machine built →
 every host in parallel: connect once, probe, and if the host is not already on the
-generation, upload what it lacks and activate (see remote.py). A host that is up to date
-costs one round trip and reports `changed: false`. A failed activation is rolled back on the
-host itself and reported with the failing step's output.
+generation, upload what it lacks and activate (see remote.py), then confirm over a new
+connection (see confirm.py). A host that is up to date costs one round trip and reports
+`changed: false`. A failed activation or health check is rolled back on the host itself and
+reported with the failing step's output; so is a host that cannot be reached afterwards.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ from typing import TYPE_CHECKING
 
 from pyclan.deploy import remote
 from pyclan.deploy.build import Generation, build, empty_generation
+from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
 from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.manifest import Manifest
-from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, run_hosts
+from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
 from pyclan.deploy.secrets import secret_values
 from pyclan.deploy.targets import clan_host_keys, resolve_target
 from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
@@ -42,6 +44,19 @@ class UpdateOptions:
     yes: bool = False  # accept a change of vars recipients (keys added/removed)
     connect_timeout: float = CONNECT_TIMEOUT
     debug: bool = False
+    timeout: float = STEP_TIMEOUT  # deadline of each short remote step (probe, confirmation, …)
+    activation_timeout: float = ACTIVATION_TIMEOUT  # deadline of upload + activation
+    rollback: bool = True  # a failed step or health check switches the host back (--no-rollback: kept)
+    confirm_timeout: int = CONFIRM_TIMEOUT  # magic rollback's deadline; 0 turns it off
+    canary: int = 0  # these first machines alone, before all others
+    batch_size: int | None = None  # then batches of this many (None: all the rest at once)
+    max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
+    repair: bool = False  # an up-to-date host is checked for drift (as `status`) and re-activated if any
+
+    @property
+    def safety(self) -> Safety:
+        return Safety(self.host_key_check, self.connect_timeout, self.timeout, self.rollback, self.confirm_timeout,
+                      self.activation_timeout)
 
 
 def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), all_: bool = False) -> list[str]:
@@ -90,40 +105,14 @@ def build_all(clan: Clan, machines: Iterable[str]) -> tuple[dict[str, Generation
     return built, failed
 
 
-async def _changes(conn: Connection, gen: Generation, probe: remote.Probe) -> HostReport:
+async def _changes(conn: Connection, gen: Generation, probe: remote.Probe, timeout: float) -> HostReport:
     old: Manifest | None = None
     if probe.current is not None:
-        old = Manifest.from_bytes(await remote.read_manifest(conn, probe.current))
-    old_objects = await remote.read_objects(conn, needed_old_objects(old, gen.manifest))
+        old = Manifest.from_bytes(await remote.read_manifest(conn, probe.current, timeout))
+    old_objects = await remote.read_objects(conn, needed_old_objects(old, gen.manifest), timeout)
     changes = compare(old, gen.manifest, old_objects, gen.objects)
     return HostReport(gen.machine, str(conn.target), changed=not changes.empty(), generation=probe.current,
                       id=gen.id, changes=changes)
-
-
-def activation_report(target: Target, gen_id: str | None, act: remote.Activation) -> HostReport:
-    report = HostReport(target.machine, str(target), changed=True, generation=act.generation, id=gen_id)
-    if act.problem is not None:
-        report.changed = False
-        report.error = act.problem
-        return report
-    if act.ok:
-        return report
-    step = act.failed_step or "start"
-    report.step = step
-    report.output = act.step_output(step)
-    report.error = f"activation of generation {act.generation} failed in step '{step}' (exit status {act.status})"
-    if act.rollback_to is not None:
-        report.rolled_back_to = act.rollback_to
-        if act.rollback_status == 0:
-            report.error += f"; the host was switched back to generation {act.rollback_to}"
-            report.generation = act.rollback_to
-            report.changed = False  # it is on the generation it was on before
-        else:
-            report.error += f"; switching back to generation {act.rollback_to} failed as well"
-            report.output = (report.output or "") + "\n--- rollback ---\n" + act.rollback_log[-4000:]
-    else:
-        report.error += "; there is no other generation to switch back to (the next update tries again)"
-    return report
 
 
 async def update_host(
@@ -134,24 +123,48 @@ async def update_host(
     progress(m, f"connecting to {target}")
     async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
         progress(m, "comparing")
-        probe = await remote.probe(conn, gen.manifest.object_ids())
+        probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
+        if probe.pending is not None and not opts.dry_run:
+            # an earlier run activated it but never confirmed (killed?): this connection is new, so confirm
+            answer = await remote.confirm(conn, *probe.pending, timeout=opts.timeout)
+            progress(m, f"generation {probe.pending[0]} awaited confirmation: {answer}")
+            probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
+        if probe.up_to_date(gen.id) and opts.repair and probe.current is not None:
+            return await _repair(conn, target, gen, probe.current, opts, progress)
         if probe.up_to_date(gen.id):
             return HostReport(m, str(target), changed=False, generation=probe.current, id=gen.id)
         if opts.dry_run:
-            return await _changes(conn, gen, probe)
+            return await _changes(conn, gen, probe, opts.timeout)
         if probe.journal is not None and probe.journal_id == gen.id:
             progress(m, f"finishing the interrupted activation of generation {probe.journal}")
-            act = await remote.apply(conn, existing=probe.journal)
-        elif probe.current_id == gen.id and probe.current is not None:
+            return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.journal)
+        if probe.current_id == gen.id and probe.current is not None:
             progress(m, f"finishing the activation of generation {probe.current}")
-            act = await remote.apply(conn, existing=probe.current)
-        else:
-            secrets = secret_values(clan, m, gen.config) if gen.config is not None else {}
-            first = empty_generation(m) if probe.current is None else None
-            data = remote.payload(gen, list(probe.missing), secrets, first)
-            progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
-            act = await remote.apply(conn, data)
-        return activation_report(target, gen.id, act)
+            return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.current)
+        secrets = secret_values(clan, m, gen.config) if gen.config is not None else {}
+        first = empty_generation(m) if probe.current is None else None
+        data = remote.payload(gen, list(probe.missing), secrets, first)
+        progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
+        return await activate(conn, target, gen.id, opts.safety, progress, data=data)
+
+
+async def _repair(
+    conn: Connection, target: Target, gen: Generation, current: int, opts: UpdateOptions, progress: Progress
+) -> HostReport:
+    """--repair: what was changed by hand on a host that is on the right generation is put back."""
+    from pyclan.deploy.status import drift_of
+
+    found = await drift_of(conn, gen.machine, gen.id, opts.timeout)
+    if not found.drift:
+        return HostReport(gen.machine, str(target), changed=False, generation=current, id=gen.id)
+    lines = found.lines()
+    if opts.dry_run:
+        report = HostReport(gen.machine, str(target), changed=True, generation=current, id=gen.id)
+    else:
+        progress(gen.machine, f"repairing {len(lines)} change(s) made by hand")
+        report = await activate(conn, target, gen.id, opts.safety, progress, existing=current)
+    report.extra["repaired" if not opts.dry_run and report.ok else "drift"] = lines
+    return report
 
 
 def check_override(machines: Sequence[str], override: str | None) -> None:
@@ -202,7 +215,9 @@ def update(
             failure.target = str(target)
             return failure
 
-    return asyncio.run(run_hosts(list(machines), work, opts.jobs, progress, opts.debug))
+    batches = plan_batches(list(machines), opts.canary, opts.batch_size)
+    limit = opts.max_failures if opts.max_failures is not None else (1 if opts.canary else None)
+    return asyncio.run(run_batches(batches, work, opts.jobs, progress, opts.debug, limit))
 
 
 # --- install ------------------------------------------------------------------------------------
@@ -251,7 +266,7 @@ def install(clan: Clan, machine: str, opts: UpdateOptions, progress: Progress = 
 # --- rollback and generations ---------------------------------------------------------------------
 async def _generations(target: Target, check: HostKeyCheck) -> remote.HostGenerations:
     async with await connect(target, check) as conn:
-        return await remote.generations(conn)
+        return await remote.generations(conn, STEP_TIMEOUT)
 
 
 def generations(clan: Clan, machine: str, target_host: str | None = None,
@@ -260,9 +275,10 @@ def generations(clan: Clan, machine: str, target_host: str | None = None,
     return asyncio.run(_generations(target, check))
 
 
-async def _rollback(target: Target, to: int | None, check: HostKeyCheck) -> HostReport:
-    async with await connect(target, check) as conn:
-        gens = await remote.generations(conn)
+async def _rollback(target: Target, to: int | None, opts: UpdateOptions) -> HostReport:
+    """Activation of an older generation: the same path as an update (checks, confirmation)."""
+    async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
+        gens = await remote.generations(conn, opts.timeout)
         current = gens.current
         numbers = [g.number for g in gens.items]
         if to is None:
@@ -281,17 +297,17 @@ async def _rollback(target: Target, to: int | None, check: HostKeyCheck) -> Host
             )
         if current is not None and current.number == to and gens.journal is None:
             return HostReport(target.machine, str(target), changed=False, generation=to, id=current.id)
-        act = await remote.apply(conn, existing=to)
         ids = {g.number: g.id for g in gens.items}
-        return activation_report(target, ids.get(to), act)
+        return await activate(conn, target, ids.get(to), opts.safety, existing=to)
 
 
 def rollback(clan: Clan, machine: str, to: int | None = None, target_host: str | None = None,
-             check: HostKeyCheck = HostKeyCheck.STRICT) -> HostReport:
+             check: HostKeyCheck = HostKeyCheck.STRICT, opts: UpdateOptions | None = None) -> HostReport:
     """Switch `machine` back to generation `to` (default: the one before the current)."""
     target = resolve_target(clan, machine, target_host)
+    opts = replace(opts or UpdateOptions(), host_key_check=check)
     try:
-        return asyncio.run(_rollback(target, to, check))
+        return asyncio.run(_rollback(target, to, opts))
     except ClanError as exc:
         report = error_report(machine, exc)
         report.target = str(target)

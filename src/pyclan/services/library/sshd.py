@@ -355,6 +355,7 @@ def server(ctx: InstanceContext[Server]) -> MachineConfig:
     path = _settings_path(ctx)
     domains = server_domains(ctx.settings, ctx.meta)
     cfg = MachineConfig().package("openssh-server")
+    cfg.check("sshd-listens", tcp=ctx.settings.port, timeout=15)  # failing, the host switches back
     # The certificate is public; before `vars generate` has made it, the server runs without it.
     certificate = ctx.settings.certificate.enable and bool(domains) and ctx.vars.has(OPENSSH_CERT, CERT)
     if certificate:

@@ -1,0 +1,157 @@
+"""`machines status`: what each host runs compared with what the clan evaluates to, and drift.
+
+One round trip per host, read-only: the deployed generation, and everything on the host that no
+longer matches it — managed files edited, replaced or removed by hand (each file's content, mode
+and owner against the generation's `files.list`), managed links gone (`systemctl disable` deletes
+enablement links), units that failed or were stopped, packages removed. Nothing is changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyclan.deploy.build import build
+from pyclan.deploy.layout import HOST_ROOT
+from pyclan.deploy.targets import resolve_target
+from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, connect
+from pyclan.errors import ClanError
+
+if TYPE_CHECKING:
+    from pyclan.clan import Clan
+
+STATUS = r"""
+R=__ROOT__
+export LC_ALL=C
+cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}
+[ -n "$cur" ] && [ -f "$R/generations/$cur/id" ] || { echo never; exit 0; }
+G=$R/generations/$cur
+echo "current $cur $(cat "$G/id")"
+if [ -f "$R/journal" ]; then echo "journal $(cat "$R/journal")"; fi
+if [ -f "$R/pending" ]; then echo "pending $(cat "$R/pending")"; fi
+[ -f "$G/files.list" ] || { echo "old-generation"; exit 0; }
+while IFS= read -r p; do
+    if ! [ -L "$p" ] || [ "$(readlink -- "$p")" != "$R/static$p" ]; then
+        if [ -e "$p" ] || [ -L "$p" ]; then echo "replaced $p"; else echo "removed $p"; fi
+    fi
+done < "$G/paths.list"
+while read -r sha mode owner group p; do
+    t=$G/tree$p
+    if ! [ -f "$t" ]; then echo "removed $p"; continue; fi
+    [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$sha" ] || echo "modified $p"
+    want="$(echo "$mode" | sed 's/^0*//') $owner $group"
+    got=$(stat -c '%a %U %G' -- "$t")
+    [ "$got" = "$want" ] || echo "mode $got $p"
+done < "$G/files.list"
+if [ -d /run/systemd/system ]; then
+    while read -r u _ start _; do
+        if systemctl is-failed -q -- "$u"; then echo "failed-unit $u"
+        elif [ "$start" = 1 ] && ! systemctl is-active -q -- "$u"; then echo "stopped-unit $u"
+        fi
+    done < "$G/units.list"
+fi
+if [ -s "$G/packages.list" ]; then
+    # shellcheck disable=SC2046
+    dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $(cat "$G/packages.list") 2>/dev/null \
+        | awk '$1 ~ /^.i/ { print $2 }' | sort > "$R/.status.$$" || true
+    sort "$G/packages.list" | comm -23 - "$R/.status.$$" | sed 's/^/missing-package /'
+    rm -f "$R/.status.$$"
+fi
+"""
+
+_KINDS = {"modified": "changed by hand", "replaced": "replaced by hand", "removed": "removed",
+          "mode": "mode or owner changed", "failed-unit": "unit failed", "stopped-unit": "unit stopped",
+          "missing-package": "package removed"}  # fmt: skip
+
+
+def drift_line(kind: str, what: str) -> str:
+    """One drift item as a person reads it: `changed by hand: /etc/motd`."""
+    return f"{_KINDS.get(kind, kind)}: {what}"
+
+
+@dataclass
+class HostStatus:
+    machine: str
+    target: str | None = None
+    state: str = "unreachable"  # up to date, outdated, never deployed, unreachable, unknown
+    generation: int | None = None
+    deployed_id: str | None = None
+    wanted_id: str | None = None
+    drift: list[tuple[str, str]] = field(default_factory=list)  # (kind, path / unit / package)
+    note: str | None = None
+    error: str | None = None
+
+    def lines(self) -> list[str]:
+        return [drift_line(kind, what) for kind, what in self.drift]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"machine": self.machine, "target": self.target, "state": self.state, "generation": self.generation,
+                "deployed_id": self.deployed_id, "wanted_id": self.wanted_id,
+                "drift": [{"kind": k, "what": w} for k, w in self.drift], "note": self.note, "error": self.error}
+
+
+def parse_status(machine: str, text: str, wanted: str | None) -> HostStatus:
+    st = HostStatus(machine, wanted_id=wanted)
+    for line in text.splitlines():
+        kind, _, rest = line.partition(" ")
+        if kind == "never":
+            st.state = "never deployed"
+        elif kind == "current":
+            number, _, gen_id = rest.partition(" ")
+            st.generation, st.deployed_id = int(number), gen_id
+            st.state = "unknown" if wanted is None else ("up to date" if gen_id == wanted else "outdated")
+        elif kind == "journal":
+            st.note = f"the activation of generation {rest} did not finish"
+        elif kind == "pending":
+            st.note = f"generation {rest.split()[0]} awaits its confirmation"
+        elif kind == "old-generation":
+            st.note = "deployed by an older pyclan: files were not checked"
+        elif kind == "mode" and rest.count(" ") >= 3:
+            mode, owner, group, path = rest.split(" ", 3)
+            st.drift.append(("mode", f"{path} (now {mode} {owner}:{group})"))
+        elif kind in _KINDS:
+            st.drift.append((kind, rest))
+    return st
+
+
+async def drift_of(conn: Connection, machine: str, wanted: str | None, timeout: float = 60) -> HostStatus:
+    """The status of the host behind `conn` (one round trip)."""
+    result = await conn.run(STATUS.replace("__ROOT__", HOST_ROOT), timeout=timeout)
+    st = parse_status(machine, result.text, wanted)
+    st.target = str(conn.target)
+    if result.exit_status != 0:
+        st.error = result.error_text or f"exit status {result.exit_status}"
+    return st
+
+
+async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float) -> HostStatus:
+    try:
+        wanted: str | None = build(clan, machine, write=False).id
+    except ClanError:
+        wanted = None  # e.g. vars not generated yet: the drift can still be shown
+    try:
+        target = resolve_target(clan, machine, None)
+    except ClanError as exc:
+        return HostStatus(machine, wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
+    try:
+        async with await connect(target, check, timeout) as conn:
+            return await drift_of(conn, machine, wanted)
+    except ClanError as exc:
+        return HostStatus(machine, str(target), wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
+
+
+def status(clan: Clan, machines: Sequence[str], check: HostKeyCheck = HostKeyCheck.STRICT,
+           connect_timeout: float = CONNECT_TIMEOUT, jobs: int = 32) -> list[HostStatus]:
+    """Every machine's status, in parallel (an unreachable host is one of the answers)."""
+    limit = asyncio.Semaphore(max(1, jobs))
+
+    async def one(machine: str) -> HostStatus:
+        async with limit:
+            return await _one(clan, machine, check, connect_timeout)
+
+    async def every() -> list[HostStatus]:
+        return list(await asyncio.gather(*(one(m) for m in machines)))
+
+    return asyncio.run(every())
