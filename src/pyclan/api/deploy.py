@@ -66,7 +66,9 @@ class HostResult:
     output: str | None = None
     rolled_back_to: int | None = None
     changes: ChangesJson | None = None
-    extra: dict[str, Any] = field(default_factory=dict)  # e.g. attempted, activation_may_be_running
+    attempted: bool = True  # false: a batched rollout stopped before this host (`error` says why)
+    activation_may_be_running: bool = False  # the answer was lost; the host may still be activating
+    extra: dict[str, Any] = field(default_factory=dict)  # `repaired` / `drift`: what was (would be) put back
 
 
 @dataclass(frozen=True)
@@ -108,7 +110,10 @@ def host_result(r: HostReport) -> HostResult:
     return HostResult(
         machine=r.machine, changed=r.changed, seconds=round(r.seconds, 3), generation=r.generation,
         error=r.error, id=r.id, target=r.target, hint=r.hint, step=r.step, output=r.output,
-        rolled_back_to=r.rolled_back_to, changes=changes, extra=dict(r.extra),
+        rolled_back_to=r.rolled_back_to, changes=changes,
+        attempted=bool(r.extra.get("attempted", True)),
+        activation_may_be_running=bool(r.extra.get("activation_may_be_running", False)),
+        extra={k: v for k, v in r.extra.items() if k in ("repaired", "drift")},
     )  # fmt: skip
 
 
