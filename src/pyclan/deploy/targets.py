@@ -1,10 +1,14 @@
 """Which address a machine is deployed to, in Clan's order of precedence.
 
 1. `--target-host` (one machine only);
-2. the machine's running local host (`pyclan hosts up`): its address, pyclan's own client
-   key and known_hosts — the user's ssh config is not consulted for these;
-3. the inventory's `machines.<m>.deploy.targetHost`;
-4. the address the `internet` service exports for the machine (with its user, port, jump hosts).
+2. `--network NAME`: the first answering host of the machine's peer in that network;
+3. the inventory's `machines.<m>.deploy.targetHost` (used as is, as Clan does);
+4. the machine's networks (services exporting `networking` and `peer`, see `deploy.networks`),
+   probed in parallel: the best priority that answers wins;
+5. the machine's running local host (`pyclan hosts up`).
+
+While a machine runs as a local host, pyclan logs in with its own client key and trusts that
+host's key, whatever address was chosen; the user's ssh config is not consulted for it.
 """
 
 from __future__ import annotations
@@ -14,40 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyclan.deploy import networks
 from pyclan.deploy.transport import Target, parse_target
 from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
-
-
-def local_target(machine: str) -> Target | None:
-    """The running local host of `machine`, if any."""
-    from pyclan.deploy import hosts
-
-    info = hosts.host_for(machine)
-    if info is None:
-        return None
-    return Target(
-        machine=machine, host=info.address, user=info.user, source="local host (pyclan hosts)",
-        identity=hosts.client_key_path(), known_hosts=hosts.known_hosts_path(), ssh_config=False,
-    )
-
-
-def _internet_target(clan: Clan, machine: str) -> Target | None:
-    """The best address the `internet` service exports for `machine` (with user, port, jumps)."""
-    if not any(i.service.name == "internet" for i in clan.resolved.instances.values()):
-        return None
-    from pyclan.services.library import internet
-
-    found = internet.machine_target(clan.evaluator.exports(), machine)
-    if found is None:
-        return None
-    base = parse_target(found.host, machine, f"the internet service (instance '{found.instance}')")
-    return replace(
-        base, user=found.user or "root", port=found.port if found.port != 22 else None,
-        jump=",".join(found.jumphosts) or None,
-    )
+    from pyclan.deploy.hosts_state import HostInfo
 
 
 #: generators holding a machine's SSH host keys (Clan's names, used by the bundled `sshd` service)
@@ -74,12 +51,36 @@ def clan_host_keys(clan: Clan, machine: str) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def resolve_target(clan: Clan, machine: str, override: str | None = None, *, local: bool = True) -> Target:
-    """The target of `machine`; a ClanError with a hint if none is known."""
-    target = _find_target(clan, machine, override, local)
-    if not override:
+def resolve_target(
+    clan: Clan, machine: str, override: str | None = None, *, local: bool = True, network: str | None = None,
+    nets: list[networks.Network] | None = None,
+) -> Target:
+    """The target of `machine`; a ClanError with a hint if none is known or none answers."""
+    running = networks.running_local_host(machine) if local else None
+    target = _find_target(clan, machine, override, running, network, nets)
+    if not override and not network:
         _refuse_absent_local_host(target)
-    return replace(target, host_keys=clan_host_keys(clan, machine))
+    target = replace(target, host_keys=clan_host_keys(clan, machine))
+    return networks.with_local_credentials(target, running[0] if running else None)
+
+
+def resolve_targets(
+    clan: Clan, machines: list[str], override: str | None = None, *, network: str | None = None
+) -> dict[str, Target | ClanError]:
+    """Each machine's target (or why it has none), resolved in parallel: probes overlap."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    nets = networks.clan_networks(clan)  # evaluated once, before the threads
+    clan.evaluator.generators()
+
+    def one(m: str) -> Target | ClanError:
+        try:
+            return resolve_target(clan, m, override, network=network, nets=nets)
+        except ClanError as exc:
+            return exc
+
+    with ThreadPoolExecutor(max_workers=max(1, min(32, len(machines)))) as pool:
+        return dict(zip(machines, pool.map(one, machines), strict=True))
 
 
 def _refuse_absent_local_host(target: Target) -> None:
@@ -110,21 +111,22 @@ def _refuse_absent_local_host(target: Target) -> None:
         )
 
 
-def _find_target(clan: Clan, machine: str, override: str | None, local: bool) -> Target:
+def _find_target(
+    clan: Clan, machine: str, override: str | None, running: tuple[HostInfo, bool] | None, network: str | None,
+    nets: list[networks.Network] | None,
+) -> Target:
     if override:
         return parse_target(override, machine, "--target-host")
-    if local:
-        found = local_target(machine)
-        if found is not None:
-            return found
+    if network:
+        return networks.route_over(nets if nets is not None else networks.clan_networks(clan), machine, network)
     spec = clan.loaded.inventory.machines[machine].deploy.targetHost
     if spec:
         return parse_target(spec, machine, f"machines.{machine}.deploy.targetHost")
-    internet = _internet_target(clan, machine)
-    if internet is not None:
-        return internet
+    found = networks.best_route(nets if nets is not None else networks.clan_networks(clan), machine, running)
+    if found is not None:
+        return found
     raise ClanError.single(
         "deploy-error", f"machines.{machine}.deploy.targetHost", f"no target host is known for machine '{machine}'",
         hint=f"start it as a local host (`pyclan hosts up {machine}`), set machines.{machine}.deploy.targetHost "
-        "in clan.toml, or pass --target-host",
+        "in clan.toml, add it to a network (e.g. an `internet` instance), or pass --target-host",
     )
