@@ -297,6 +297,35 @@ def list_inputs(flake: str | None = None) -> dict[str, Any]:
     return describe_inputs(InputSet(clan.dir, clan.loaded.inventory.inputs, clan.input_overrides))
 
 
+# -- networks --------------------------------------------------------------------------------
+
+
+@register
+def list_networks(flake: str | None = None) -> list[Any]:
+    """The clan's networks (services exporting `networking`), best priority first, with their members."""
+    from pyclan.deploy import networks
+
+    return list(networks.summaries(networks.clan_networks(_clan(flake))))
+
+
+@register
+def ping_machines(
+    machines: list[str] | None = None, network: str | None = None, timeout: float = 2.0, flake: str | None = None
+) -> list[Any]:
+    """Probe each machine's SSH port over each of its networks (or only `network`): reachable, latency."""
+    from pyclan.deploy import networks
+
+    return list(networks.ping(_clan(flake), machines or [], network, timeout))
+
+
+@register
+def network_overview(timeout: float = 2.0, flake: str | None = None) -> Any:
+    """Machines × networks: whether each machine answers over each network it is in, and why not."""
+    from pyclan.deploy import networks
+
+    return networks.overview(_clan(flake), timeout)
+
+
 # -- the JSON envelope -------------------------------------------------------------------------
 
 

@@ -22,6 +22,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JS
 TargetOpt = Annotated[
     str | None, typer.Option("--target-host", help="Deploy to \\[user@]host\\[:port] instead of the known target.")
 ]
+NetworkOpt = Annotated[str | None, typer.Option("--network", help="Reach the machine over this network only.")]
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
@@ -134,9 +135,11 @@ def update_cmd(
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
+    network: NetworkOpt = None,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs)
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, dry_run=dry_run, jobs=jobs,
+                    network=network)
     try:
         clan = get_clan()
         selected = deploy.select_machines(clan, machines or [], tags or [], all_)
@@ -155,9 +158,10 @@ def install_cmd(
     no_sandbox: NoSandboxOpt = False,
     connect_timeout: TimeoutOpt = CONNECT_TIMEOUT,
     json_out: JsonOpt = False,
+    network: NetworkOpt = None,
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
-    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout)
+    opts = _options(target_host, host_key_check, no_check, no_sandbox, connect_timeout, network=network)
     try:
         clan = _clan_with(machine)
         with ProgressView([machine], err_console, "installing") as view:
@@ -224,6 +228,7 @@ def ssh_cmd(
     command: Annotated[bool, typer.Option("-c", "--command", help="Run the remaining arguments as a command.")] = False,
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = HostKeyCheck.STRICT,
+    network: NetworkOpt = None,
 ) -> None:
     """Open a shell on MACHINE, or run `-c CMD…` there (exit status: the command's)."""
     from pyclan.deploy.shell import openssh_argv, run_command
@@ -234,18 +239,20 @@ def ssh_cmd(
     args = list(ctx.args)
     while args and args[0] != "--" and args[0] not in ("-c", "--command"):
         opt, _, inline = args.pop(0).partition("=")
-        if opt not in ("--target-host", "--host-key-check") or not (inline or args):
+        if opt not in ("--target-host", "--host-key-check", "--network") or not (inline or args):
             fail(
                 ClanError.single(
                     "usage-error",
                     opt,
                     f"unexpected {opt!r} after the machine name",
-                    hint="pyclan ssh MACHINE [--target-host H] [--host-key-check MODE] [-c CMD…]",
+                    hint="pyclan ssh MACHINE [--target-host H] [--network NAME] [--host-key-check MODE] [-c CMD…]",
                 )
             )
         value = inline or args.pop(0)
         if opt == "--target-host":
             target_host = value
+        elif opt == "--network":
+            network = value
         else:
             try:
                 host_key_check = HostKeyCheck(value)
@@ -262,7 +269,7 @@ def ssh_cmd(
         command, args = True, args[1:]
     try:
         clan = _clan_with(machine)
-        target = resolve_target(clan, machine, target_host)
+        target = resolve_target(clan, machine, target_host, network=network)
         if command and not args:
             raise ClanError.single("usage-error", "-c", "-c needs a command", hint="pyclan ssh MACHINE -c uname -a")
         if args:

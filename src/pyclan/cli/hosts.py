@@ -67,7 +67,7 @@ def up(
         cfg = lib.HostsConfig.from_env()
         if not lib.rootfs_ready(cfg.rootfs):
             err.print(f"building the Debian rootfs once at {cfg.rootfs} (about 40 s)…")
-        infos = lib.up(names, config=cfg, addresses=_internet_addresses(names, flake))
+        infos = lib.up(names, config=cfg, addresses=_network_addresses(names, flake))
     except ClanError as exc:
         raise _fail(exc.problems) from None
     except KeyboardInterrupt:
@@ -75,16 +75,16 @@ def up(
     _print_hosts(infos, as_json)
 
 
-def _internet_addresses(names: list[str], flake: Path | None) -> dict[str, str]:
-    """Each machine's `internet` host, if a clan is at hand: hosts take it when they can."""
+def _network_addresses(names: list[str], flake: Path | None) -> dict[str, str]:
+    """Each machine's best address over the clan's networks, if a clan is at hand: hosts take it when they can."""
     from pyclan.cli.common import get_clan
-    from pyclan.services.library.internet import machine_host
+    from pyclan.deploy.networks import clan_networks, wished_local_address
 
     try:
-        exports = get_clan(flake).evaluator.exports()
+        nets = clan_networks(get_clan(flake))
     except ClanError:
         return {}
-    found = {n: machine_host(exports, n) for n in names}
+    found = {n: wished_local_address(nets, n) for n in names}
     return {n: h for n, h in found.items() if h}
 
 

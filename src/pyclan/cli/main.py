@@ -37,7 +37,7 @@ def _register() -> None:
     from pyclan.cli import inventory_cmds
 
     inventory_cmds.register(app)
-    for name in ("api_cmds", "vars_cmds", "hosts", "inputs_cmds", "deploy_cmds"):
+    for name in ("api_cmds", "vars_cmds", "hosts", "inputs_cmds", "deploy_cmds", "network_cmds"):
         try:
             module = __import__(f"pyclan.cli.{name}", fromlist=["register"])
         except ModuleNotFoundError as exc:

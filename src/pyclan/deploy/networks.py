@@ -392,7 +392,7 @@ def route_over(networks: Sequence[Network], machine: str, name: str, timeout: fl
             "usage-error", "--network", f"machine '{machine}' is not a member of network '{name}'",
             hint=f"its networks: {', '.join(member_of) or '(none)'}",
         )
-    route, tried = first_reachable(routes, timeout) if len(routes) > 1 or routes[0].problem else (routes[0], [])
+    route, tried = first_reachable(routes, timeout)
     if route is None:
         raise unreachable_error(machine, tried, forced=name)
     return route.target()
@@ -450,3 +450,86 @@ def wished_local_address(networks: Sequence[Network], machine: str) -> str | Non
                 continue
             return host
     return None
+
+
+# -- `pyclan network list | ping | overview` ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetworkSummary:
+    """One network as `network list` shows it."""
+
+    name: str
+    service: str
+    priority: int
+    module: str
+    members: list[str]
+    unsupported: str | None = None  # why pyclan does not probe it
+
+
+@dataclass(frozen=True)
+class MachinePing:
+    """Every route of one machine, probed; `best` is the network deploy would use now."""
+
+    machine: str
+    routes: list[Reachability]
+    best: str | None = None
+
+
+@dataclass(frozen=True)
+class Overview:
+    """Machines × networks: for each machine, its probe over each network it is in."""
+
+    networks: list[NetworkSummary]
+    machines: dict[str, dict[str, Reachability]]
+
+
+def summaries(nets: Sequence[Network]) -> list[NetworkSummary]:
+    return [NetworkSummary(n.name, n.service, n.priority, n.module, sorted(n.peers), n.unsupported) for n in nets]
+
+
+def _check_machines(clan: Clan, machines: Sequence[str]) -> list[str]:
+    known = sorted(clan.loaded.inventory.machines)
+    for m in machines:
+        if m not in known:
+            from difflib import get_close_matches
+
+            close = get_close_matches(m, known, n=1)
+            raise ClanError.single(
+                "usage-error", f"machines.{m}", f"the clan has no machine '{m}'",
+                hint=f"did you mean '{close[0]}'?" if close else f"machines: {', '.join(known) or '(none)'}",
+            )
+    return list(machines) or known
+
+
+def ping(
+    clan: Clan, machines: Sequence[str] = (), network: str | None = None, timeout: float = PROBE_TIMEOUT
+) -> list[MachinePing]:
+    """Probe every route of `machines` (default: all) over every network (or only `network`), at once."""
+    names = _check_machines(clan, machines)
+    nets = clan_networks(clan)
+    if network is not None:
+        nets = [find_network(nets, network)]
+    routes = {m: machine_routes(nets, m) for m in names}
+    flat = [r for m in names for r in routes[m]]
+    results = iter(probe_all(flat, timeout))
+    out = []
+    for m in names:
+        probes = [next(results) for _ in routes[m]]
+        best = next((p.network for p in probes if p.reachable), None)
+        out.append(MachinePing(m, probes, best))
+    return out
+
+
+def overview(clan: Clan, timeout: float = PROBE_TIMEOUT) -> Overview:
+    """Every machine over every network it is in (the first answering host of each, else the first failure)."""
+    pings = ping(clan, (), None, timeout)
+    table: dict[str, dict[str, Reachability]] = {}
+    for p in pings:
+        cells: dict[str, Reachability] = {}
+        for probe_ in p.routes:
+            held = cells.get(probe_.network)
+            if held is None or (probe_.reachable and not held.reachable):
+                cells[probe_.network] = probe_
+        table[p.machine] = cells
+    return Overview(summaries(clan_networks(clan)), table)
