@@ -12,6 +12,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,12 +71,39 @@ def _no_local_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-hosts"))
 
 
+class Greeter:
+    """A TCP listener that greets like sshd (`SSH-2.0-…`), or with `greeting` (b"": silent)."""
+
+    def __init__(self, greeting: bytes = b"SSH-2.0-OpenSSH_9.2p1 test\r\n") -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.greeting = greeting
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                if self.greeting:
+                    conn.sendall(self.greeting)
+
+    def getsockname(self) -> tuple[str, int]:
+        return self.sock.getsockname()  # type: ignore[no-any-return]
+
+    def close(self) -> None:
+        self.sock.close()
+
+
 @pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(16)
-        yield sock
+def listener() -> Iterator[Greeter]:
+    greeter = Greeter()
+    yield greeter
+    greeter.close()
 
 
 def _closed_port() -> int:
@@ -84,7 +112,7 @@ def _closed_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _port(sock: socket.socket) -> int:
+def _port(sock: Greeter) -> int:
     return int(sock.getsockname()[1])
 
 
@@ -129,36 +157,50 @@ def test_networks_are_listed_by_priority_with_their_members(make_clan: object) -
     ]
 
 
-def test_the_best_priority_that_answers_wins(make_clan: object, listener: socket.socket) -> None:
+def test_the_best_priority_that_answers_wins(make_clan: object, listener: Greeter) -> None:
     """internet (2000) is closed, fast (1500) and slow (500) answer: fast is used."""
-    with socket.socket() as slow:
-        slow.bind(("127.0.0.1", 0))
-        slow.listen(4)
-        clan = _clan(make_clan, _closed_port(), _port(listener), _port(slow))
-        target = resolve_target(clan, "web")
-        assert (target.host, target.port, target.source) == (
-            "127.0.0.1", _port(listener), "network 'fast' (mesh, priority 1500)"
-        )
+    slow = Greeter()
+    clan = _clan(make_clan, _closed_port(), _port(listener), _port(slow))
+    target = resolve_target(clan, "web")
+    slow.close()
+    assert (target.host, target.port, target.source) == (
+        "127.0.0.1", _port(listener), "network 'fast' (mesh, priority 1500)"
+    )
 
 
-def test_a_higher_priority_network_that_answers_is_preferred(make_clan: object, listener: socket.socket) -> None:
+def test_a_port_that_accepts_but_does_not_greet_like_sshd_is_not_reachable(
+    make_clan: object, listener: Greeter
+) -> None:
+    """A NAT gateway or transparent proxy may accept any connection: only an SSH greeting counts."""
+    silent, other = Greeter(b""), Greeter(b"HTTP/1.1 400 Bad Request\r\n")
+    clan = _clan(make_clan, _port(silent), _port(other), _port(listener))
+    target = resolve_target(clan, "web")
+    assert target.source == "network 'slow' (mesh, priority 500)"
+    pings = networks.ping(clan, ["web"], timeout=0.5)[0].routes
+    assert [(p.network, p.reachable) for p in pings] == [("internet", False), ("fast", False), ("slow", True)]
+    assert pings[1].error == "the port accepts connections, but no SSH server answers"
+    silent.close()
+    other.close()
+
+
+def test_a_higher_priority_network_that_answers_is_preferred(make_clan: object, listener: Greeter) -> None:
     clan = _clan(make_clan, _port(listener), _port(listener), _port(listener))
     assert resolve_target(clan, "web").source == "network 'internet' (internet, priority 2000)"
 
 
-def test_network_option_forces_one_network(make_clan: object, listener: socket.socket) -> None:
+def test_network_option_forces_one_network(make_clan: object, listener: Greeter) -> None:
     clan = _clan(make_clan, _port(listener), _port(listener), _port(listener))
     target = resolve_target(clan, "web", network="slow")
     assert (target.source, target.user) == ("network 'slow' (mesh, priority 500)", "deploy")
 
 
-def test_target_host_overrides_every_network(make_clan: object, listener: socket.socket) -> None:
+def test_target_host_overrides_every_network(make_clan: object, listener: Greeter) -> None:
     clan = _clan(make_clan, _port(listener), _port(listener), _port(listener))
     target = resolve_target(clan, "web", "admin@192.0.2.7:2222")
     assert (target.host, target.user, target.port, target.source) == ("192.0.2.7", "admin", 2222, "--target-host")
 
 
-def test_inventory_target_host_is_used_first_as_clan_does(make_clan: object, listener: socket.socket) -> None:
+def test_inventory_target_host_is_used_first_as_clan_does(make_clan: object, listener: Greeter) -> None:
     extra = '\n[machines.web.deploy]\ntargetHost = "root@192.0.2.8"\n'
     clan = _clan(make_clan, _port(listener), _port(listener), _port(listener), extra)
     target = resolve_target(clan, "web")
@@ -177,7 +219,7 @@ def test_no_reachable_network_lists_what_was_tried(make_clan: object) -> None:
     assert "--network NAME" in text and "pyclan network ping web" in text
 
 
-def test_forced_network_that_does_not_answer_says_so(make_clan: object, listener: socket.socket) -> None:
+def test_forced_network_that_does_not_answer_says_so(make_clan: object, listener: Greeter) -> None:
     closed = _closed_port()
     clan = _clan(make_clan, _port(listener), _port(listener), closed)
     with pytest.raises(ClanError) as err:
@@ -246,7 +288,7 @@ def test_unsupported_ssh_options_make_the_route_unusable_with_a_reason() -> None
     assert networks.probe(route).error == route.problem
 
 
-def test_api_results_and_cli_json_are_the_same(make_clan: object, listener: socket.socket) -> None:
+def test_api_results_and_cli_json_are_the_same(make_clan: object, listener: Greeter) -> None:
     closed = _closed_port()
     clan = _clan(make_clan, closed, _port(listener), _port(listener))
     flake = str(clan.dir)

@@ -4,8 +4,8 @@ A network is a service instance that exports `networking` (a priority; Clan: int
 wireguard 1000, zerotier 900, tor 10) at its instance scope `S:i::`, and a `peer` (hosts, port,
 user, SSH options) for each member at `S:i:r:m`. Any service may do so; this module never names
 one. A machine's *routes* are its peers' hosts over every network it is in, best priority first.
-Routes are probed in parallel with a plain TCP connect to the SSH port; the first route in
-priority order that answers wins.
+Routes are probed in parallel with a TCP connect to the SSH port that waits for the server's
+`SSH-` greeting; the first route in priority order that answers wins.
 """
 
 from __future__ import annotations
@@ -274,7 +274,8 @@ def _split_jump(spec: str) -> tuple[str, int]:
 
 
 def probe(route: Route, timeout: float = PROBE_TIMEOUT) -> Reachability:
-    """Open (and close) a TCP connection to the route's SSH port, or its first jump host's."""
+    """Connect to the route's SSH port (or its first jump host's) and wait for the server's
+    `SSH-` greeting; latency is the TCP connect time."""
     def result(reachable: bool, latency: float | None = None, error: str | None = None) -> Reachability:
         return Reachability(route.machine, route.network, route.priority, route.address, reachable, latency, error, via)
 
@@ -284,14 +285,19 @@ def probe(route: Route, timeout: float = PROBE_TIMEOUT) -> Reachability:
     host, port = _split_jump(via) if via else (route.host, route.port)
     started = time.perf_counter()
     try:
-        with socket.create_connection((host, port), timeout=timeout):
-            pass
+        with socket.create_connection((host, port), timeout=timeout) as sock:
+            latency = (time.perf_counter() - started) * 1000
+            sock.settimeout(max(0.05, timeout - (time.perf_counter() - started)))
+            banner = sock.recv(64)
     except TimeoutError:
         return result(False, error=f"no answer within {timeout:g} s")
     except OSError as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         return result(False, error=reason[0].lower() + reason[1:])
-    return result(True, latency=(time.perf_counter() - started) * 1000)
+    if not banner.startswith(b"SSH-"):
+        # a middlebox (NAT gateway, transparent proxy) may accept any connection: only sshd greets
+        return result(False, error="the port accepts connections, but no SSH server answers")
+    return result(True, latency=latency)
 
 
 _POOL_SIZE = 64
