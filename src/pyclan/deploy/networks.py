@@ -429,10 +429,17 @@ def best_route(
     return route.target()
 
 
-def with_local_credentials(target: Target, info: HostInfo | None) -> Target:
+def local_addresses(nets: Iterable[Network], machine: str, info: HostInfo) -> set[str]:
+    """The addresses at which a local host is the machine itself: its own, and its networks' hosts."""
+    return {info.address, *(h for n in nets if machine in n.peers for h in n.peers[machine].hosts)}
+
+
+def with_local_credentials(target: Target, info: HostInfo | None, addresses: Iterable[str] = ()) -> Target:
     """A machine running as a local host is logged into with pyclan's client key, and its host key
-    (recorded when it booted) is trusted — whatever address reaches it (network, --target-host)."""
-    if info is None:
+    (recorded when it booted) is trusted, at any of its `addresses` (its local address, its
+    networks' hosts; also through --target-host). Other hosts and ssh-config aliases keep the
+    user's ssh config, keys and known_hosts."""
+    if info is None or target.host not in {info.address, *addresses}:
         return target
     from dataclasses import replace
 

@@ -8,7 +8,8 @@
 5. the machine's running local host (`pyclan hosts up`).
 
 While a machine runs as a local host, pyclan logs in with its own client key and trusts that
-host's key, whatever address was chosen; the user's ssh config is not consulted for it.
+host's key at the machine's addresses (its local address and its networks' hosts, also given as
+`--target-host`); the user's ssh config is not consulted for them.
 """
 
 from __future__ import annotations
@@ -61,7 +62,10 @@ def resolve_target(
     if not override and not network:
         _refuse_absent_local_host(target)
     target = replace(target, host_keys=clan_host_keys(clan, machine))
-    return networks.with_local_credentials(target, running[0] if running else None)
+    if running is None:
+        return target
+    known = networks.local_addresses(nets if nets is not None else networks.clan_networks(clan), machine, running[0])
+    return networks.with_local_credentials(target, running[0], known)
 
 
 def resolve_targets(
