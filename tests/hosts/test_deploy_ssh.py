@@ -62,31 +62,33 @@ def test_host_key_checking_strict_tofu_and_changed(
     started_hosts: LocalHosts, ssh_run: SshRun, clan: DeployClan, tmp_path: Path
 ) -> None:
     host, other = started_hosts(["dp-hk", "dp-hk2"])
-    clan.set({"dp-hk": {"files": {"/etc/hk": "hk\n"}}})
+    # a machine that is not itself a local host (those are reached with pyclan's own key and
+    # known_hosts, see test_networks): the host key checks of an ordinary remote host apply
+    clan.set({"hk-box": {"files": {"/etc/hk": "hk\n"}}})
     target = f"root@{host.address}"
     known = tmp_path / "home" / ".ssh" / "known_hosts"
 
-    strict = clan.cli("machines", "update", "dp-hk", "--target-host", target, "--json")
+    strict = clan.cli("machines", "update", "hk-box", "--target-host", target, "--json")
     assert strict.returncode == 1
     [report] = json.loads(strict.stdout)
     assert f"the host key of {host.address}" in report["error"] and "is not in" in report["error"]
     assert "host key checking is strict" in report["error"] and "--host-key-check tofu" in report["hint"]
     assert read_files(ssh_run, host, ["/etc/hk"]) == {"/etc/hk": None}
 
-    tofu = clan.cli("machines", "update", "dp-hk", "--target-host", target, "--host-key-check", "tofu", "--json")
+    tofu = clan.cli("machines", "update", "hk-box", "--target-host", target, "--host-key-check", "tofu", "--json")
     assert tofu.returncode == 0, tofu.stdout + tofu.stderr
     assert known.read_text().split() == [host.address, *host.host_key.split()]
     assert read_files(ssh_run, host, ["/etc/hk"]) == {"/etc/hk": "hk\n"}
-    again = clan.cli("ssh", "dp-hk", "--target-host", target, "-c", "cat /etc/hk")  # strict, now known
+    again = clan.cli("ssh", "hk-box", "--target-host", target, "-c", "cat /etc/hk")  # strict, now known
     assert (again.returncode, again.stdout) == (0, "hk\n")
 
     # another machine answering at a known address: refused, with what to do
     known.write_text(f"{host.address} {other.host_key}\n")
-    changed = clan.cli("ssh", "dp-hk", "--target-host", target, "--host-key-check", "tofu", "-c", "true")
+    changed = clan.cli("ssh", "hk-box", "--target-host", target, "--host-key-check", "tofu", "-c", "true")
     assert changed.returncode == 1
     assert f"the host key of {host.address} has changed" in changed.stderr
     assert "ssh-keygen -R" in changed.stderr
-    none = clan.cli("ssh", "dp-hk", "--target-host", target, "--host-key-check", "none", "-c", "echo unchecked")
+    none = clan.cli("ssh", "hk-box", "--target-host", target, "--host-key-check", "none", "-c", "echo unchecked")
     assert (none.returncode, none.stdout) == (0, "unchecked\n")
 
 

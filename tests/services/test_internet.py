@@ -31,9 +31,9 @@ jumphosts = ["bastion.example.com"]
 def test_exports_peer_and_networking_priority(make_clan: MakeClan) -> None:
     exports = make_clan(CLAN).evaluator.exports()
     assert exports["internet:internet:default:server1"]["peer"] == {
-        "host": {"plain": "server1.example.com"}, "user": None, "port": 22, "jumphosts": [], "SSHOptions": [],
+        "hosts": [{"plain": "server1.example.com"}], "user": None, "port": 22, "SSHOptions": [],
     }
-    assert exports["internet:internet:default:server2"]["peer"]["SSHOptions"] == ["-J", "bastion.example.com"]
+    assert exports["internet:internet:default:server2"]["peer"]["SSHOptions"] == ["-J bastion.example.com"]
     assert exports["internet:internet::"]["networking"]["priority"] == 2000
 
 
@@ -65,7 +65,7 @@ roles.default.machines.server1.settings.host = "10.0.0.1"
 def test_host_defaults_to_empty_which_gives_no_address(make_clan: MakeClan) -> None:
     """Clan: `host` defaults to "" — the member is valid, but exports no address to connect to."""
     clan = make_clan(CLAN + "[instances.internet.roles.default.machines.laptop]\n")
-    assert clan.evaluator.exports()["internet:internet:default:laptop"]["peer"]["host"] == {"plain": ""}
+    assert clan.evaluator.exports()["internet:internet:default:laptop"]["peer"]["hosts"] == [{"plain": ""}]
     assert machine_host(clan.evaluator.exports(), "laptop") is None
     with pytest.raises(ClanError) as err:
         _ = make_clan(CLAN + '[instances.internet.roles.default.machines.laptop.settings]\nhost = "two words"\n',

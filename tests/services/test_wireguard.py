@@ -214,8 +214,11 @@ def test_peer_config_connects_to_every_controller(keyed: Callable[[str], Clan]) 
     assert set(cfg.secrets) == {SECRET}
     exports = clan.evaluator.exports()
     assert exports["wireguard:vpn:controller:ctrl1"]["peer"] == {
-        "host": {"plain": str(wg.controller_address("vpn", "ctrl1"))}
+        "hosts": [{"plain": str(v4["ctrl1"])}, {"plain": str(wg.controller_address("vpn", "ctrl1"))}]
     }
+    designated = wg.peer_address("vpn", "ctrl1", "peer1")  # peer1 routes through ctrl1
+    hosts = exports["wireguard:vpn:peer:peer1"]["peer"]["hosts"]
+    assert hosts == [{"plain": str(v4["peer1"])}, {"plain": str(designated)}]
     assert exports["wireguard:vpn::"]["networking"]["priority"] == 1000
 
 

@@ -287,7 +287,7 @@ def test_exports_give_each_members_zerotier_address(clan: Clan) -> None:
     nwid = _nwid(clan, "my-vpn")
     assert exports["zerotier:my-vpn::"]["networking"]["priority"] == 900
     peer = exports["zerotier:my-vpn:peer:my-machine-name"]["peer"]
-    assert peer == {"host": {"plain": zt.rfc4193_address(nwid, _node(clan, "my-machine-name")).compressed}}
+    assert peer == {"hosts": [{"plain": zt.rfc4193_address(nwid, _node(clan, "my-machine-name")).compressed}]}
 
 
 def _files(cfg: Any) -> dict[str, bytes]:

@@ -34,6 +34,7 @@ MODULES = (
     "pyclan.api.deploy",
     "pyclan.api.hosts",
     "pyclan.api.backups",
+    "pyclan.api.network",
 )
 
 # Parameters the CLI passes but the JSON schema does not show (callbacks, not data).

@@ -184,6 +184,7 @@ def update_machines(
     batch_size: int | None = None,
     max_failures: int | None = None,
     repair: bool = False,
+    network: str | None = None,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -200,7 +201,7 @@ def update_machines(
     opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs,
         yes=yes, rollback=rollback, confirm_timeout=confirm_timeout, timeout=timeout,
         activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-        repair=repair,
+        repair=repair, network=network,
     )  # fmt: skip
     reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
     return [host_result(r) for r in reports]
@@ -215,6 +216,7 @@ def install_machine(
     sandbox: bool = True,
     connect_timeout: float = CONNECT_TIMEOUT,
     yes: bool = False,
+    network: str | None = None,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
@@ -226,7 +228,7 @@ def install_machine(
 
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])
-    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, yes=yes)
+    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, yes=yes, network=network)
     return [host_result(deploy.install(clan, machine, opts, progress or _no_progress))]  # type: ignore[arg-type]
 
 

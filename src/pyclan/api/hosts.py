@@ -43,15 +43,16 @@ def _machine_names(flake: str | None) -> list[str]:
     return sorted(open_flake(flake).loaded.inventory.machines)
 
 
-def _internet_addresses(names: list[str], flake: str | None) -> dict[str, str]:
-    """Each machine's `internet` host, if a clan is at hand: hosts take it when they can."""
-    from pyclan.services.library.internet import machine_host
+def _network_addresses(names: list[str], flake: str | None) -> dict[str, str]:
+    """Each machine's best address over the clan's networks (`peer` exports), if a clan is at
+    hand: hosts take it when they can."""
+    from pyclan.deploy.networks import clan_networks, wished_local_address
 
     try:
-        exports = open_flake(flake).evaluator.exports()
+        nets = clan_networks(open_flake(flake))
     except ClanError:
         return {}
-    found = {n: machine_host(exports, n) for n in names}
+    found = {n: wished_local_address(nets, n) for n in names}
     return {n: h for n, h in found.items() if h}
 
 
@@ -73,7 +74,7 @@ def hosts_up(
     cfg = lib.HostsConfig.from_env()
     if progress is not None and not lib.rootfs_ready(cfg.rootfs):
         progress(f"building the Debian rootfs once at {cfg.rootfs} (about 40 s)…")
-    return [_local(i) for i in lib.up(names, config=cfg, addresses=_internet_addresses(names, flake))]
+    return [_local(i) for i in lib.up(names, config=cfg, addresses=_network_addresses(names, flake))]
 
 
 @register

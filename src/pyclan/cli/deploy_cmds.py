@@ -35,6 +35,7 @@ class KeyCheck(StrEnum):
 TargetOpt = Annotated[
     str | None, typer.Option("--target-host", help="Deploy to [user@]host[:port] instead of the known target.")
 ]
+NetworkOpt = Annotated[str | None, typer.Option("--network", help="Reach the machine over this network only.")]
 NoCheckOpt = Annotated[bool, typer.Option("--no-check", help="Deploy even if the inventory's constraint checks fail.")]
 NoSandboxOpt = Annotated[bool, typer.Option("--no-sandbox", help="Run vars generator scripts without a sandbox.")]
 TimeoutOpt = Annotated[float, typer.Option("--connect-timeout", min=0.1, help="Seconds to wait for a host to answer.")]
@@ -128,6 +129,7 @@ def update_cmd(
     repair: Annotated[bool, typer.Option("--repair", help="Also put back what was changed by hand on hosts "
                       "that are up to date (see `machines status`).")] = False,
     json_out: JsonOpt = False,
+    network: NetworkOpt = None,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Deploy machines over SSH: upload what changed, activate, roll back on failure."""
@@ -141,7 +143,7 @@ def update_cmd(
             check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes,
             rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
             activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-            repair=repair,
+            repair=repair, network=network,
             progress=view.update, debug=CURRENT.debug, **clan_args(flake_dir),
         )  # fmt: skip
     _report_and_exit(reports, json_out, dry_run)
@@ -157,6 +159,7 @@ def install_cmd(
     connect_timeout: TimeoutOpt = deploy_api.CONNECT_TIMEOUT,
     yes: YesOpt = False,
     json_out: JsonOpt = False,
+    network: NetworkOpt = None,
     flake_dir: FlakeOpt = None,
 ) -> None:
     """Set up a fresh Debian host reachable as root as MACHINE: prepare it, then a first update."""
@@ -168,7 +171,7 @@ def install_cmd(
         reports = deploy_api.install_machine(
             machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
             sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes, progress=view.update, debug=CURRENT.debug,
-            **args,
+            network=network, **args,
         )  # fmt: skip
     _report_and_exit(reports, json_out)
 
@@ -273,6 +276,7 @@ def ssh_cmd(
     target_host: TargetOpt = None,
     host_key_check: KeyCheckOpt = KeyCheck.STRICT,
     flake_dir: FlakeOpt = None,
+    network: NetworkOpt = None,
 ) -> None:
     """Open a shell on MACHINE, or run `-c CMD…` there (exit status: the command's).
 
@@ -287,16 +291,18 @@ def ssh_cmd(
     args = list(ctx.args)
     while args and args[0] != "--" and args[0] not in ("-c", "--command"):
         opt, _, inline = args.pop(0).partition("=")
-        if opt not in ("--target-host", "--host-key-check") or not (inline or args):
+        if opt not in ("--target-host", "--host-key-check", "--network") or not (inline or args):
             raise ClanError.single(
                 "usage-error",
                 opt,
                 f"unexpected {opt!r} after the machine name",
-                hint="pyclan ssh MACHINE [--target-host H] [--host-key-check MODE] [-c CMD…]",
+                hint="pyclan ssh MACHINE [--target-host H] [--network NAME] [--host-key-check MODE] [-c CMD…]",
             )
         value = inline or args.pop(0)
         if opt == "--target-host":
             target_host = value
+        elif opt == "--network":
+            network = value
         else:
             try:
                 host_key_check = KeyCheck(value)
@@ -311,7 +317,7 @@ def ssh_cmd(
         command, args = True, args[1:]
     clan = open_flake(flake(flake_dir), clan_args(flake_dir)["input_overrides"])
     clan.require_machines([machine])
-    target = resolve_target(clan, machine, target_host)
+    target = resolve_target(clan, machine, target_host, network=network)
     if command and not args:
         raise ClanError.single("usage-error", "-c", "-c needs a command", hint="pyclan ssh MACHINE -c uname -a")
     check = HostKeyCheck(host_key_check.value)

@@ -40,6 +40,8 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "api": ("pyclan.cli.api_cmds", "api_app", "Call library functions with JSON (for tools and UIs).", False),
     "backups": ("pyclan.cli.backups_cmds", "backups_app", "Backups of machines' state: list, create, restore.", False),
     "b": ("pyclan.cli.backups_cmds", "backups_app", "", True),
+    "network": ("pyclan.cli.network_cmds", "network_app", "The clan's networks: list, ping, overview.", False),
+    "net": ("pyclan.cli.network_cmds", "network_app", "", True),
 }
 
 

@@ -334,5 +334,6 @@ def _host_key_error(target: Target, check: HostKeyCheck, verdict: _Verdict) -> C
         f"the host key of {target.host} ({verdict.fingerprint or 'unknown key'}) is not in {files}, "
         f"and host key checking is {check.value}{extra}",
         hint="check the fingerprint and add the key to known_hosts (e.g. `ssh-keyscan "
-        f"{target.host} >> ~/.ssh/known_hosts`), or pass `--host-key-check tofu` to trust it on first use",
+        + (f"-p {target.port} " if target.port and target.port != 22 else "")
+        + f"{target.host} >> ~/.ssh/known_hosts`), or pass `--host-key-check tofu` to trust it on first use",
     )

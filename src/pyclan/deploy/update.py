@@ -22,7 +22,7 @@ from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.manifest import Manifest
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
 from pyclan.deploy.secrets import secret_values
-from pyclan.deploy.targets import clan_host_keys, resolve_target
+from pyclan.deploy.targets import clan_host_keys, resolve_target, resolve_targets
 from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
 from pyclan.errors import ClanError, did_you_mean
 
@@ -51,6 +51,7 @@ class UpdateOptions:
     canary: int = 0  # these first machines alone, before all others
     batch_size: int | None = None  # then batches of this many (None: all the rest at once)
     max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
+    network: str | None = None  # --network: reach machines over this network only
     repair: bool = False  # an up-to-date host is checked for drift (as `status`) and re-activated if any
 
     @property
@@ -176,18 +177,16 @@ def check_override(machines: Sequence[str], override: str | None) -> None:
 
 
 def targets_for(
-    clan: Clan, machines: Sequence[str], override: str | None, earlier_keys: dict[str, tuple[str, ...]] | None = None
+    clan: Clan, machines: Sequence[str], override: str | None, earlier_keys: dict[str, tuple[str, ...]] | None = None,
+    network: str | None = None,
 ) -> dict[str, Target | ClanError]:
     """Each machine's target (or why it has none); `earlier_keys` are host keys the clan held before
     this command regenerated vars — a host still presents those until it is updated."""
-    out: dict[str, Target | ClanError] = {}
-    for m in machines:
-        try:
-            target = resolve_target(clan, m, override)
+    out = resolve_targets(clan, list(machines), override, network=network)
+    for m, target in out.items():
+        if not isinstance(target, ClanError):
             extra = tuple(k for k in (earlier_keys or {}).get(m, ()) if k not in target.host_keys)
             out[m] = replace(target, host_keys=target.host_keys + extra)
-        except ClanError as exc:
-            out[m] = exc
     return out
 
 
@@ -199,7 +198,7 @@ def update(
     check_override(machines, opts.target_host)
     earlier = {m: clan_host_keys(clan, m) for m in machines}
     prepare(clan, machines, opts)  # first: exports and targets may read the vars it generates
-    targets = targets_for(clan, machines, opts.target_host, earlier)
+    targets = targets_for(clan, machines, opts.target_host, earlier, opts.network)
     built, failed = build_all(clan, machines)
 
     async def work(m: str, report: Progress) -> HostReport:
@@ -254,7 +253,7 @@ async def _preflight(target: Target, check: HostKeyCheck, timeout: float) -> str
 
 def install(clan: Clan, machine: str, opts: UpdateOptions, progress: Progress = no_progress) -> HostReport:
     """First set-up of a fresh Debian host: prepare pyclan's folders, then a first update."""
-    target = resolve_target(clan, machine, opts.target_host)
+    target = resolve_target(clan, machine, opts.target_host, network=opts.network)
     progress(machine, f"preparing {target}")
     asyncio.run(_preflight(target, opts.host_key_check, opts.connect_timeout))
     # the key is known now (tofu/ask remembered it); later connections check it strictly

@@ -61,18 +61,10 @@ def default(ctx: InstanceContext[Internet]) -> None:
 
 @default.exports
 def peer_exports(ctx: InstanceContext[Internet]) -> ExportMap:
+    """Clan's `peer` interface: `hosts` (plain values), `port`, `user`, `SSHOptions` (`-J host` per jump host)."""
     s = ctx.settings
-    return ctx.mk_exports(
-        {
-            "peer": {
-                "host": {"plain": s.host},
-                "user": s.user,
-                "port": s.port,
-                "jumphosts": list(s.jumphosts),
-                "SSHOptions": [opt for j in s.jumphosts for opt in ("-J", j)],
-            }
-        }
-    )
+    jumps = [f"-J {j}" for j in s.jumphosts]
+    return ctx.mk_exports({"peer": {"hosts": [{"plain": s.host}], "user": s.user, "port": s.port, "SSHOptions": jumps}})
 
 
 @service.instance_exports
@@ -120,20 +112,24 @@ def machine_targets(exports: Mapping[str, ExportValue], machine: str) -> list[In
         peer = value.get("peer")
         if not isinstance(peer, Mapping):
             continue
-        host = peer.get("host")
-        plain = host.get("plain") if isinstance(host, Mapping) else None
+        hosts = peer.get("hosts")
+        first = hosts[0] if isinstance(hosts, list) and hosts else None
+        plain = first.get("plain") if isinstance(first, Mapping) else None
         if not isinstance(plain, str) or not plain:
             continue
         port = peer.get("port")
         user = peer.get("user")
-        jumps = peer.get("jumphosts")
+        options = peer.get("SSHOptions")
+        jumps = [o.split(None, 1)[1] for o in options if isinstance(o, str) and o.startswith("-J ")] if isinstance(
+            options, list
+        ) else []
         found.append(
             InternetTarget(
                 host=plain,
                 instance=scope.instance,
                 user=user if isinstance(user, str) else None,
                 port=port if isinstance(port, int) else 22,
-                jumphosts=tuple(j for j in jumps if isinstance(j, str)) if isinstance(jumps, list) else (),
+                jumphosts=tuple(jumps),
                 priority=_priority(exports, scope.service, scope.instance),
             )
         )

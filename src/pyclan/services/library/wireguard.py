@@ -524,9 +524,20 @@ def peer_keys(ctx: InstanceContext[PeerSettings]) -> list[Generator]:
     return gens
 
 
-@controller.exports
-def controller_exports(ctx: InstanceContext[ControllerSettings]) -> ExportMap:
-    return ctx.mk_exports({"peer": {"host": {"plain": str(controller_address(ctx.instance_name, ctx.machine.name))}}})
+def _member_exports(ctx: InstanceContext[Any]) -> ExportMap:
+    """Clan's `peer` interface: where the member answers inside the VPN. Clan exports the name
+    `<machine>.<domain>`, which only members resolve (their /etc/hosts); pyclan exports the member's
+    IPv4 and IPv6 addresses, so a controller routed into the VPN reaches them too."""
+    net = layout(ctx.instance_name, ctx.roles)
+    me = ctx.machine.name
+    choice = ctx.settings.controller if isinstance(ctx.settings, PeerSettings) else None
+    v6 = net.v6_of(me, net.designated(me, choice))
+    hosts = [str(net.ipv4[me])] + ([str(v6)] if v6 is not None else [])
+    return ctx.mk_exports({"peer": {"hosts": [{"plain": h} for h in hosts]}})
+
+
+controller.exports(_member_exports)
+peer.exports(_member_exports)
 
 
 @service.instance_exports

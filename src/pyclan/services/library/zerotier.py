@@ -680,7 +680,7 @@ def moon(ctx: InstanceContext[MoonSettings]) -> MachineConfig:
 def networking(ctx: ServiceContext) -> ExportMap:
     return {
         build_scope_key(ctx.service_name, instance): {
-            "networking": {"priority": NETWORKING_PRIORITY, "module": "pyclan.network.zerotier"}
+            "networking": {"priority": NETWORKING_PRIORITY, "module": "clan_lib.network.zerotier"}
         }
         for instance in ctx.instances
     }
@@ -689,7 +689,7 @@ def networking(ctx: ServiceContext) -> ExportMap:
 def _member_exports(ctx: InstanceContext[Any]) -> ExportMap:
     """A member's ZeroTier address in the instance's network, once the vars exist."""
     ip = member_ip(ctx.vars, ctx.machine.name, ctx.instance_name)
-    return ctx.mk_exports({"peer": {"host": {"plain": ip}}}) if ip else {}
+    return ctx.mk_exports({"peer": {"hosts": [{"plain": ip}]}}) if ip else {}
 
 
 peer.exports(_member_exports)
