@@ -88,6 +88,21 @@ class Route:
         return f"{host}:{self.port}"
 
     def target(self) -> Target:
+        """The SSH target of this route; parts that ssh would read as options are refused (a
+        service's export is user input: it ends on an ssh command line)."""
+        from pyclan.inventory.target_host import SYNTAX_HINT, destination_problem, jump_hosts_problem, word_problem
+
+        problem = destination_problem(self.host) if "@" in self.host else word_problem(self.host, "host")
+        if problem is None and self.user is not None:
+            problem = word_problem(self.user, "user")
+        if problem is None and self.jumphosts:
+            problem = jump_hosts_problem(",".join(self.jumphosts))
+        if problem is not None:
+            raise ClanError.single(
+                "settings-type", f"instances.{self.network}",
+                f"unsafe address of machine '{self.machine}' for ssh ({self.source or self.network}): {problem}",
+                hint=SYNTAX_HINT,
+            )  # fmt: skip
         return Target(
             machine=self.machine, host=self.host, user=self.user or "root",
             port=self.port if self.port != SSH_PORT else None, source=self.source,
