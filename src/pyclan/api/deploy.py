@@ -68,7 +68,8 @@ class HostResult:
     changes: ChangesJson | None = None
     attempted: bool = True  # false: a batched rollout stopped before this host (`error` says why)
     activation_may_be_running: bool = False  # the answer was lost; the host may still be activating
-    extra: dict[str, Any] = field(default_factory=dict)  # `repaired` / `drift`: what was (would be) put back
+    drift: list[str] = field(default_factory=list)  # `--repair --dry-run`: what would be put back
+    repaired: list[str] = field(default_factory=list)  # `--repair`: what was put back
 
 
 @dataclass(frozen=True)
@@ -113,7 +114,7 @@ def host_result(r: HostReport) -> HostResult:
         rolled_back_to=r.rolled_back_to, changes=changes,
         attempted=bool(r.extra.get("attempted", True)),
         activation_may_be_running=bool(r.extra.get("activation_may_be_running", False)),
-        extra={k: v for k, v in r.extra.items() if k in ("repaired", "drift")},
+        drift=list(r.extra.get("drift", [])), repaired=list(r.extra.get("repaired", [])),
     )  # fmt: skip
 
 

@@ -103,9 +103,10 @@ def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = Fal
                 console.print(escape(line), style=style or None, highlight=False)
     for r in reports:
         for key, title in (("repaired", "repaired"), ("drift", "would repair")):
-            if r.extra.get(key):
+            lines = getattr(r, key, None) or getattr(r, "extra", {}).get(key)  # HostResult or HostReport
+            if lines:
                 console.rule(f"[bold]{r.machine}[/]: {title}", align="left")
-                for line in r.extra[key]:
+                for line in lines:
                     console.print("  " + escape(line), highlight=False)
     for r in reports:
         if r.error:
