@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from types import TracebackType
+from typing import Any
 
 from rich.console import Console
 from rich.live import Live
@@ -78,13 +79,19 @@ class ProgressView:
             self.live.__exit__(kind, exc, tb)
 
 
+def _not_attempted(r: Any) -> bool:
+    """A batched rollout stopped before this host (a HostReport's `extra`, or the API's field)."""
+    extra = getattr(r, "extra", None)
+    return extra.get("attempted") is False if extra is not None else getattr(r, "attempted", True) is False
+
+
 def summary(reports: Sequence[HostReport], console: Console, dry_run: bool = False) -> None:
     """The table after a deploy, then each failure's step output and each dry-run's changes."""
     table = Table(show_edge=False)
     for col in ("machine", "target", "result", "generation", "time"):
         table.add_column(col, justify="right" if col in ("generation", "time") else "left")
     for r in reports:
-        if r.error and r.extra.get("attempted") is False:
+        if r.error and _not_attempted(r):
             result = "[yellow]not attempted[/]"
         elif r.error:
             result = "[red]failed[/]"
