@@ -10,6 +10,7 @@ inventory answers its prompts.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import shutil
 import subprocess
@@ -141,7 +142,8 @@ def _zerotier_readme(clan: Clan, configs: dict[str, MachineConfig]) -> None:
     assert len(members) == 3
     assert json.loads(configs["relay"].files["/etc/zerotier/pyclan/moon/zerotier.json"].content) == ["203.0.113.9"]
     relay_ip = _public(clan, "shared/zerotier-ip-relay-zerotier/ip").strip()
-    orbit = f"/etc/zerotier/pyclan/orbit/{relay_ip.replace(':', '')[-10:]}"
+    node_id = ipaddress.ip_address(relay_ip).exploded.replace(":", "")[-10:]  # rfc4193: the node id ends the address
+    orbit = f"/etc/zerotier/pyclan/orbit/{node_id}"
     assert orbit in configs["notebook"].files and orbit in configs["hub"].files  # the moon is orbited
 
 
