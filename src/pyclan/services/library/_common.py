@@ -22,7 +22,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
-from pyclan.config.machine_config import MachineConfig
+from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
 from pyclan.vars.model import GeneratorInput
 
@@ -323,3 +323,19 @@ def authorized_keys_config(path: str, keys: Sequence[str]) -> MachineConfig:
     if keys:
         cfg.file(path, "# Managed by pyclan\n" + "".join(f"{k.strip()}\n" for k in keys))
     return cfg
+
+
+def state_hooks(provider: str, hook: str) -> str:
+    """POSIX sh for a backup provider: run `hook` (`pre-backup`, …) of every state of the machine
+    that has one; fail once all ran if any failed (as Clan does)."""
+    return f"""failed=""
+for state in {STATE_DIR}/*/; do
+    [ -x "${{state}}{hook}" ] || continue
+    echo "{provider}: running {hook} command of $(basename "$state")"
+    "${{state}}{hook}" || failed="$failed $(basename "$state")"
+done
+if [ -n "$failed" ]; then
+    echo "{provider}: {hook} commands failed for:$failed" >&2
+    exit 1
+fi
+"""

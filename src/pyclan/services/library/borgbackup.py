@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services.api import InstanceContext, Service
-from pyclan.services.library._common import SshKeygenRun, random_password, sh_quote, systemd_unit
+from pyclan.services.library._common import SshKeygenRun, random_password, sh_quote, state_hooks, systemd_unit
 from pyclan.services.library.internet import machine_target
 from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
@@ -235,21 +235,6 @@ def _known_host(job: Job, key: str) -> str:
     return f"[{host}]:{port} {key}" if port else f"{host} {key}"
 
 
-def _state_commands(hook: str) -> str:
-    """Run `hook` of every state of the machine that has one; fail once all ran if any failed (as Clan)."""
-    return f"""failed=""
-for state in {STATE_DIR}/*/; do
-    [ -x "${{state}}{hook}" ] || continue
-    echo "borgbackup: running {hook} command of $(basename "$state")"
-    "${{state}}{hook}" || failed="$failed $(basename "$state")"
-done
-if [ -n "$failed" ]; then
-    echo "borgbackup: {hook} commands failed for:$failed" >&2
-    exit 1
-fi
-"""
-
-
 def job_script(settings: ClientSettings) -> str:
     """POSIX sh run by the job's service; BORG_REPO, BORG_RSH and BORG_PASSCOMMAND come from the unit.
 
@@ -282,9 +267,9 @@ if [ "$#" -eq 0 ]; then
     echo 'borgbackup: no directories to back up (set `directories`, or run a service that declares state)'
     exit 0
 fi
-{_state_commands("pre-backup")}{shlex.join(create)} "$@"
+{state_hooks("borgbackup", "pre-backup")}{shlex.join(create)} "$@"
 {shlex.join(prune)}
-{_state_commands("post-backup")}"""
+{state_hooks("borgbackup", "post-backup")}"""
 
 
 def borg_wrapper(job: Job, passphrase_file: str) -> str:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.services.api import InstanceContext, Service
-from pyclan.services.library._common import sh_quote
+from pyclan.services.library._common import sh_quote, state_hooks
 
 SERVICE_NAME = "localbackup"
 
@@ -88,21 +88,6 @@ class Settings(BaseModel):
 # -- host scripts (POSIX sh; inventory strings only ever appear quoted) -----------------------------------
 
 
-def _state_commands(hook: str) -> str:
-    """Run `hook` of every state that has it; fail after all ran if any failed (as Clan does)."""
-    return f"""failed=""
-for state in {STATE_DIR}/*/; do
-    [ -x "${{state}}{hook}" ] || continue
-    echo "localbackup: running {hook} command of $(basename "$state")"
-    "${{state}}{hook}" || failed="$failed $(basename "$state")"
-done
-if [ -n "$failed" ]; then
-    echo "localbackup: {hook} commands failed for:$failed" >&2
-    exit 1
-fi
-"""
-
-
 def _mounting(target: Target) -> str:
     """Mount the target (with its hooks) and arrange the unmount (with its hooks) for when the subshell exits."""
     mount = [target.preMountHook or ""]
@@ -141,7 +126,7 @@ def create_script(settings: Settings, machine: str) -> str:
         parts.append(f"""(
 {_mounting(target)}echo "localbackup: creating backup in target {name}"
 {f"( {target.preBackupHook}{chr(10)})" if target.preBackupHook else ""}
-{_state_commands("pre-backup")}printf '%s' {sh_quote(config)} > "$conf"
+{state_hooks("localbackup", "pre-backup")}printf '%s' {sh_quote(config)} > "$conf"
 for folders in {STATE_DIR}/*/folders; do
     [ -f "$folders" ] && cat "$folders"
 done | sort -u | while IFS= read -r folder; do
@@ -157,7 +142,7 @@ if grep -q '^backup' "$conf"; then
 else
     echo "localbackup: no state folders to back up"
 fi
-{_state_commands("post-backup")}{f"( {target.postBackupHook}{chr(10)})" if target.postBackupHook else ""}
+{state_hooks("localbackup", "post-backup")}{f"( {target.postBackupHook}{chr(10)})" if target.postBackupHook else ""}
 )
 """)
     return "".join(parts)
