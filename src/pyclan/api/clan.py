@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pyclan.api import register
 from pyclan.api.common import CheckResult, Notice, notices, open_flake
-from pyclan.errors import ClanError
+from pyclan.errors import ClanError, Problem
 
 
 @dataclass(frozen=True)
@@ -39,20 +39,7 @@ class CheckReport:
     instances: int
     checks: list[CheckResult] = field(default_factory=list)
     warnings: list[Notice] = field(default_factory=list)
-    errors: list[ProblemInfo] = field(default_factory=list)
-
-
-@dataclass(frozen=True)
-class ProblemInfo:
-    """One problem `pyclan check` found: kind, inventory path, what is wrong, how to fix it."""
-
-    kind: str
-    path: str
-    message: str
-    hint: str | None = None
-    file: str | None = None
-    line: int | None = None
-    column: int | None = None
+    errors: list[Problem] = field(default_factory=list)  # every problem found, failed constraints included
 
 
 STARTER_TOML = """\
@@ -139,10 +126,7 @@ def check_clan(flake: str | None = None, input_overrides: dict[str, str] | None 
     result = run_check(open_for_check(Path(flake) if flake else None, overrides))
     resolved = result.resolved
     checks = [CheckResult(c.id, c.message, c.severity) for c in resolved.checks]
-    errors = [
-        ProblemInfo(p.kind, p.path, p.message, p.hint, str(p.file) if p.file else None, p.line, p.column)
-        for p in with_positions(result.problems, flake)
-    ]
+    errors = with_positions(result.problems, flake)
     return CheckReport(
         ok=result.ok,
         machines=len(resolved.inventory.machines),

@@ -76,11 +76,7 @@ def check_cmd(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     if not emit(report, json_out):
         print_warnings(report.warnings)
         if report.errors:  # failed constraints are among them
-            from dataclasses import asdict
-
-            from pyclan.errors import Problem
-
-            print_problems([Problem(**asdict(e)) for e in report.errors], False)
+            print_problems(report.errors, False)
         else:
             print_checks(report.checks)
         if report.ok:
