@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pyclan.api import register
 from pyclan.api.common import open_flake
+from pyclan.deploy.changes import Changes
 from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
@@ -20,34 +21,6 @@ CONNECT_TIMEOUT = 10.0  # pyclan.deploy.transport.CONNECT_TIMEOUT
 STEP_TIMEOUT = 60.0  # pyclan.deploy.confirm.STEP_TIMEOUT
 ACTIVATION_TIMEOUT = 900.0  # pyclan.deploy.confirm.ACTIVATION_TIMEOUT
 CONFIRM_TIMEOUT = 30  # pyclan.deploy.confirm.CONFIRM_TIMEOUT
-
-
-@dataclass(frozen=True)
-class FileChangeJson:
-    """A path that an update adds, changes or removes (a diff for non-secret files)."""
-
-    path: str
-    kind: str
-    secret: bool = False
-    diff: str | None = None
-
-
-@dataclass
-class ChangesJson:
-    """What an update would change on a host (`--dry-run`)."""
-
-    files: list[FileChangeJson] = field(default_factory=list)
-    packages_added: list[str] = field(default_factory=list)
-    packages_removed: list[str] = field(default_factory=list)
-    users_added: list[str] = field(default_factory=list)
-    users_changed: list[str] = field(default_factory=list)
-    users_removed: list[str] = field(default_factory=list)
-    groups_added: list[str] = field(default_factory=list)
-    groups_removed: list[str] = field(default_factory=list)
-    units_started: list[str] = field(default_factory=list)
-    units_restarted: list[str] = field(default_factory=list)
-    units_stopped: list[str] = field(default_factory=list)
-    hooks: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -65,7 +38,7 @@ class HostResult:
     step: str | None = None
     output: str | None = None
     rolled_back_to: int | None = None
-    changes: ChangesJson | None = None
+    changes: Changes | None = None
     attempted: bool = True  # false: a batched rollout stopped before this host (`error` says why)
     activation_may_be_running: bool = False  # the answer was lost; the host may still be activating
     drift: list[str] = field(default_factory=list)  # `--repair --dry-run`: what would be put back
@@ -101,17 +74,10 @@ class GenerationInfo:
 
 
 def host_result(r: HostReport) -> HostResult:
-    changes = None
-    if r.changes is not None:
-        from dataclasses import asdict
-
-        data = asdict(r.changes)
-        data["files"] = [FileChangeJson(**f) for f in data["files"]]
-        changes = ChangesJson(**data)
     return HostResult(
         machine=r.machine, changed=r.changed, seconds=round(r.seconds, 3), generation=r.generation,
         error=r.error, id=r.id, target=r.target, hint=r.hint, step=r.step, output=r.output,
-        rolled_back_to=r.rolled_back_to, changes=changes,
+        rolled_back_to=r.rolled_back_to, changes=r.changes,
         attempted=bool(r.extra.get("attempted", True)),
         activation_may_be_running=bool(r.extra.get("activation_may_be_running", False)),
         drift=list(r.extra.get("drift", [])), repaired=list(r.extra.get("repaired", [])),

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyclan.deploy.diff import Changes
+from pyclan.deploy.changes import Changes
 from pyclan.errors import ClanError
 
 Progress = Callable[[str, str], None]  # (machine, what is happening now)
