@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pyclan.deploy import hosts
-from pyclan.deploy.hosts_config import HostsConfig
 from pyclan.errors import ClanError
+from pyclan.hosts import control as hosts
+from pyclan.hosts.config import HostsConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 INOTIFY = Path("/proc/sys/fs/inotify/max_user_instances")

@@ -70,8 +70,8 @@ def run_case(case: Case, work: Path) -> tuple[str, str]:
     """Write the case's clan and run the pipeline on it; (outcome, detail)."""
     import traceback
 
+    from pyclan.build.generation import build
     from pyclan.clan import Clan
-    from pyclan.deploy.build import build
     from pyclan.errors import ClanError
     from pyclan.inventory.load import load_inventory
 

@@ -21,7 +21,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, Field, StringConstraints
 
-from pyclan.evaluate.settings import SettingsDef, merge_settings
+from pyclan.settings.merge import SettingsDef, merge_settings
 
 Endpoint = Annotated[str, StringConstraints(pattern=r"^[a-z0-9.-]+:[0-9]+$")]
 INST = "instances.vpn.roles.peer"

@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy src
+.venv/bin/lint-imports
 exec .venv/bin/pytest "$@"

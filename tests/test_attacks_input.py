@@ -173,8 +173,8 @@ def test_item3_every_ssh_command_line_ends_options_before_the_destination(env: P
     ):
         with pytest.raises(ClanError, match="starts with '-'"):
             openssh_argv(bad, HostKeyCheck.STRICT)
-    from pyclan.deploy import hosts
-    from pyclan.deploy.hosts_state import HostInfo
+    from pyclan.hosts import control as hosts
+    from pyclan.hosts.state import HostInfo
 
     line = hosts.ssh_command(HostInfo("m", 1, "10.231.25.11", "", True, None), "true")
     assert line[-3:] == ["--", "root@10.231.25.11", "true"]
@@ -327,7 +327,7 @@ def test_item10_duplicate_json_keys(tmp_path: Path) -> None:
 
 def test_fuzz_a_generator_name_too_long_for_a_file_is_a_clean_build_error(env: Path) -> None:
     """Case 3361 of seed 0: a wifi network named by 4,400 digits made `build` raise OSError."""
-    from pyclan.deploy.build import build
+    from pyclan.build.generation import build
 
     root = write_clan(env / "clan", f"""
         [meta]

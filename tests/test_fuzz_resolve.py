@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from pyclan.check import run_check
 from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
-from pyclan.evaluate.machines import Evaluator
+from pyclan.evaluate.evaluator import Evaluator
 from pyclan.evaluate.resolve import resolve
 from pyclan.inventory.load import load_inventory_data
 from pyclan.inventory.schema import inventory_json_schema

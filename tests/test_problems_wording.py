@@ -9,8 +9,8 @@ import pytest
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
-from pyclan.services.api import Constraints, NoSettings, RoleConstraint, Service
 from pyclan.services.registry import checked_service
+from pyclan.services.service import Constraints, NoSettings, RoleConstraint, Service
 
 MakeClan = Callable[..., Clan]
 

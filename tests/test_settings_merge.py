@@ -12,9 +12,8 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pyclan.errors import ClanError, Problem
-from pyclan.evaluate import settings as settings_mod
-from pyclan.evaluate.nixtypes import describe, model_plan
-from pyclan.evaluate.settings import (
+from pyclan.settings import merge as settings_mod
+from pyclan.settings.merge import (
     SettingsDef,
     SettingsMerger,
     extend_settings,
@@ -29,6 +28,7 @@ from pyclan.evaluate.settings import (
     mk_override,
     settings_schema,
 )
+from pyclan.settings.nixtypes import describe, model_plan
 
 # --------------------------------------------------------------------------------------------------
 # Interfaces

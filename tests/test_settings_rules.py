@@ -9,9 +9,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import BaseModel, Field, StringConstraints
 
-from pyclan.evaluate import settings as settings_mod
-from pyclan.evaluate.nixtypes import model_plan
-from pyclan.evaluate.settings import SettingsDef, SettingsMerger, merge_settings, mk_force, settings_schema
+from pyclan.settings import merge as settings_mod
+from pyclan.settings.merge import SettingsDef, SettingsMerger, merge_settings, mk_force, settings_schema
+from pyclan.settings.nixtypes import model_plan
 
 INST = "instances.svc.roles.peer"
 PATH = f"{INST}.machines.jon.settings"

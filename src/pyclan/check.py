@@ -18,10 +18,10 @@ from typing import Any
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
-from pyclan.evaluate.machines import Collected, Evaluator
+from pyclan.evaluate.evaluator import Collected, Evaluator
 from pyclan.evaluate.resolve import ResolvedInventory, resolve
-from pyclan.evaluate.vars_view import NOT_GENERATED
 from pyclan.inventory.load import find_clan_dir, load_inventory
+from pyclan.vars.view import NOT_GENERATED
 
 
 @dataclass
@@ -71,8 +71,8 @@ def run_check(clan: Clan) -> CheckReport:
     except ClanError as err:
         collected.add(err)
 
-    from pyclan.deploy.build import generation_of
-    from pyclan.deploy.secrets import secret_digests
+    from pyclan.build.generation import generation_of
+    from pyclan.build.secrets import secret_digests
 
     for machine in resolved.machine_names:
         try:

@@ -16,7 +16,7 @@ from pyclan.errors import ClanError, Problem, did_you_mean
 from pyclan.inventory.load import LoadedInventory, find_clan_dir, load_inventory
 
 if TYPE_CHECKING:
-    from pyclan.evaluate.machines import Evaluator
+    from pyclan.evaluate.evaluator import Evaluator
     from pyclan.evaluate.resolve import ResolvedInventory
     from pyclan.services.registry import ServiceRegistry
 
@@ -77,7 +77,7 @@ class Clan:
 
     @cached_property
     def evaluator(self) -> Evaluator:
-        from pyclan.evaluate.machines import Evaluator
+        from pyclan.evaluate.evaluator import Evaluator
 
         return Evaluator(self.resolved)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from pyclan.build import activation
+from pyclan.build.generation import empty_generation, generation_of, store
+from pyclan.build.manifest import check_path
 from pyclan.config.machine_config import FileSpec, MachineConfig, SecretFileSpec
-from pyclan.deploy import activation
-from pyclan.deploy.build import empty_generation, generation_of, store
-from pyclan.deploy.manifest import check_path
 from pyclan.errors import ClanError
 
 SECRET = "/var/lib/pyclan/secrets/pw/hash"

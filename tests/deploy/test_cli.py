@@ -15,7 +15,7 @@ SERVICE = '''
 from pydantic import BaseModel
 
 from pyclan.services import InstanceContext, MachineConfig, Service
-from pyclan.services.api import Constraints, RoleConstraint
+from pyclan.services.service import Constraints, RoleConstraint
 
 service = Service("single", constraints=Constraints(roles={"default": RoleConstraint(max_machines=1)}))
 

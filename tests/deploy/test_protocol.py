@@ -7,9 +7,9 @@ import tarfile
 
 import pytest
 
+from pyclan.build.generation import Generation, empty_generation, generation_of
 from pyclan.config.machine_config import MachineConfig, SecretFileSpec
 from pyclan.deploy import remote
-from pyclan.deploy.build import Generation, empty_generation, generation_of
 from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.transport import parse_target
 from pyclan.errors import ClanError

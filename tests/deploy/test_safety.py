@@ -12,12 +12,13 @@ from pathlib import Path
 import pytest
 from rich.console import Console
 
+from pyclan.build import activation
+from pyclan.build.generation import generation_of
+from pyclan.build.layout import HOST_ROOT
 from pyclan.config.machine_config import MachineConfig, Origin
 from pyclan.config.merge import merge_fragments
-from pyclan.deploy import activation, remote
-from pyclan.deploy.build import generation_of
+from pyclan.deploy import remote
 from pyclan.deploy.confirm import activation_report
-from pyclan.deploy.layout import HOST_ROOT
 from pyclan.deploy.progress import ProgressView
 from pyclan.deploy.runner import HostReport, final_status
 from pyclan.deploy.transport import Target

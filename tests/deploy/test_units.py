@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pyclan.deploy.units import enablement_links, install_section
+from pyclan.build.units import enablement_links, install_section
 
 D = "/etc/systemd/system"
 

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
-from pyclan.deploy.hosts_config import HostsConfig
+from pyclan.hosts import control as hosts
+from pyclan.hosts.config import HostsConfig
 
 LocalHosts = Callable[..., list[hosts.HostInfo]]
 SshRun = Callable[..., subprocess.CompletedProcess[str]]

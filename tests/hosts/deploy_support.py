@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 
 from pyclan.clan import Clan, open_clan
-from pyclan.deploy import hosts
 from pyclan.deploy.targets import resolve_target
 from pyclan.deploy.transport import CommandResult, connect
+from pyclan.hosts import control as hosts
 from pyclan.vars.api import keygen
 
 SshRun = Callable[..., subprocess.CompletedProcess[str]]
@@ -37,7 +37,7 @@ SERVICE = '''
 from pydantic import BaseModel
 
 from pyclan.services import InstanceContext, MachineConfig, Service
-from pyclan.vars.model import Generator, VarFile
+from pyclan.config.generators import Generator, VarFile
 
 service = Service("deploytest", description="deploy test service")
 

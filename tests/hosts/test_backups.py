@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from pyclan.deploy.hosts import HostInfo
+from pyclan.hosts.control import HostInfo
 from pyclan.vars.keys import keygen
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable

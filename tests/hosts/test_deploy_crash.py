@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
-from pyclan.deploy.layout import KEEP_GENERATIONS
+from pyclan.build.layout import KEEP_GENERATIONS
 from pyclan.deploy.update import update
+from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (

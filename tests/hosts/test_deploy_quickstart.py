@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
+from pyclan.hosts import control as hosts
 from pyclan.vars.api import decrypt_secret, get
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable

@@ -21,8 +21,8 @@ from typing import Any
 
 import pytest
 
-from pyclan.deploy import hosts
 from pyclan.deploy.update import UpdateOptions, generations, rollback, update
+from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import DeployClan, LocalHosts, SshRun, make_deploy_clan, read_files

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
 from pyclan.deploy.shell import openssh_argv
 from pyclan.deploy.targets import resolve_target
 from pyclan.deploy.transport import HostKeyCheck
+from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
 from pyclan.deploy.update import UpdateOptions, rollback, update
+from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import LocalHosts, SshRun, make_deploy_clan, read_files

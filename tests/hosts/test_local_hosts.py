@@ -14,10 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from pyclan.cli.hosts import app
-from pyclan.deploy import hosts, hosts_system
-from pyclan.deploy.hosts_config import HostsConfig, validate_name
-from pyclan.deploy.hosts_system import alive, cgroup_mounts
 from pyclan.errors import ClanError
+from pyclan.hosts import control as hosts
+from pyclan.hosts import system as hosts_system
+from pyclan.hosts.config import HostsConfig, validate_name
+from pyclan.hosts.system import alive, cgroup_mounts
 
 LocalHosts = Callable[..., list[hosts.HostInfo]]  # the fixtures of conftest.py
 SshRun = Callable[..., subprocess.CompletedProcess[str]]

@@ -24,7 +24,7 @@ import pytest
 
 from pyclan.clan import open_clan
 from pyclan.deploy import networks
-from pyclan.deploy.hosts_system import port_open
+from pyclan.hosts.system import port_open
 from pyclan.vars.api import decrypt_secret, get
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
+from pyclan.hosts import control as hosts
 from pyclan.vars.api import get
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable

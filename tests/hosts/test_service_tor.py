@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy import hosts
+from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from catalogue_hosts import Deployed, deploy_service

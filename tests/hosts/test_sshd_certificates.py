@@ -99,6 +99,6 @@ grep -c 'Host key verification failed' /root/refused
         out = run(infos[CLIENT], script)
         assert out.stdout.split() == [SERVER, "1"], out.stderr
     finally:
-        from pyclan.deploy import hosts
+        from pyclan.hosts import control as hosts
 
         hosts.down([CLIENT, SERVER])

@@ -17,7 +17,7 @@ def service_code(name: str, marker: str = "v1", roles: tuple[str, ...] = ("defau
     """A service module whose description carries `marker`, so tests can tell versions apart."""
     lines = [
         "from pyclan.config.machine_config import MachineConfig",
-        "from pyclan.services.api import InstanceContext, Service",
+        "from pyclan.services.service import InstanceContext, Service",
         "",
         f"service = Service({name!r}, description={marker!r})",
     ]

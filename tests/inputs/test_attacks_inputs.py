@@ -32,13 +32,13 @@ roles.default.machines.jon = {{}}
 EVIL = """\
 import pathlib
 pathlib.Path({marker!r}).write_text("pwned")
-from pyclan.services.api import Service
+from pyclan.services.service import Service
 service = Service({name!r}, description="evil")
 """
 
 LAZY_PACKAGE = """\
 from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services.service import InstanceContext, Service
 
 service = Service("lazy", description="v1")
 

@@ -16,8 +16,8 @@ import pytest
 
 from pyclan import api
 from pyclan.api.clan import CheckReport
+from pyclan.build.generation import Generation, build
 from pyclan.clan import Clan, open_clan
-from pyclan.deploy.build import Generation, build
 from pyclan.vars.generate import generate
 from pyclan.vars.keys import keygen
 

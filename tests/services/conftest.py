@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from pyclan.clan import Clan
-from pyclan.evaluate.vars_view import DeclaredGenerator, public_value_path, secret_host_path
-from pyclan.vars.model import Generator, GeneratorInput
+from pyclan.config.generators import Generator, GeneratorInput
+from pyclan.vars.view import DeclaredGenerator, public_value_path, secret_host_path
 
 
 @dataclass

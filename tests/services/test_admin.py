@@ -13,11 +13,11 @@ from typing import Any
 import pytest
 
 from pyclan.clan import Clan
+from pyclan.config.generators import GeneratorInput
 from pyclan.errors import ClanError
 from pyclan.services.library._common import sha512_crypt
 from pyclan.services.library.admin import RootPasswordRun
 from pyclan.services.library.sshd import CONF
-from pyclan.vars.model import GeneratorInput
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from catalogue_support import check_and_build, example_clan

@@ -20,9 +20,9 @@ from pathlib import Path
 import pytest
 
 from pyclan.api import check_clan
+from pyclan.build.generation import build
 from pyclan.clan import Clan, open_clan
 from pyclan.config.machine_config import MachineConfig
-from pyclan.deploy.build import build
 from pyclan.vars.generate import generate
 from pyclan.vars.keys import KEY_FILE_ENV, keygen
 

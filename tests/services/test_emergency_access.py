@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 
 from pyclan.clan import Clan
+from pyclan.config.generators import GeneratorInput
 from pyclan.errors import ClanError
 from pyclan.services.library._common import sha512_crypt
 from pyclan.services.library.emergency_access import HASH_FILE, EmergencyPasswordRun
 from pyclan.vars.api import get
-from pyclan.vars.model import GeneratorInput
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from catalogue_support import check_and_build, example_clan

@@ -10,10 +10,10 @@ from typing import Any
 import pytest
 
 from pyclan.clan import Clan
+from pyclan.config.generators import GeneratorInput
 from pyclan.errors import ClanError
 from pyclan.services.library._common import sha512_crypt
 from pyclan.services.library.users import PasswordRun
-from pyclan.vars.model import GeneratorInput
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

@@ -9,9 +9,9 @@ from collections.abc import Mapping
 
 from pydantic import BaseModel
 
+from pyclan.config.generators import Generator, GeneratorInput, VarFile
 from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, Service
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
+from pyclan.services.service import InstanceContext, Service
 
 service = Service("clantest", description="Clan's service-dummy-test generators")
 

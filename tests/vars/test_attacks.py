@@ -20,12 +20,12 @@ import pytest
 from pyrage import x25519
 
 from pyclan import api as clan_api
+from pyclan.config.generators import Generator, VarFile
 from pyclan.errors import ClanError
 from pyclan.lock import clan_lock
 from pyclan.vars import run
 from pyclan.vars.api import decrypt_secret, get, machine_secrets
 from pyclan.vars.layout import MACHINE_KEY_DIR, GenKey
-from pyclan.vars.model import Generator, VarFile
 
 from .conftest import VarsClan, pyclan_command
 

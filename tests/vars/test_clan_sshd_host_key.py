@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from pyclan.build.generation import build
+from pyclan.build.secrets import secret_values
 from pyclan.clan import open_clan
-from pyclan.deploy.build import build
-from pyclan.deploy.secrets import secret_values
-from pyclan.evaluate.vars_view import secret_host_path
 from pyclan.services.library._common import openssh_ed25519_keypair
 from pyclan.vars import keys, sops
 from pyclan.vars.api import check, generate_missing, import_from_clan
+from pyclan.vars.view import secret_host_path
 
 from .clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 

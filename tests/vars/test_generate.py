@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pyclan.config.validation_hash import validation_hash
 from pyclan.errors import ClanError
 from pyclan.vars.api import check, decrypt_secret, generate, get
 from pyclan.vars.context import VarsContext
 from pyclan.vars.layout import GenKey
-from pyclan.vars.validation import validation_hash
 
 from .conftest import ANSWERS, VarsClan
 
@@ -121,7 +121,7 @@ def test_changed_definition_makes_vars_outdated(vclan: VarsClan, answers: Path) 
 
 
 def test_validation_hash_covers_the_definition_not_placement_details() -> None:
-    from pyclan.vars.model import Generator, Prompt, VarFile
+    from pyclan.config.generators import Generator, Prompt, VarFile
 
     base = Generator("g", files={"f": VarFile()}, script="echo 1 > $out/f")
     same = Generator("g", files={"f": VarFile(mode="0440", owner="x", deploy=False)}, script="echo 1 > $out/f")
@@ -202,9 +202,9 @@ def test_no_answer_without_terminal_fails_before_writing(vclan: VarsClan) -> Non
 
 
 def test_unknown_dependency_and_no_admin(vclan: VarsClan, monkeypatch: pytest.MonkeyPatch) -> None:
+    from pyclan.config.generators import Generator, VarFile
     from pyclan.config.machine_config import Origin
-    from pyclan.evaluate.vars_view import DeclaredGenerator
-    from pyclan.vars.model import Generator, VarFile
+    from pyclan.vars.view import DeclaredGenerator
 
     origin = Origin(service="t")
     declared = {"m": {"x": DeclaredGenerator(Generator("x", files={"f": VarFile()}, dependencies=("yy",)), origin),
@@ -223,7 +223,7 @@ def test_constraint_checks_block_generation(vclan: VarsClan) -> None:
     service = vclan.dir / "services" / "vartest.py"
     service.write_text(service.read_text().replace(
         'service = Service("vartest", description="Generators for the vars engine\'s tests")',
-        "from pyclan.services.api import Constraints, RoleConstraint\n"
+        "from pyclan.services.service import Constraints, RoleConstraint\n"
         'service = Service("vartest", description="x", '
         'constraints=Constraints(roles={"solo": RoleConstraint(max_machines=1)}))',
     ))

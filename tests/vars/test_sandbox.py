@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from pyclan.config.generators import Generator, Prompt, VarFile
 from pyclan.errors import ClanError
 from pyclan.vars import run
 from pyclan.vars.api import generate, get
 from pyclan.vars.layout import GenKey
-from pyclan.vars.model import Generator, Prompt, VarFile
 
 from .conftest import VarsClan
 

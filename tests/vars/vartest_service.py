@@ -18,9 +18,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
+from pyclan.config.generators import Generator, GeneratorInput, Prompt, VarFile
 from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, Service
-from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
+from pyclan.services.service import InstanceContext, Service
 
 service = Service("vartest", description="Generators for the vars engine's tests")
 

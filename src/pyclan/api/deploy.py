@@ -107,7 +107,7 @@ def build_machine(
 ) -> BuiltGeneration:
     """Build a machine's configuration into a generation (manifest, files, activation script) in
     the local cache, without contacting the host."""
-    from pyclan.deploy.build import build, store
+    from pyclan.build.generation import build, store
 
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])

@@ -11,7 +11,7 @@ from pyclan.api.common import open_flake
 from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
-    from pyclan.deploy.hosts_state import HostInfo
+    from pyclan.hosts.state import HostInfo
 
 
 @dataclass(frozen=True)
@@ -64,7 +64,7 @@ def hosts_up(
     progress: Callable[[str], None] | None = None,
 ) -> list[LocalHost]:
     """Start a local host for each machine (or every inventory machine); running ones are kept."""
-    from pyclan.deploy import hosts as lib
+    from pyclan.hosts import control as lib
 
     names = list(machines or [])
     if all_machines:
@@ -81,7 +81,7 @@ def hosts_up(
 def hosts_down(machines: list[str] | None = None, all_hosts: bool = False) -> StoppedHosts:
     """Stop the named hosts and remove every trace of them; `all_hosts` (or no names): every
     host, the proxy and the bridge."""
-    from pyclan.deploy import hosts as lib
+    from pyclan.hosts import control as lib
 
     if machines and all_hosts:
         raise ClanError.single("usage-error", "hosts down", "give machine names or --all, not both")
@@ -91,6 +91,6 @@ def hosts_down(machines: list[str] | None = None, all_hosts: bool = False) -> St
 @register
 def hosts_status() -> list[LocalHost]:
     """The local hosts with their address, state and host key."""
-    from pyclan.deploy import hosts as lib
+    from pyclan.hosts import control as lib
 
     return [_local(i) for i in lib.status()]

@@ -78,7 +78,7 @@ def get_service_module(
     name: str, input: str | None = None, flake: str | None = None, input_overrides: dict[str, str] | None = None
 ) -> ServiceDetails:
     """Manifest, roles, descriptions and each role's settings JSON Schema."""
-    from pyclan.evaluate.settings import settings_schema
+    from pyclan.settings.merge import settings_schema
 
     clan = open_flake(flake, input_overrides)
     service = clan.registry.resolve(name, input, f"services.{name}")

@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 from collections.abc import Mapping
 
+from pyclan.build.manifest import Manifest
 from pyclan.deploy.changes import Changes, FileChange
-from pyclan.deploy.manifest import Manifest
 
 MAX_DIFF_LINES = 200
 

@@ -25,7 +25,7 @@ from pyclan.services.exports import ExportValue, parse_scope
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
-    from pyclan.deploy.hosts_state import HostInfo
+    from pyclan.hosts.state import HostInfo
 
 #: seconds a reachability probe waits for the SSH port to accept
 PROBE_TIMEOUT = 2.0
@@ -352,9 +352,9 @@ def first_reachable(
 
 def running_local_host(machine: str) -> tuple[HostInfo, bool] | None:
     """The machine's local host if its process runs, and whether it answers on port 22."""
-    from pyclan.deploy.hosts_config import HostsConfig
-    from pyclan.deploy.hosts_state import load
-    from pyclan.deploy.hosts_system import alive, port_open
+    from pyclan.hosts.config import HostsConfig
+    from pyclan.hosts.state import load
+    from pyclan.hosts.system import alive, port_open
 
     try:
         state = load(HostsConfig.from_env(), machine)
@@ -369,7 +369,7 @@ def running_local_host(machine: str) -> tuple[HostInfo, bool] | None:
 def _in_local_net(host: str) -> bool:
     from pathlib import Path
 
-    from pyclan.deploy.hosts_config import HostsConfig
+    from pyclan.hosts.config import HostsConfig
 
     cfg = HostsConfig.from_env()
     try:
@@ -458,7 +458,7 @@ def with_local_credentials(target: Target, info: HostInfo | None, addresses: Ite
         return target
     from dataclasses import replace
 
-    from pyclan.deploy import hosts
+    from pyclan.hosts import control as hosts
 
     key = " ".join(info.host_key.split()[:2])
     return replace(

@@ -22,8 +22,8 @@ import tarfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from pyclan.deploy.build import Generation
-from pyclan.deploy.layout import HOST_ROOT, KEEP_GENERATIONS, SCRIPT
+from pyclan.build.generation import Generation
+from pyclan.build.layout import HOST_ROOT, KEEP_GENERATIONS, SCRIPT
 from pyclan.deploy.transport import CommandResult, Connection
 from pyclan.errors import ClanError
 

@@ -11,7 +11,7 @@ import asyncio
 import shutil
 from pathlib import Path
 
-from pyclan.deploy.layout import cache_dir
+from pyclan.build.layout import cache_dir
 from pyclan.deploy.transport import HostKeyCheck, Target, check_target, connect
 from pyclan.errors import ClanError
 

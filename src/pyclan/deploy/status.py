@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pyclan.deploy.build import build
-from pyclan.deploy.layout import HOST_ROOT
+from pyclan.build.generation import build
+from pyclan.build.layout import HOST_ROOT
 from pyclan.deploy.targets import resolve_target
 from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, connect
 from pyclan.errors import ClanError

@@ -25,7 +25,7 @@ from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
-    from pyclan.deploy.hosts_state import HostInfo
+    from pyclan.hosts.state import HostInfo
 
 
 #: generators holding a machine's SSH host keys (Clan's names, used by the bundled `sshd` service)
@@ -96,7 +96,7 @@ def _refuse_absent_local_host(target: Target) -> None:
     """
     if target.identity is not None:  # the running local host itself
         return
-    from pyclan.deploy.hosts_config import HostsConfig
+    from pyclan.hosts.config import HostsConfig
 
     cfg = HostsConfig.from_env()
     net = cfg.net

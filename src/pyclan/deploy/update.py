@@ -15,13 +15,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
+from pyclan.build.generation import Generation, build, empty_generation
+from pyclan.build.manifest import Manifest
+from pyclan.build.secrets import secret_values
 from pyclan.deploy import remote
-from pyclan.deploy.build import Generation, build, empty_generation
 from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
 from pyclan.deploy.diff import compare, needed_old_objects
-from pyclan.deploy.manifest import Manifest
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
-from pyclan.deploy.secrets import secret_values
 from pyclan.deploy.targets import clan_host_keys, resolve_target, resolve_targets
 from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
 from pyclan.errors import ClanError, did_you_mean
@@ -85,7 +85,7 @@ def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), 
 def prepare(clan: Clan, machines: Sequence[str], opts: UpdateOptions) -> None:
     """What must hold before any host is touched: checks pass, vars exist."""
     if opts.check:
-        from pyclan.evaluate.checks import enforce
+        from pyclan.services.constraints import enforce
 
         enforce(clan.resolved.checks, "`pyclan machines update`")
     if opts.generate_vars and not opts.dry_run:

@@ -15,14 +15,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from pyclan.errors import ClanError, Problem, ProblemList, did_you_mean
-from pyclan.evaluate.checks import Check, service_checks
-from pyclan.evaluate.settings import SettingsDef, SettingsMerger, merge_settings
 from pyclan.inventory.load import LoadedInventory
 from pyclan.inventory.models import Inventory
 from pyclan.inventory.tags import effective_tags, machines_with_tag
 from pyclan.perf import gc_paused
-from pyclan.services.api import InstanceView, MachineRef, MemberMap, RoleView, Service, ServiceContext
+from pyclan.services.constraints import Check, service_checks
 from pyclan.services.registry import ServiceRegistry, group_id
+from pyclan.services.service import InstanceView, MachineRef, MemberMap, RoleView, Service, ServiceContext
+from pyclan.settings.merge import SettingsDef, SettingsMerger, merge_settings
 
 
 @dataclass

@@ -17,8 +17,8 @@ import importlib.metadata as md
 from types import ModuleType
 
 from pyclan.errors import ClanError
-from pyclan.services.api import Service
 from pyclan.services.registry import ServiceProvider, checked_service, load_error
+from pyclan.services.service import Service
 
 ENTRY_POINT_GROUP = "pyclan.services"
 

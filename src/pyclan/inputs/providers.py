@@ -33,8 +33,8 @@ from pyclan.inputs.package import PackageProvider, installed_version, not_instal
 from pyclan.inputs.treehash import PYCACHE, UnsafeLink, tree_hash
 from pyclan.inputs.urls import GitSource, parse_git_url
 from pyclan.inventory.models import InputSpec
-from pyclan.services.api import Service
 from pyclan.services.registry import BUNDLED_LABEL, FolderProvider, Provider, ServiceProvider
+from pyclan.services.service import Service
 
 SERVICES_DIR = "services"
 CLAN_CORE = "clan-core"

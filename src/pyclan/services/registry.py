@@ -19,8 +19,8 @@ from pathlib import Path
 from types import ModuleType
 
 from pyclan.errors import ClanError, Problem, did_you_mean
-from pyclan.services.api import Service
 from pyclan.services.library._unavailable import unavailable_reason
+from pyclan.services.service import Service
 
 BUNDLED_LABEL = "<clan-core>"
 LIBRARY_DIR = Path(__file__).parent / "library"

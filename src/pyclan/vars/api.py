@@ -12,7 +12,6 @@ from typing import TYPE_CHECKING
 
 from pyclan import safepath
 from pyclan.config.machine_config import SecretFileSpec
-from pyclan.evaluate.vars_view import secret_host_path
 from pyclan.lock import clan_lock
 from pyclan.vars import age, keys
 from pyclan.vars.access import VarEntry, get_var, list_vars, set_var
@@ -21,6 +20,7 @@ from pyclan.vars.context import VarsContext
 from pyclan.vars.generate import GenerateReport, generate, generate_missing
 from pyclan.vars.layout import GenKey, vars_error
 from pyclan.vars.status import CheckReport, check
+from pyclan.vars.view import secret_host_path
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan

@@ -14,13 +14,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pyclan.config.validation_hash import validation_hash
 from pyclan.errors import ClanError, did_you_mean
-from pyclan.evaluate.vars_view import DeclaredGenerator
 from pyclan.vars import age, keys
 from pyclan.vars.graph import Node, VarsGraph
 from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, vars_error
 from pyclan.vars.store import StoredSecret, VarsStore
-from pyclan.vars.validation import validation_hash
+from pyclan.vars.view import DeclaredGenerator
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan

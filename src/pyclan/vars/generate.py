@@ -62,7 +62,7 @@ def generate(
 
     yes: accept a change of recipients (an admin or machine key added, removed or replaced)."""
     if not no_check:
-        from pyclan.evaluate.checks import enforce
+        from pyclan.services.constraints import enforce
 
         enforce(clan.resolved.checks, "`pyclan vars generate`")
     with clan_lock(clan.dir, "pyclan vars generate"):

@@ -12,10 +12,10 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
+from pyclan.config.generators import Generator, VarFile
 from pyclan.errors import did_you_mean
-from pyclan.evaluate.vars_view import DeclaredGenerator
 from pyclan.vars.layout import GenKey, vars_error
-from pyclan.vars.model import Generator, VarFile
+from pyclan.vars.view import DeclaredGenerator
 
 
 @dataclass

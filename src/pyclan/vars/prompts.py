@@ -16,10 +16,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from pyclan.config.generators import Prompt
 from pyclan.errors import did_you_mean
 from pyclan.vars.graph import VarsGraph
 from pyclan.vars.layout import GenKey, vars_error
-from pyclan.vars.model import Prompt
 
 PromptValues = Mapping[str, Mapping[str, str]]
 

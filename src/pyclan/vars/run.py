@@ -34,9 +34,9 @@ import tempfile
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
+from pyclan.config.generators import Generator, GeneratorInput
 from pyclan.errors import ClanError
 from pyclan.vars.layout import GenKey, vars_error
-from pyclan.vars.model import Generator, GeneratorInput
 
 OUTPUT_LIMIT = 1024 * 1024  # bytes per generated file (and per file a script writes)
 _LEGACY = re.compile(r"^pyclan-vars-(\d+)-")  # per-generator folders of older pyclan versions

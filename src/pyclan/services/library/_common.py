@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
-from pyclan.vars.model import GeneratorInput
+from pyclan.services import GeneratorInput
 
 # Where pyclan's activation hooks keep small state files (stamps) on a host.
 HOOK_STATE_DIR = "/var/lib/pyclan/hook-state"

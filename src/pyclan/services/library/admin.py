@@ -24,13 +24,20 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.evaluate.checks import Check
-from pyclan.services.api import InstanceContext, Service, ServiceContext
+from pyclan.services import (
+    Check,
+    Generator,
+    GeneratorInput,
+    InstanceContext,
+    MachineConfig,
+    Prompt,
+    Service,
+    ServiceContext,
+    VarFile,
+)
 from pyclan.services.library import _common, sshd
 from pyclan.services.library._common import is_openssh_public_key, random_password, sha512_crypt
-from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
 
 ROOT_PASSWORD = "root-password"
 KNOWN_HOSTS2 = "/etc/ssh/ssh_known_hosts2"

@@ -24,10 +24,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services import Generator, GeneratorInput, InstanceContext, Service, VarFile
 from pyclan.services.library._common import SshKeygenRun, random_password, sh_quote, state_hooks, systemd_unit
 from pyclan.services.library.internet import machine_target
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 SERVICE_NAME = "borgbackup"
 GENERATOR = "borgbackup"  # Clan's name: one key and passphrase per client machine

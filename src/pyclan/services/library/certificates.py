@@ -23,10 +23,17 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, InstanceView, MachineContext, Service
+from pyclan.services import (
+    Generator,
+    GeneratorInput,
+    InstanceContext,
+    InstanceView,
+    MachineConfig,
+    MachineContext,
+    Service,
+    VarFile,
+)
 from pyclan.services.library import _x509
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 ROOT = "step-ca"
 INTERMEDIATE_KEY = "step-intermediate-key"

@@ -13,10 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, NoSettings, Service
+from pyclan.services import Generator, GeneratorInput, InstanceContext, MachineConfig, NoSettings, Service, VarFile
 from pyclan.services.library._common import random_password, sha512_crypt
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 GENERATOR = "emergency-access"
 HASH_FILE = "/etc/pyclan/emergency-access/password-hash"

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, MachineContext, Service
+from pyclan.services import InstanceContext, MachineConfig, MachineContext, Service
 from pyclan.services.library._common import sh_quote
 
 GREETINGS_DIR = "/etc/hello-world"

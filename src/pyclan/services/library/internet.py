@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pyclan.services.api import InstanceContext, Service, ServiceContext
+from pyclan.services import InstanceContext, Service, ServiceContext
 from pyclan.services.exports import ExportMap, ExportValue, build_scope_key, parse_scope
 
 SERVICE_NAME = "internet"

@@ -11,8 +11,7 @@ preselects is Plasma on Wayland, as in Clan. Like Clan's, the service has no set
 
 from __future__ import annotations
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, NoSettings, Service
+from pyclan.services import InstanceContext, MachineConfig, NoSettings, Service
 from pyclan.services.library._common import SYSTEMD_BOOTED
 
 PACKAGES = (

@@ -16,7 +16,7 @@ from typing import Annotated
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services import InstanceContext, Service
 from pyclan.services.library._common import sh_quote, state_hooks
 
 SERVICE_NAME = "localbackup"

@@ -18,9 +18,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import Constraints, InstanceContext, RoleConstraint, Service
+from pyclan.services import Constraints, InstanceContext, MachineConfig, RoleConstraint, Service
 from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_quote
 from pyclan.services.library.internet import machine_host
 

@@ -11,8 +11,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services import InstanceContext, MachineConfig, Service
 
 # Debian policy §5.6.1: lower case letters, digits, + - . ; at least two characters.
 DebianPackage = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9+.-]+$")]

@@ -18,10 +18,8 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services import Generator, GeneratorInput, InstanceContext, MachineConfig, Service, VarFile
 from pyclan.services.library import _x509
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 ROOT_CA = "pki-root-ca"
 GROUP = "clan-pki"

@@ -31,9 +31,18 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, MachineContext, RoleView, Service, VarsReader
+from pyclan.services import (
+    Generator,
+    GeneratorInput,
+    InstanceContext,
+    MachineConfig,
+    MachineContext,
+    RoleView,
+    Service,
+    VarFile,
+    VarsReader,
+)
 from pyclan.services.library._common import (
     AUTHORIZED_KEYS_CONF,
     HOOK_STATE_DIR,
@@ -46,7 +55,6 @@ from pyclan.services.library._common import (
     ssh_keygen,
 )
 from pyclan.services.library.internet import machine_targets
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 # Named to sort first among the drop-ins: sshd keeps the first value of an option (and presents the
 # first host key of a type), so later files such as cloud-init's 50-cloud-init.conf cannot override it.

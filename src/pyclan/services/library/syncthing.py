@@ -33,11 +33,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
-from pyclan.services.api import InstanceContext, MachineContext, Service
+from pyclan.services import Generator, GeneratorInput, InstanceContext, MachineConfig, MachineContext, Service, VarFile
 from pyclan.services.library._common import SYSTEMD_BOOTED, sh_quote, systemd_unit
 from pyclan.services.library.internet import machine_targets
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 GENERATOR = "syncthing"
 HOME = "/var/lib/syncthing"

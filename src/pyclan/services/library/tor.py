@@ -24,12 +24,20 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, MachineContext, NoSettings, Service, ServiceContext
+from pyclan.services import (
+    Generator,
+    GeneratorInput,
+    InstanceContext,
+    MachineConfig,
+    MachineContext,
+    NoSettings,
+    Service,
+    ServiceContext,
+    VarFile,
+)
 from pyclan.services.exports import ExportMap, build_scope_key
 from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_quote
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 TORRC = "/etc/tor/torrc"
 DEFAULTS_TORRC = "/usr/share/tor/tor-service-defaults-torrc"

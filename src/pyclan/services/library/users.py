@@ -19,10 +19,17 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.evaluate.overrides import mk_default
-from pyclan.services.api import InstanceContext, Service
+from pyclan.services import (
+    Generator,
+    GeneratorInput,
+    InstanceContext,
+    MachineConfig,
+    Prompt,
+    Service,
+    VarFile,
+    mk_default,
+)
 from pyclan.services.exports import ExportMap
 from pyclan.services.library._common import (
     USER_AUTHORIZED_KEYS_DIR,
@@ -30,7 +37,6 @@ from pyclan.services.library._common import (
     random_password,
     sha512_crypt,
 )
-from pyclan.vars.model import Generator, GeneratorInput, Prompt, VarFile
 
 # useradd's rule on Debian (NAME_REGEX without the trailing `$` for Samba machine accounts).
 UserName = Annotated[str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]*$", max_length=32)]

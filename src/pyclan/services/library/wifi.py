@@ -16,11 +16,9 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, MachineContext, Service
+from pyclan.services import Generator, InstanceContext, MachineConfig, MachineContext, Prompt, Service, VarFile
 from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, PromptCopyRun, sh_quote, stable_uuid
-from pyclan.vars.model import Generator, Prompt, VarFile
 
 CONNECTIONS_DIR = "/etc/NetworkManager/system-connections"
 NM_CONF = "/etc/NetworkManager/conf.d/pyclan-wifi.conf"

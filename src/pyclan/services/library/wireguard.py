@@ -29,20 +29,22 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import x25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import (
+from pyclan.services import (
     Constraints,
+    Generator,
+    GeneratorInput,
     InstanceContext,
+    MachineConfig,
     RoleConstraint,
     RoleView,
     Service,
     ServiceContext,
+    VarFile,
 )
 from pyclan.services.exports import ExportMap, build_scope_key
 from pyclan.services.library._common import sh_quote, systemd_unit
 from pyclan.services.library.internet import machine_host
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 SERVICE_NAME = "wireguard"
 DEFAULT_PORT = 51820

@@ -25,12 +25,10 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import InstanceContext, Service, ServiceContext
+from pyclan.services import Generator, GeneratorInput, InstanceContext, MachineConfig, Service, ServiceContext, VarFile
 from pyclan.services.exports import ExportMap, ExportValue, build_scope_key, parse_scope
 from pyclan.services.library._common import SYSTEMD_BOOTED, sh_quote
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 SERVICE_NAME = "yggdrasil"
 GENERATOR = "yggdrasil"

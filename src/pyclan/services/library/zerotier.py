@@ -41,21 +41,23 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
-from pyclan.services.api import (
+from pyclan.services import (
     Constraints,
+    Generator,
+    GeneratorInput,
     InstanceContext,
+    MachineConfig,
     MachineContext,
     RoleConstraint,
     RoleView,
     Service,
     ServiceContext,
+    VarFile,
     VarsReader,
 )
 from pyclan.services.exports import ExportMap, build_scope_key
 from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_quote
-from pyclan.vars.model import Generator, GeneratorInput, VarFile
 
 SERVICE_NAME = "zerotier"
 ZT_HOME = "/var/lib/zerotier-one"

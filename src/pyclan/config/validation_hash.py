@@ -21,7 +21,7 @@ import types
 from collections.abc import Callable
 from typing import Any
 
-from pyclan.vars.model import Generator
+from pyclan.config.generators import Generator
 
 _SIMPLE = (str, int, float, bool, type(None))
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyclan.errors import ClanError, Problem
-from pyclan.services.api import Service
+from pyclan.services.service import Service
 
 
 @dataclass(frozen=True)

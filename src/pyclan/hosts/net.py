@@ -9,8 +9,8 @@ from __future__ import annotations
 import contextlib
 from pathlib import Path
 
-from pyclan.deploy.hosts_config import HostsConfig
-from pyclan.deploy.hosts_system import deploy_error, kill, run
+from pyclan.hosts.config import HostsConfig
+from pyclan.hosts.system import deploy_error, kill, run
 
 NETNS_DIR = Path("/run/netns")
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from pyclan.evaluate.vars_view import SECRETS_DIR_ON_HOST
+from pyclan.vars.view import SECRETS_DIR_ON_HOST
 
 HOST_ROOT = "/var/lib/pyclan"
 STATIC = f"{HOST_ROOT}/static"

@@ -13,8 +13,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pyclan.deploy.hosts_config import HostsConfig
-from pyclan.deploy.hosts_system import atomic_write
+from pyclan.hosts.config import HostsConfig
+from pyclan.hosts.system import atomic_write
 
 
 @dataclass(frozen=True)

@@ -23,13 +23,13 @@ from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
+from pyclan.config.generators import Generator
 from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services.exports import ExportMap, ExportValue, build_scope_key
-from pyclan.vars.model import Generator
 
 if TYPE_CHECKING:
-    from pyclan.evaluate.checks import Check
+    from pyclan.services.constraints import Check
 
 Category = Literal[
     "Audio", "AudioVideo", "Desktop", "Development", "Education", "Game", "Graphics", "Network",

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyclan import safepath
+from pyclan.config.generators import Generator
 from pyclan.config.machine_config import Origin
 from pyclan.errors import ClanError
-from pyclan.vars.model import Generator
 
 SECRETS_DIR_ON_HOST = "/var/lib/pyclan/secrets"
 NOT_GENERATED = "has not been generated yet"  # in the message of a var read before `vars generate`

@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyclan.config.machine_config import MachineConfig
-from pyclan.deploy import activation
-from pyclan.deploy.layout import MANIFEST, SCRIPT, builds_dir
-from pyclan.deploy.manifest import Manifest, build_manifest, empty_manifest
-from pyclan.deploy.secrets import secret_digests
+from pyclan.build import activation
+from pyclan.build.layout import MANIFEST, SCRIPT, builds_dir
+from pyclan.build.manifest import Manifest, build_manifest, empty_manifest
+from pyclan.build.secrets import secret_digests
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan

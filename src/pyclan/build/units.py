@@ -8,7 +8,7 @@ with everything else and need no `systemctl` call.
 
 from __future__ import annotations
 
-from pyclan.deploy.layout import UNIT_DIR
+from pyclan.build.layout import UNIT_DIR
 
 _LINK_DIRS = {"WantedBy": "wants", "RequiredBy": "requires", "UpheldBy": "upholds"}
 

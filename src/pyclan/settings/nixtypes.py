@@ -1,7 +1,7 @@
 """Type plans: a pydantic settings interface seen through the eyes of the Nix module system.
 
 A *plan* is computed once per interface class (and cached) from its field annotations. It tells the
-merge engine (`pyclan.evaluate.settings`) how definitions of each option merge, and carries:
+merge engine (`pyclan.settings.merge`) how definitions of each option merge, and carries:
 
 - ``description``: the type as Nix would print it (``signed integer``, ``list of string``,
   ``null or (list of string)``, ``one of "a", "b"``, ``submodule``, ``anything``, ...);
@@ -45,7 +45,7 @@ from pydantic import AliasChoices, BaseModel, JsonValue, TypeAdapter
 from pydantic.fields import FieldInfo
 from typing_extensions import TypeAliasType
 
-from pyclan.evaluate.overrides import WRAPPER_TYPES
+from pyclan.settings.overrides import WRAPPER_TYPES
 
 # Plan kinds (ints: the merge engine dispatches on them through a tuple).
 STR: Final = 0

@@ -16,7 +16,7 @@ and fills in defaults:
 - undeclared keys, type mismatches and missing required options are problems with the full
   evaluation path; all problems of a merge are reported together.
 
-Speed: a per-interface plan (`pyclan.evaluate.nixtypes`) is built once. Plain blocks are united with
+Speed: a per-interface plan (`pyclan.settings.nixtypes`) is built once. Plain blocks are united with
 ``dict.update``; only options defined in several blocks are merged one by one, then a single
 pydantic validation runs (mutable defaults of unset options are passed in as JSON, which is several
 times cheaper than pydantic's deep copy). Anything unusual (wrappers on options defined once,
@@ -37,8 +37,8 @@ from typing import Any, Final, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from pyclan.errors import ClanError, Problem, did_you_mean
-from pyclan.evaluate import nixtypes as nt
-from pyclan.evaluate.nixtypes import (
+from pyclan.settings import nixtypes as nt
+from pyclan.settings.nixtypes import (
     ANYTHING_PLAN,
     AttrsPlan,
     EnumPlan,
@@ -51,7 +51,7 @@ from pyclan.evaluate.nixtypes import (
     json_kind,
     model_plan,
 )
-from pyclan.evaluate.overrides import (
+from pyclan.settings.overrides import (
     OPTION_DEFAULT_PRIORITY,
     PLAIN_ORDER,
     PLAIN_PRIORITY,

@@ -20,14 +20,14 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from pyclan.config.generators import Generator
 from pyclan.config.machine_config import MachineConfig, Origin, SecretFileSpec
 from pyclan.config.merge import merge_fragments
 from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory
-from pyclan.evaluate.settings import extend_settings
-from pyclan.evaluate.vars_view import DeclaredGenerator, VarsView, secret_host_path
 from pyclan.perf import gc_paused
-from pyclan.services.api import (
+from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
+from pyclan.services.service import (
     NO_VARS,
     InstanceContext,
     InstanceView,
@@ -39,8 +39,8 @@ from pyclan.services.api import (
     ServiceContext,
     VarsReader,
 )
-from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
-from pyclan.vars.model import Generator
+from pyclan.settings.merge import extend_settings
+from pyclan.vars.view import DeclaredGenerator, VarsView, secret_host_path
 
 
 @dataclass
@@ -556,7 +556,7 @@ def _shared_diff(a: Generator, b: Generator) -> list[str]:
     """The parts of two declarations of a shared generator that differ (R12.2): everything that
     decides its values (the vars validation definition) plus each file's `deploy`; owner, group
     and mode may differ per machine."""
-    from pyclan.vars.validation import definition
+    from pyclan.config.validation_hash import definition
 
     da, db = definition(a), definition(b)
     differ = [k for k in da if da[k] != db[k]]

@@ -21,9 +21,9 @@ import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from pyclan.deploy import hosts_supervisor
-from pyclan.deploy.hosts_config import HOST_OFFSET, MAX_INDEX, HostsConfig, validate_name
-from pyclan.deploy.hosts_net import (
+from pyclan.hosts import supervisor as hosts_supervisor
+from pyclan.hosts.config import HOST_OFFSET, MAX_INDEX, HostsConfig, validate_name
+from pyclan.hosts.net import (
     add_host_net,
     adopt_legacy_bridge,
     ensure_bridge,
@@ -34,10 +34,10 @@ from pyclan.deploy.hosts_net import (
     remove_bridge,
     remove_host_net,
 )
-from pyclan.deploy.hosts_proxy import ensure_proxy, proxy_running, stop_proxy
-from pyclan.deploy.hosts_rootfs import build_rootfs as _build_rootfs
-from pyclan.deploy.hosts_rootfs import rootfs_ready
-from pyclan.deploy.hosts_state import (
+from pyclan.hosts.proxy import ensure_proxy, proxy_running, stop_proxy
+from pyclan.hosts.rootfs import build_rootfs as _build_rootfs
+from pyclan.hosts.rootfs import rootfs_ready
+from pyclan.hosts.state import (
     HostInfo,
     HostState,
     delete,
@@ -48,7 +48,7 @@ from pyclan.deploy.hosts_state import (
     save,
     write_known_hosts,
 )
-from pyclan.deploy.hosts_system import (
+from pyclan.hosts.system import (
     TOOLS,
     alive,
     cgroup_dirs,

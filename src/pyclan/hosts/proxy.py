@@ -14,8 +14,8 @@ import signal
 import subprocess
 import time
 
-from pyclan.deploy.hosts_config import PROXY_PORT, HostsConfig
-from pyclan.deploy.hosts_system import (
+from pyclan.hosts.config import PROXY_PORT, HostsConfig
+from pyclan.hosts.system import (
     alive,
     all_pids,
     atomic_write,

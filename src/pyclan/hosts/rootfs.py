@@ -13,8 +13,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from pyclan.deploy.hosts_config import SUITE, HostsConfig
-from pyclan.deploy.hosts_system import (
+from pyclan.hosts.config import SUITE, HostsConfig
+from pyclan.hosts.system import (
     alive,
     deploy_error,
     locked,

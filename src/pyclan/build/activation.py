@@ -25,8 +25,8 @@ from __future__ import annotations
 import hashlib
 import shlex
 
-from pyclan.deploy.layout import HOST_ROOT, SECRETS, UNIT_DIR
-from pyclan.deploy.manifest import Manifest
+from pyclan.build.layout import HOST_ROOT, SECRETS, UNIT_DIR
+from pyclan.build.manifest import Manifest
 
 LIBRARY = r"""
 R=__ROOT__
