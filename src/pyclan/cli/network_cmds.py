@@ -7,15 +7,13 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from pyclan.cli.common import FlakeOpt, console, err_console, fail, flake, print_json
-from pyclan.errors import ClanError
+from pyclan.cli.common import FlakeOpt, JsonOpt, console, emit, err_console, flake
 
 network_app = typer.Typer(
     help="The clan's networks (internet, wireguard, zerotier, …): how each machine is reached.",
     no_args_is_help=True,
 )
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API result as JSON.")]
 ProbeTimeoutOpt = Annotated[
     float, typer.Option("--timeout", min=0.05, help="Seconds each probe waits for the SSH port to answer.")
 ]
@@ -26,14 +24,11 @@ def register(app: typer.Typer) -> None:
 
 
 def _call(name: str, json_out: bool, flake_dir: Any, **args: Any) -> Any:
+    """Call the API function; with `--json` print its result and stop (errors: cli.main's handler)."""
     from pyclan import api
 
-    try:
-        result = api.load_all()[name](flake=flake(flake_dir), **args)
-    except ClanError as err:
-        fail(err, json_out)
-    if json_out:
-        print_json(api.to_jsonable(result))
+    result = getattr(api, name)(flake=flake(flake_dir), **args)
+    if emit(result, json_out):
         raise typer.Exit(0)
     return result
 
