@@ -86,8 +86,8 @@ def test_delete_instance(clan: Path) -> None:
     data = toml_of(clan)
     assert set(data["instances"]) == {"hello"}
     assert "# the port" not in (clan / "clan.toml").read_text()
-    (problem,) = refused(clan, api.delete_instance, "dmo")
-    assert problem.kind == "unknown-instance" and problem.hint == "did you mean 'demo'?"
+    (problem,) = refused(clan, api.delete_instance, "helo")
+    assert problem.kind == "unknown-instance" and problem.hint == "did you mean 'hello'?"
 
 
 # -- members -------------------------------------------------------------------------------------
