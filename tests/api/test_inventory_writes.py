@@ -94,18 +94,19 @@ def test_delete_instance(clan: Path) -> None:
 
 
 def test_add_and_remove_members(clan: Path) -> None:
-    api.add_member("hello", "evening", machines=["laptop"], tags=["backup"], flake=str(clan))
+    api.set_machine("laptop", tags=["mobile"], flake=str(clan))
+    api.add_member("hello", "evening", machines=["laptop"], tags=["mobile"], flake=str(clan))
     role = toml_of(clan)["instances"]["hello"]["roles"]["evening"]
-    assert role["machines"] == {"laptop": {}} and role["tags"] == ["backup"]
-    assert api.show_instance("hello", flake=str(clan)).roles["evening"].members == ["db", "laptop"]
+    assert role["machines"] == {"laptop": {}} and role["tags"] == ["mobile"]
+    assert api.show_instance("hello", flake=str(clan)).roles["evening"].members == ["laptop"]
     # a tag list is extended as a list
-    api.add_member("hello", "morning", tags=["all"], flake=str(clan))
-    assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server", "all"]
-    again = api.add_member("hello", "morning", tags=["all"], flake=str(clan))
+    api.add_member("hello", "morning", tags=["backup"], flake=str(clan))
+    assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server", "backup"]
+    again = api.add_member("hello", "morning", tags=["backup"], flake=str(clan))
     assert not again.changed and again.files == []
-    api.remove_member("hello", "morning", tags=["all"], flake=str(clan))
+    api.remove_member("hello", "morning", tags=["backup"], flake=str(clan))
     assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server"]
-    api.remove_member("hello", "evening", machines=["laptop"], tags=["backup"], flake=str(clan))
+    api.remove_member("hello", "evening", machines=["laptop"], tags=["mobile"], flake=str(clan))
     assert "evening" not in toml_of(clan)["instances"]["hello"]["roles"]
     comments_kept(clan)
 
@@ -122,6 +123,12 @@ def test_member_refusals_name_the_path_and_hint(clan: Path) -> None:
     (problem,) = refused(clan, api.remove_member, "hello", "morning", machines=["web"])
     assert "not among the machines" in problem.message
     assert refused(clan, api.add_member, "hellp", "morning", machines=["web"])[0].kind == "unknown-instance"
+
+
+def test_a_member_whose_configuration_conflicts_is_refused(clan: Path) -> None:
+    """db is a morning member (tag server): as an evening member too, both write /etc/hello-world/hello."""
+    (problem,) = refused(clan, api.add_member, "hello", "evening", machines=["db"])
+    assert problem.kind == "config-conflict" and "/etc/hello-world/hello" in problem.path
 
 
 def test_member_without_a_required_setting_is_refused(clan: Path) -> None:
@@ -248,12 +255,12 @@ def test_values_land_where_they_are_defined(tmp_path: Path) -> None:
     root = make_clan(tmp_path / "c", inventory_json=json.dumps(INVENTORY_JSON, indent=4))
     toml_before = (root / "clan.toml").read_text()
     # a role defined only in inventory.json: its new member and settings go there
-    api.add_member("hello", "evening", machines=["web"], flake=str(root))
+    api.add_member("hello", "evening", machines=["laptop"], flake=str(root))
     api.set_setting("hello", "evening", "greeting", "Evening", flake=str(root))
     assert (root / "clan.toml").read_text() == toml_before
     data = json.loads((root / "inventory.json").read_text())
     assert data["instances"]["hello"]["roles"]["evening"] == {
-        "machines": {"extra": {}, "web": {}}, "settings": {"greeting": "Evening"}}
+        "machines": {"extra": {}, "laptop": {}}, "settings": {"greeting": "Evening"}}
     # key order and the file's own indentation are kept
     assert list(data) == ["machines", "instances"] and list(data["instances"]) == ["hello", "jsonly"]
     assert '\n    "machines"' in (root / "inventory.json").read_text()
