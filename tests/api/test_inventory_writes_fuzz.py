@@ -15,31 +15,57 @@ from pyclan.errors import ClanError
 
 from .writes_support import files_of, make_clan
 
-INSTANCES = st.sampled_from(["hello", "demo", "extra", "Bad Name"])
-ROLES = st.sampled_from(["morning", "evening", "server", "client", "nope"])
-MACHINES = st.lists(st.sampled_from(["web", "db", "laptop", "ghost"]), max_size=2)
-TAGS = st.lists(st.sampled_from(["server", "backup", "all", "missing"]), max_size=2)
-SETTING_PATHS = st.sampled_from(["greeting", "port", "names", "tls.cert", "prot", "server"])
-VALUES = st.one_of(
-    st.integers(min_value=-5, max_value=70_000), st.text(max_size=8), st.booleans(), st.none(),
-    st.lists(st.text(max_size=4), max_size=3), st.dictionaries(st.sampled_from(["cert", "key"]), st.text(max_size=4)),
-)
-TARGET = st.sampled_from([None, None, "web", "db"])
+# (instance, role): mostly ones that exist (or that `create_instance` below can create), some not
+ROLE_OF = st.sampled_from([
+    ("hello", "morning"), ("hello", "evening"), ("demo", "server"), ("demo", "client"),
+    ("extra", "morning"), ("extra", "evening"), ("hello", "nope"), ("ghost", "server"),
+])
+MACHINE = st.sampled_from(["web", "db", "laptop", "laptop", "ghost"])
+TAG = st.sampled_from(["server", "backup", "all", "missing"])
+# a settings path of the role with a value that is mostly valid for it
+SETTING = {
+    "morning": st.tuples(st.just("greeting"), st.one_of(st.text(max_size=6), st.integers(0, 3))),
+    "evening": st.tuples(st.just("greeting"), st.one_of(st.text(max_size=6), st.booleans())),
+    "server": st.one_of(
+        st.tuples(st.just("port"), st.integers(min_value=-5, max_value=70_000)),
+        st.tuples(st.just("names"), st.lists(st.text(max_size=4), max_size=3)),
+        st.tuples(st.just("tls.cert"), st.one_of(st.text(max_size=4), st.none())),
+        st.tuples(st.just("prot"), st.integers(1, 9)),
+    ),
+    "client": st.tuples(st.just("server"), st.one_of(st.text(max_size=6), st.integers(0, 3))),
+    "nope": st.tuples(st.just("x"), st.integers(0, 3)),
+}
+BLOCK = st.sampled_from([{}, {}, {"machine": "web"}, {"machine": "laptop"}, {"tag": "backup"}, {"tag": "missing"}])
+
+
+@st.composite
+def setting_write(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    instance, role = draw(ROLE_OF)
+    path, value = draw(SETTING[role])
+    args = {"instance": instance, "role": role, "path": path, **draw(BLOCK)}
+    if draw(st.integers(0, 3)) == 0:
+        return "unset_setting", args
+    flags = draw(st.sampled_from([{}, {}, {"force": True}, {"default": True}]))
+    return "set_setting", {**args, "value": value, **flags}
+
+
+@st.composite
+def member_write(draw: st.DrawFn) -> tuple[str, dict[str, Any]]:
+    instance, role = draw(ROLE_OF)
+    machines = draw(st.lists(MACHINE, max_size=2))
+    tags = draw(st.lists(TAG, max_size=1))
+    return draw(st.sampled_from(["add_member", "add_member", "remove_member"])), {
+        "instance": instance, "role": role, "machines": machines, "tags": tags}
+
 
 WRITES = st.one_of(
     st.tuples(st.just("create_instance"), st.fixed_dictionaries({
-        "name": INSTANCES, "module": st.sampled_from(["hello-world", "demo", "nope"]),
-        "input": st.sampled_from([None, "self"])})),
-    st.tuples(st.just("delete_instance"), st.fixed_dictionaries({"name": INSTANCES})),
-    st.tuples(st.sampled_from(["add_member", "remove_member"]), st.fixed_dictionaries({
-        "instance": INSTANCES, "role": ROLES, "machines": MACHINES, "tags": TAGS})),
-    st.tuples(st.just("set_setting"), st.fixed_dictionaries({
-        "instance": INSTANCES, "role": ROLES, "path": SETTING_PATHS, "value": VALUES, "machine": TARGET,
-        "force": st.booleans()})),
-    st.tuples(st.just("unset_setting"), st.fixed_dictionaries({
-        "instance": INSTANCES, "role": ROLES, "path": SETTING_PATHS, "machine": TARGET})),
+        "name": st.sampled_from(["extra", "extra", "hello", "Bad Name"]),
+        "module": st.sampled_from(["hello-world", "hello-world", "demo", "nope"])})),
+    st.tuples(st.just("delete_instance"), st.fixed_dictionaries({"name": st.sampled_from(["extra", "demo", "ghost"])})),
+    member_write(), member_write(), setting_write(), setting_write(), setting_write(),
     st.tuples(st.just("set_machine"), st.fixed_dictionaries({
-        "name": st.sampled_from(["web", "db", "ghost"]),
+        "name": st.sampled_from(["web", "laptop", "ghost"]),
         "description": st.one_of(st.none(), st.text(max_size=6)),
         "tags": st.one_of(st.none(), st.lists(st.sampled_from(["server", "backup", "x"]), max_size=2)),
         "target_host": st.sampled_from([None, "", "root@web", "-oProxyCommand=x"])})),
@@ -49,7 +75,7 @@ WRITES = st.one_of(
 )
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(writes=st.lists(WRITES, min_size=1, max_size=5))
 def test_random_writes_are_applied_and_valid_or_refused_unchanged(writes: list[tuple[str, dict[str, Any]]]) -> None:
     with tempfile.TemporaryDirectory() as tmp:
