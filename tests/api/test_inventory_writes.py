@@ -330,3 +330,75 @@ def test_every_write_is_in_the_api_registry_with_a_schema() -> None:
         assert name in described, name
         if name not in ("list_instances", "show_instance", "get_setting", "get_inventory_state"):
             assert "expected_hash" in described[name]["parameters"]["properties"], name
+
+
+# -- clan.toml layouts -----------------------------------------------------------------------------
+
+LAYOUTS = {
+    "headers": """\
+[meta]
+name = "l"  # c-meta
+
+[machines.web]  # c-web
+tags = ["server"]
+
+[machines.db]
+
+[instances.hello]  # c-hello
+module = { name = "hello-world" }  # c-module
+
+[instances.hello.roles.morning]  # c-role
+tags = ["server"]  # c-tags
+
+[instances.hello.roles.morning.settings]
+greeting = "Hi"  # c-greeting
+""",
+    "inline": """\
+meta = { name = "l" }  # c-meta
+
+[machines]
+web = { tags = ["server"] }  # c-web
+db = {}
+
+[instances]
+""" + 'hello = { module = { name = "hello-world" }, roles = { morning = { tags = ["server"], '
+    + 'settings = { greeting = "Hi" } } } }  # c-hello\n',
+    "dotted": """\
+[meta]
+name = "l"  # c-meta
+
+[machines]
+web.tags = ["server"]  # c-web
+db = {}
+
+[instances]
+hello.module.name = "hello-world"  # c-hello
+hello.roles.morning.tags = ["server"]  # c-tags
+hello.roles.morning.settings.greeting = "Hi"  # c-greeting
+""",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_writes_keep_every_layout_and_comment(tmp_path: Path, layout: str) -> None:
+    text = LAYOUTS[layout]
+    root = make_clan(tmp_path / "c", text)
+    flake = str(root)
+    api.set_setting("hello", "morning", "greeting", "Moin", flake=flake)
+    api.set_setting("hello", "morning", "greeting", "Yo", machine="web", force=True, flake=flake)
+    api.add_member("hello", "morning", machines=["db"], flake=flake)
+    api.set_machine("db", description="the db", target_host="root@db", flake=flake)
+    api.create_instance("second", "hello-world", flake=flake)
+    api.add_member("second", "evening", machines=["db", "web"], flake=flake)
+    api.set_setting("second", "evening", "greeting", "Evening", tag="server", flake=flake)
+    api.unset_setting("hello", "morning", "greeting", machine="web", flake=flake)
+    new = (root / "clan.toml").read_text()
+    for comment in (c.split("#", 1)[1] for c in text.splitlines() if "#" in c):
+        assert comment in new, (comment, new)
+    data = tomllib.loads(new)
+    hello = data["instances"]["hello"]
+    assert hello["roles"]["morning"]["settings"] == {"greeting": "Moin"}
+    assert hello["roles"]["morning"]["machines"] == {"web": {}, "db": {}}
+    assert data["machines"]["db"] == {"description": "the db", "deploy": {"targetHost": "root@db"}}
+    assert data["instances"]["second"]["roles"]["evening"]["tags"] == {"server": {"settings": {"greeting": "Evening"}}}
+    assert api.check_clan(flake).ok

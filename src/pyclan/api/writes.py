@@ -3,7 +3,8 @@
 A write is a function that changes a `Plan` (the parsed files in memory). It is validated by
 `pyclan check`'s stages — load every file, resolve every instance, merge every member's settings,
 evaluate and build every machine — and refused with those problems if it adds any (failed
-constraints excepted: an instance is built one write at a time); only then are the files replaced. A refused write changes nothing, byte for byte. The clan's lock is held from the read
+constraints excepted: an instance is built one write at a time); only then are the files
+replaced. A refused write changes nothing, byte for byte. The clan's lock is held from the read
 to the rename, and `expected_hash` (from `get_inventory_state` or an earlier write's result)
 refuses a write based on a stale read.
 """
