@@ -402,3 +402,14 @@ def test_writes_keep_every_layout_and_comment(tmp_path: Path, layout: str) -> No
     assert data["machines"]["db"] == {"description": "the db", "deploy": {"targetHost": "root@db"}}
     assert data["instances"]["second"]["roles"]["evening"]["tags"] == {"server": {"settings": {"greeting": "Evening"}}}
     assert api.check_clan(flake).ok
+
+
+def test_machines_create_and_delete_take_the_hash_too(clan: Path) -> None:
+    stale = api.get_inventory_state(str(clan)).hash
+    api.set_meta(description="changed", flake=str(clan))
+    (problem,) = refused(clan, api.create_machine, "new", expected_hash=stale)
+    assert problem.kind == "inventory-changed"
+    fresh = api.get_inventory_state(str(clan)).hash
+    api.create_machine("new", expected_hash=fresh, flake=str(clan))
+    assert refused(clan, api.delete_machine, "new", expected_hash=fresh)[0].kind == "inventory-changed"
+    api.delete_machine("new", expected_hash=api.get_inventory_state(str(clan)).hash, flake=str(clan))

@@ -59,6 +59,7 @@ VERBS: list[tuple[list[str], str, dict[str, Any]]] = [
      "set_machine", {"name": "web", "description": "Web", "tags": ["a", "b"], "target_host": "root@web"}),
     (["meta", "set", "--description", "Our fleet"], "set_meta", {"description": "Our fleet"}),
     (["meta", "show"], "get_clan_details", {}),
+    (["inventory", "state"], "get_inventory_state", {}),
 ]
 
 

@@ -84,22 +84,23 @@ def create_machine(
     target_host: str | None = None,
     description: str | None = None,
     flake: str | None = None,
+    expected_hash: str | None = None,
 ) -> CreatedMachine:
     """Add a machine to the inventory (clan.toml, comments kept; else inventory.json)."""
     from pyclan.inventory.write import create_machine as create
 
     clan = open_flake(flake)
-    return CreatedMachine(machine=name, file=create(clan.dir, name, tags, target_host, description))
+    return CreatedMachine(machine=name, file=create(clan.dir, name, tags, target_host, description, expected_hash))
 
 
 @register
-def delete_machine(name: str, flake: str | None = None) -> DeletedMachine:
+def delete_machine(name: str, flake: str | None = None, expected_hash: str | None = None) -> DeletedMachine:
     """Remove a machine, its vars and its machine key; refused while a role still names it."""
     from pyclan.inventory.write import delete_machine as delete
 
     clan = open_flake(flake)
     clan.require_machines([name])
-    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name)))
+    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name, expected_hash)))
 
 
 @register
