@@ -413,3 +413,29 @@ def test_machines_create_and_delete_take_the_hash_too(clan: Path) -> None:
     api.create_machine("new", expected_hash=fresh, flake=str(clan))
     assert refused(clan, api.delete_machine, "new", expected_hash=fresh)[0].kind == "inventory-changed"
     api.delete_machine("new", expected_hash=api.get_inventory_state(str(clan)).hash, flake=str(clan))
+
+
+def test_tags_written_as_an_attrset_grow_as_an_attrset(clan: Path) -> None:
+    api.set_setting("demo", "server", "names", ["t"], tag="server", flake=str(clan))
+    api.add_member("demo", "server", tags=["backup"], flake=str(clan))
+    tags = toml_of(clan)["instances"]["demo"]["roles"]["server"]["tags"]
+    assert tags == {"server": {"settings": {"names": ["t"]}}, "backup": {}}
+    api.remove_member("demo", "server", tags=["server"], flake=str(clan))
+    assert toml_of(clan)["instances"]["demo"]["roles"]["server"]["tags"] == {"backup": {}}
+
+
+def test_an_instance_split_over_both_files_is_deleted_from_both(tmp_path: Path) -> None:
+    root = make_clan(tmp_path / "c", inventory_json=json.dumps(INVENTORY_JSON))
+    result = api.delete_instance("hello", flake=str(root))
+    assert result.files == ["clan.toml", "inventory.json"]
+    assert "hello" not in json.loads((root / "inventory.json").read_text())["instances"]
+    assert "hello" not in toml_of(root)["instances"]
+    # a member named in both files leaves both
+    api.create_instance("hi", "hello-world", flake=str(root))
+    api.add_member("hi", "morning", machines=["web"], flake=str(root))
+    data = json.loads((root / "inventory.json").read_text())
+    data["instances"]["hi"] = {"roles": {"morning": {"machines": {"web": {}}}}}
+    (root / "inventory.json").write_text(json.dumps(data))
+    assert api.remove_member("hi", "morning", machines=["web"], flake=str(root)).files == [
+        "clan.toml", "inventory.json"]
+    assert api.show_instance("hi", flake=str(root)).roles["morning"].machines == []
