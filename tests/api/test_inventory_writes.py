@@ -439,3 +439,10 @@ def test_an_instance_split_over_both_files_is_deleted_from_both(tmp_path: Path) 
     assert api.remove_member("hi", "morning", machines=["web"], flake=str(root)).files == [
         "clan.toml", "inventory.json"]
     assert api.show_instance("hi", flake=str(root)).roles["morning"].machines == []
+
+
+def test_meta_defined_in_inventory_json_is_edited_there(tmp_path: Path) -> None:
+    root = make_clan(tmp_path / "c", TOML.replace('[meta]\nname = "fleet"  # the clan\'s name\ndomain = "fleet"\n', ""),
+                     inventory_json=json.dumps({"meta": {"name": "fleet"}}))
+    assert api.set_meta(description="d", flake=str(root)).files == ["inventory.json"]
+    assert json.loads((root / "inventory.json").read_text())["meta"] == {"name": "fleet", "description": "d"}

@@ -36,7 +36,7 @@ from typing import Any
 import tomlkit
 
 from pyclan import safepath
-from pyclan.errors import ClanError, Problem
+from pyclan.errors import ClanError
 from pyclan.inventory.load import CLAN_TOML, INVENTORY_JSON, MACHINES_DIR, parse_json, parse_toml
 from pyclan.inventory.sources import format_path
 
@@ -243,8 +243,9 @@ class Plan:
         return [f for f in FILES if depth(self.data[f], path) == len(path)]
 
     def landing(self, path: Path_) -> str:
-        """Where a value at `path` is written (the module docstring's rule)."""
-        best, best_depth = self.tool_file(), 1
+        """Where a value at `path` is written (the module docstring's rule). A top-level table
+        alone does not draw new entries (a new machine goes to the tool file), but `meta` does."""
+        best, best_depth = self.tool_file(), 0 if path[:1] == ("meta",) else 1
         for f in FILES:
             d = depth(self.data[f], path)
             if d > best_depth:
@@ -627,7 +628,3 @@ def walk_values(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
             yield from walk_values(item, (*path, key))
-
-
-def problem(kind: str, path: Path_, message: str, hint: str | None = None) -> Problem:
-    return Problem(kind, format_path(path), message, hint=hint)
