@@ -446,3 +446,14 @@ def test_meta_defined_in_inventory_json_is_edited_there(tmp_path: Path) -> None:
                      inventory_json=json.dumps({"meta": {"name": "fleet"}}))
     assert api.set_meta(description="d", flake=str(root)).files == ["inventory.json"]
     assert json.loads((root / "inventory.json").read_text())["meta"] == {"name": "fleet", "description": "d"}
+
+
+def test_tag_lists(clan: Path) -> None:
+    api.set_tag("edge", ["web", "laptop"], flake=str(clan))
+    assert toml_of(clan)["tags"] == {"edge": ["web", "laptop"]}
+    tags = {t.name: t for t in api.list_tags(str(clan))}
+    assert tags["edge"].machines == ["laptop", "web"] and tags["edge"].listed == ["web", "laptop"]
+    assert tags["server"].machines == ["db", "web"] and tags["server"].listed is None
+    assert refused(clan, api.set_tag, "edge", ["wbe"])[0].hint == "did you mean 'web'?"
+    api.set_tag("edge", [], flake=str(clan))
+    assert "tags" not in toml_of(clan)

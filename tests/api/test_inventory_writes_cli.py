@@ -60,6 +60,9 @@ VERBS: list[tuple[list[str], str, dict[str, Any]]] = [
     (["meta", "set", "--description", "Our fleet"], "set_meta", {"description": "Our fleet"}),
     (["meta", "show"], "get_clan_details", {}),
     (["inventory", "state"], "get_inventory_state", {}),
+    (["tags", "list"], "list_tags", {}),
+    (["tags", "set", "edge", "--machine", "web", "--machine", "laptop"], "set_tag",
+     {"name": "edge", "machines": ["web", "laptop"]}),
 ]
 
 

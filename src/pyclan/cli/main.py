@@ -45,6 +45,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "instances": ("pyclan.cli.write_cmds", "instances_app", "Service instances: list, show, create, members.", False),
     "settings": ("pyclan.cli.write_cmds", "settings_app", "Settings of instances: get, set, unset.", False),
     "meta": ("pyclan.cli.write_cmds", "meta_app", "The clan's meta: show, set.", False),
+    "tags": ("pyclan.cli.write_cmds", "tags_app", "Tags: list, set an inventory tag list.", False),
 }
 
 

@@ -138,7 +138,7 @@ def droppable(path: Path_) -> bool:
         return False
     n = len(path)
     if n == 1:
-        return path[0] in ("instances", "machines")
+        return path[0] in ("instances", "machines", "tags")
     if path[0] == "machines":
         return n == 3 and path[2] in ("tags", "deploy")
     if path[0] == "instances":
