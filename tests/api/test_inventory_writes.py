@@ -156,12 +156,14 @@ def test_set_setting_edits_in_place_and_keeps_comments(clan: Path) -> None:
 
 def test_settings_are_validated_before_writing(clan: Path) -> None:
     api.add_member("demo", "server", machines=["web"], flake=str(clan))
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "port", 0)
-    assert problem.kind == "settings-type" and problem.path.endswith(".settings.port")
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "prot", 1)
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "port", 0)
+    assert problem.kind == "settings-type" and problem.path == "instances.demo.roles.server.settings.port"
+    assert problem.file == "clan.toml" and "between 1 and 65535" in problem.message
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "prot", 1)
     assert problem.kind == "unknown-setting" and problem.hint == "did you mean 'port'?"
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "port", "x", machine="web")
-    assert problem.kind == "settings-type"
+    assert problem.path == "instances.demo.roles.server.settings.prot"
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "port", "x", machine="web")
+    assert problem.kind == "settings-type" and problem.path == "instances.demo.roles.server.machines.web.settings.port"
     # a tag nobody in the role carries yet is still validated on its own
     refused(clan, api.set_setting, "demo", "server", "port", "x", tag="backup")
 
@@ -211,6 +213,12 @@ def test_non_literal_wrappers_are_read_only(tmp_path: Path) -> None:
     assert "port" in role.readOnly
     assert role.schema["properties"]["port"]["readOnly"] is True
     assert "x-readonly-reason" in role.schema["properties"]["port"]
+    api.add_member("demo", "server", machines=["web"], flake=str(root))
+    api.set_setting("demo", "server", "names", {"_type": "merge", "contents": [["a"], ["b"]]}, machine="web",
+                    flake=str(root))
+    assert set(api.show_instance("demo", flake=str(root)).roles["server"].readOnly) == {"port", "machines.web.names"}
+    (problem,) = refused(root, api.set_setting, "demo", "server", "names", ["c"], machine="web")
+    assert problem.kind == "read-only" and "mkMerge" in problem.message
 
 
 def test_null_cannot_go_to_clan_toml(clan: Path) -> None:
