@@ -31,6 +31,7 @@ def refused(root: Path, fn: Any, *args: Any, **kwargs: Any) -> list[Any]:
     with pytest.raises(ClanError) as err:
         fn(*args, flake=str(root), **kwargs)
     assert files_of(root) == before
+    assert not [p.name for p in root.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
     return err.value.problems
 
 

@@ -6,7 +6,8 @@ before anything touches the disk. Where it lands (README, "Writing the inventory
 - a value already defined in a file is edited in that file (a value several files define, such as
   a list both extend, is written to the first and removed from the others);
 - a new value goes to the file that defines its deepest existing parent (a new setting of an
-  instance written in clan.toml goes to clan.toml), clan.toml before inventory.json on a tie;
+  instance written in clan.toml goes to clan.toml; a new `meta` field goes where `meta` is),
+  clan.toml before inventory.json on a tie;
 - an entirely new entry (a new instance or machine) goes to the clan's file for tools: clan.toml
   if the clan has one (or has no inventory.json yet), else inventory.json — where `machines create`
   puts new machines.
