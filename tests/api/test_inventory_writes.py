@@ -466,3 +466,26 @@ def test_tag_lists(clan: Path) -> None:
     assert refused(clan, api.set_tag, "edge", ["wbe"])[0].hint == "did you mean 'web'?"
     api.set_tag("edge", [], flake=str(clan))
     assert "tags" not in toml_of(clan)
+
+
+def test_a_write_of_two_files_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fails while the second file is renamed into place: the first is put back."""
+    import errno
+    import os
+
+    root = make_clan(tmp_path / "c", inventory_json=json.dumps({"machines": {"web": {"tags": ["json-tag"]}}}))
+    before = files_of(root)
+    real_replace = os.replace
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        if str(dst).endswith("inventory.json") and ".tmp-" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(ClanError) as err:
+        api.set_machine("web", tags=["a"], flake=str(root))  # edits clan.toml and inventory.json
+    assert "no space left" in err.value.problems[0].message
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert files_of(root) == before
+    assert not [p.name for p in root.iterdir() if ".tmp-" in p.name]
