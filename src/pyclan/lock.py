@@ -18,6 +18,7 @@ import errno
 import fcntl
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,9 @@ LOCAL_DIR = ".pyclan"
 LOCK_FILE = "lock"
 NO_WAIT_HINT = "wait for the other command to finish, or run again without --no-wait to wait for it"
 
-_held: dict[Path, int] = {}  # resolved clan dir → nesting depth (the lock is reentrant in-process)
+# Reentrant per thread, not per process: flock locks belong to an open file description, so two
+# threads (tasks of `pyclan serve`) that each open the lock file exclude each other like processes.
+_local = threading.local()
 _wait_default = True
 
 
@@ -61,6 +64,7 @@ def _holder(fd: int) -> str:
 def clan_lock(clan_dir: Path, what: str = "pyclan", wait: bool | None = None) -> Iterator[None]:
     """Hold the clan's write lock; `what` names this command in the other one's message."""
     root = clan_dir.resolve()
+    _held: dict[Path, int] = _local.__dict__.setdefault("held", {})  # clan dir → nesting depth
     if root in _held:
         _held[root] += 1
         try:
