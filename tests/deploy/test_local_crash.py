@@ -1,0 +1,121 @@
+"""SIGKILL of an activation at chosen steps: the host shows the old or the new generation, never a
+mix, and the next update converges — fast, against private roots.
+
+A watcher inside the machine's private root waits until the activation reaches a step (its
+`@@pyclan-step` line in the generation's log) and kills the activation's whole process group, as
+a crash or a power cut would. Which generation the files must show follows from the last step the
+killed activation began: before `switch` the old one, after it the new one (`switch` itself: one
+of the two). The random-delay version of this test, with units and apt, runs on booted hosts
+(`tests/hosts/test_deploy_crash.py`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from pyclan.deploy.local import PrivateRoots
+
+M = "crash"
+N = 25  # files only one of the two generations has: the links and release steps take a moment
+PATHS = ["/etc/crash/shared", "/etc/crash/a-0", f"/etc/crash/a-{N - 1}", "/etc/crash/b-0",
+         f"/etc/crash/b-{N - 1}", "/etc/motd"]
+#: the activation's steps in order (this clan's generations have no units, packages or checks)
+STEPS = ["preflight", "users", "files", "links", "stop-units", "switch", "release", "hook:mark", "remove-users",
+         "remove-packages", "done"]
+
+# Kill the running activation once it begins step $1 ("journal": as soon as its journal exists);
+# generation 0, the empty one a new host gets first, is let through.
+WATCHER = r"""
+R=/var/lib/pyclan
+want=$1
+i=0
+until [ -f "$R/journal" ] && read -r n < "$R/journal" && [ "$n" != 0 ]; do
+    i=$((i + 1)); [ "$i" -lt 2000000 ] || { echo timeout; exit 0; }
+done
+if [ "$want" != journal ]; then
+    until grep -qx "@@pyclan-step $want" "$R/generations/$n/activation.log" 2>/dev/null; do
+        [ -f "$R/journal" ] || { echo late; exit 0; }  # it finished between two looks
+    done
+fi
+# "killed" only if the activation was unfinished when the kill landed (its journal outlives it)
+if kill -9 "-$(cat "$R/activation.pgid")" && [ -f "$R/journal" ]; then echo killed; else echo late; fi
+"""
+
+# the step the unfinished activation had begun when it was killed
+LAST_STEP = r"""
+R=/var/lib/pyclan
+grep '^@@pyclan-step' "$R/generations/$(cat "$R/journal")/activation.log" | tail -n 1 | cut -d' ' -f2
+"""
+
+
+def state(name: str) -> dict[str, Any]:
+    files = {f"/etc/crash/{name}-{i}": f"{name} {i}\n" for i in range(N)}
+    files["/etc/crash/shared"] = f"shared of {name}\n"
+    if name == "a":
+        files["/etc/motd"] = "motd of a\n"  # b lets go of it: the file from before pyclan returns
+    return {"files": files, "users": {f"crash-{name}": []}, "hooks": {"mark": f"echo {name} > /root/crash-hook"}}
+
+
+def view(name: str, original_motd: str) -> dict[str, str | None]:
+    files = state(name)["files"]
+    return {p: files.get(p, original_motd if p == "/etc/motd" else None) for p in PATHS}
+
+
+@pytest.mark.parametrize("step", ["journal", "users", "files", "links", "switch", "release", "hook:mark",
+                                  "remove-users", "done"])
+def test_sigkill_at_a_step_leaves_old_or_new_and_the_next_update_converges(
+    step: str, local_clan: Any, local_update: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
+) -> None:
+    motd = on_host(M, "cat /etc/motd").stdout
+    for name in ("a", "b", "a"):  # both generations exist on the host: the kill hits a switch a → b
+        [r] = local_update(local_clan.set({M: state(name)}), [M])
+        assert r.error is None and r.changed, r
+    assert read_files(M, PATHS) == view("a", motd)
+
+    watcher = private_roots.root(M).popen(f"set -- {step}\n{WATCHER}")
+    [killed] = local_update(local_clan.set({M: state("b")}), [M])
+    verdict = watcher.communicate(timeout=60)[0].strip()
+    if verdict == "late":  # only the last step is so short that the activation may finish first
+        assert step == "done", (step, verdict, killed)
+        assert read_files(M, PATHS) == view("b", motd)
+    else:
+        assert verdict == "killed", (step, verdict, killed)
+        assert killed.error is not None and not killed.changed, killed
+        last = on_host(M, LAST_STEP).stdout.strip()
+        # the kill lands in the step it waited for or, when that step is very short, a little later
+        assert STEPS.index(last) >= STEPS.index("preflight" if step == "journal" else step), last
+        files = read_files(M, PATHS)
+        if STEPS.index(last) < STEPS.index("switch"):
+            assert files == view("a", motd), (last, files)
+        elif last == "switch":  # killed around the one rename: either, never a mix
+            assert files in (view("a", motd), view("b", motd)), (last, files)
+        else:
+            assert files == view("b", motd), (last, files)
+
+    # the next update finishes the interrupted activation and lands on b, and then there is nothing to do
+    [fixed] = local_update(local_clan.open(), [M])
+    assert fixed.error is None, fixed
+    assert read_files(M, PATHS) == view("b", motd)
+    facts = on_host(M, "test -e /var/lib/pyclan/journal || echo clean; cat /root/crash-hook; "
+                       "id -un crash-b; getent passwd crash-a || echo no-crash-a").stdout
+    assert facts.splitlines() == ["clean", "b", "crash-b", "no-crash-a"]
+    [again] = local_update(local_clan.open(), [M])
+    assert again.error is None and not again.changed, again
+
+
+def test_sigkill_during_the_first_activation_then_the_update_converges(
+    local_clan: Any, local_update: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
+) -> None:
+    motd = on_host(M, "cat /etc/motd").stdout
+    watcher = private_roots.root(M).popen(f"set -- links\n{WATCHER}")
+    [killed] = local_update(local_clan.set({M: state("a")}), [M])
+    assert watcher.communicate(timeout=60)[0].strip() == "killed", killed
+    assert killed.error is not None
+    # nothing of generation 1 shows yet: the host is on the empty generation 0, its files as they were
+    assert read_files(M, PATHS) == {**dict.fromkeys(PATHS), "/etc/motd": motd}
+    assert on_host(M, "readlink /var/lib/pyclan/current").stdout == "generations/0\n"
+    [fixed] = local_update(local_clan.open(), [M])
+    assert fixed.error is None and fixed.changed and fixed.generation == 1, fixed
+    assert read_files(M, PATHS) == view("a", motd)
