@@ -32,7 +32,7 @@ R=/var/lib/pyclan
 want=$1
 i=0
 until [ -f "$R/journal" ] && read -r n < "$R/journal" && [ "$n" != 0 ]; do
-    i=$((i + 1)); [ "$i" -lt 2000000 ] || { echo timeout; exit 0; }
+    sleep 0.002; i=$((i + 1)); [ "$i" -lt 30000 ] || { echo timeout; exit 0; }
 done
 if [ "$want" != journal ]; then
     until grep -qx "@@pyclan-step $want" "$R/generations/$n/activation.log" 2>/dev/null; do

@@ -4,7 +4,8 @@ The technique of the service tests' `isolated` fixture, kept alive for a whole t
 namespaces (mount, PID, UTS, network) held open by a small init process, which every command
 enters with `nsenter`. Inside, /etc, /usr, /var, /srv, /home and /opt are copy-on-write overlays
 of this machine's (their changes land in `<dir>/upper/`), /run, /tmp and /root are empty tmpfs,
-and each path of `fresh` (deploy's /var/lib/pyclan) starts empty and lives in `<dir>/fresh/`.
+each path of `fresh` (deploy's /var/lib/pyclan) starts empty and lives in `<dir>/fresh/`, and each
+of `tmpfs` is empty at every start.
 So `useradd`, `install`, `ln`, `flock`, `setsid` and hooks run unmodified without touching this
 machine, state persists from one command to the next as on a host, and the processes of the
 root (a detached sleeper included) all end with it: they are in its PID namespace.
@@ -59,10 +60,13 @@ def _error(name: str, message: str, hint: str | None = None) -> ClanError:
 class PrivateRoot:
     """The namespaces of one private root (see the module docstring); `start` before use."""
 
-    def __init__(self, directory: Path, name: str, fresh: Sequence[str] = ()) -> None:
+    def __init__(self, directory: Path, name: str, fresh: Sequence[str] = (), tmpfs: Sequence[str] = (),
+                 share_tmp: bool = False) -> None:
         self.directory = directory
         self.name = name
-        self.fresh = tuple(fresh)
+        self.fresh = tuple(fresh)  # empty at first, kept in `directory` (outlives the root)
+        self.tmpfs = tuple(tmpfs)  # empty at every start, like /run
+        self.share_tmp = share_tmp  # /tmp stays this machine's (a test hands files in through it)
         self._init: subprocess.Popen[bytes] | None = None
         self.pid: int | None = None  # of the init process, as this machine sees it
 
@@ -77,11 +81,14 @@ class PrivateRoot:
             lines.append(f"mkdir -p {q(str(upper))} {q(str(work))}")
             lines.append(f"mount -t overlay overlay -o lowerdir={path},upperdir={q(str(upper))},"
                          f"workdir={q(str(work))} {path}")
+        for path in self.tmpfs:
+            lines.append(f"mkdir -p {q(path)} && mount -t tmpfs -o mode=0755 tmpfs {q(path)}")
         for i, path in enumerate(self.fresh):  # before /tmp is hidden: the sources may be below it
             source = d / "fresh" / str(i)
             lines.append(f"mkdir -p {q(str(source))} {q(path)} && mount --bind {q(str(source))} {q(path)}")
         for path, mode in EMPTY.items():
-            lines.append(f"mount -t tmpfs -o mode={mode} tmpfs {path}")
+            if not (path == "/tmp" and self.share_tmp):
+                lines.append(f"mount -t tmpfs -o mode={mode} tmpfs {path}")
         lines.append("mount -t proc proc /proc")
         lines.append("ip link set lo up 2>/dev/null || true")
         lines.append(f"hostname {q(self.name)}")
