@@ -9,7 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pyclan.deploy.local import PrivateRoots
+from pyclan.deploy.shell import run_command
+from pyclan.deploy.status import status
+from pyclan.deploy.targets import resolve_target
+from pyclan.deploy.transport import HostKeyCheck
 from pyclan.deploy.update import UpdateOptions, generations, rollback, update
 
 M = "alpha"
@@ -154,3 +160,26 @@ def test_unreachable_after_activation_switches_back_by_itself(
     assert read_files(M, [CONF]) == {CONF: "version 1\n"}
     private_roots.refuse(M, False)
     assert on_host(M, "cat /var/lib/pyclan/generations/2/failed").stdout == "unconfirmed 0\n"
+
+
+def test_status_shows_a_hand_edit_and_repair_puts_it_back(
+    local_clan: Any, local_update: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
+) -> None:
+    local_update(local_clan.set({M: first()}), [M])
+    [fresh] = status(local_clan.open(), [M], connector=private_roots.connect)
+    assert (fresh.state, fresh.generation, fresh.drift, fresh.error) == ("up to date", 1, [], None), fresh
+    on_host(M, f"echo edited > {CONF}")  # through the managed symlink, into the generation's tree
+    [drifted] = status(local_clan.open(), [M], connector=private_roots.connect)
+    assert drifted.state == "up to date" and any(CONF in what for _, what in drifted.drift), drifted
+    [repaired] = local_update(local_clan.open(), [M], repair=True)
+    assert repaired.error is None and repaired.extra.get("repaired"), repaired
+    assert read_files(M, [CONF]) == {CONF: "version 1\n"}
+
+
+def test_a_command_streams_its_output_and_keeps_its_exit_status(
+    local_clan: Any, private_roots: PrivateRoots, capfd: pytest.CaptureFixture[str]
+) -> None:
+    target = resolve_target(local_clan.set({M: first()}), M)
+    code = run_command(target, HostKeyCheck.STRICT, "hostname; id -u; exit 3", connector=private_roots.connect)
+    assert code == 3
+    assert capfd.readouterr().out == f"{M}\n0\n"

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from pyclan.build.layout import HOST_ROOT
-from pyclan.deploy.connection import CommandResult
+from pyclan.deploy.connection import CommandResult, Connection
 from pyclan.deploy.transport import HostKeyCheck, Target
 from pyclan.errors import ClanError
 from pyclan.hosts.private_root import PrivateRoot
@@ -104,7 +104,7 @@ class PrivateRoots:
         """New connections to `machine` fail (or, with `refused=False`, work again)."""
         (self.refused.add if refused else self.refused.discard)(machine)
 
-    async def connect(self, target: Target, check: HostKeyCheck, timeout: float) -> LocalConnection:
+    async def connect(self, target: Target, check: HostKeyCheck, timeout: float) -> Connection:
         """A `Connector` (host-key checking and the timeout have no meaning here)."""
         if target.machine in self.refused:
             raise _error(target, f"cannot connect to {target}: connection refused (private root set to refuse)")
