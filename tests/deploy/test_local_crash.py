@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from pyclan.deploy.local import PrivateRoots
+from pyclan.deploy.update import UpdateOptions, rollback
 
 M = "crash"
 N = 25  # files only one of the two generations has: the links and release steps take a moment
@@ -119,3 +120,40 @@ def test_sigkill_during_the_first_activation_then_the_update_converges(
     [fixed] = local_update(local_clan.open(), [M])
     assert fixed.error is None and fixed.changed and fixed.generation == 1, fixed
     assert read_files(M, PATHS) == view("a", motd)
+
+
+def test_sigkill_during_a_rollback_then_the_rollback_again_converges(
+    local_clan: Any, local_update: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
+) -> None:
+    motd = on_host(M, "cat /etc/motd").stdout
+    for name in ("a", "b"):
+        local_update(local_clan.set({M: state(name)}), [M])
+    opts = UpdateOptions(connector=private_roots.connect)
+    watcher = private_roots.root(M).popen(f"set -- release\n{WATCHER}")
+    killed = rollback(local_clan.open(), M, opts=opts)
+    assert watcher.communicate(timeout=60)[0].strip() == "killed", killed
+    assert killed.error is not None
+    assert read_files(M, PATHS) == view("a", motd)  # past the switch: generation 1's files, not all released yet
+    back = rollback(local_clan.open(), M, to=1, opts=opts)  # the unfinished one is activated again
+    assert back.error is None and back.generation == 1, back
+    facts = on_host(M, "test -e /var/lib/pyclan/journal || echo clean; cat /root/crash-hook; "
+                       "getent passwd crash-b || echo no-crash-b").stdout
+    assert facts.splitlines() == ["clean", "a", "no-crash-b"]
+
+
+def test_a_lost_answer_is_recovered_over_a_new_connection(
+    local_clan: Any, local_update: Any, read_files: Any, on_host: Any
+) -> None:
+    """The controller stops waiting (its deadline) while the activation goes on: it asks the host."""
+    motd = on_host(M, "cat /etc/motd").stdout
+    local_update(local_clan.set({M: state("a")}), [M])
+    slow = state("b")
+    slow["hooks"] = {"mark": "sleep 2; echo b > /root/crash-hook"}
+    seen: list[str] = []
+    [r] = local_update(local_clan.set({M: slow}), [M], progress=lambda _m, line: seen.append(line),
+                       activation_timeout=0.5)
+    assert "the activation's answer was lost: asking the host over a new connection" in seen, seen
+    assert r.error is None and r.changed and r.generation == 2, r  # found finished, then confirmed
+    assert read_files(M, PATHS) == view("b", motd)
+    after = on_host(M, "cat /root/crash-hook; test -e /var/lib/pyclan/pending || echo confirmed").stdout
+    assert after == "b\nconfirmed\n"

@@ -56,9 +56,9 @@ class LocalConnection:
         try:
             out, err = await asyncio.wait_for(proc.communicate(input or b""), timeout)
         except TimeoutError:
-            # like a dropped SSH session: we stop listening, the command goes on inside the root
+            # like a dropped SSH session: we stop listening, the command goes on inside the root (not
+            # awaited: the pipes close only when it ends)
             proc.kill()
-            await proc.wait()
             raise _error(self.target, f"a command on {self.target} did not finish within {timeout:.0f} s") from None
         status = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 255
         return CommandResult(status, out, err)
