@@ -28,7 +28,9 @@ from typing import Any
 
 import asyncssh
 
-from pyclan.deploy.connection import CommandResult
+# re-exported: code that imported them from here keeps working (`Connection` is the protocol now)
+from pyclan.deploy.connection import CommandResult as CommandResult
+from pyclan.deploy.connection import Connection as Connection
 from pyclan.errors import ClanError
 from pyclan.inventory.target_host import SYNTAX_HINT, destination_problem, jump_hosts_problem, word_problem
 
