@@ -56,7 +56,8 @@ def state(name: str) -> dict[str, Any]:
     files["/etc/crash/shared"] = f"shared of {name}\n"
     if name == "a":
         files["/etc/motd"] = "motd of a\n"  # b lets go of it: the file from before pyclan returns
-    return {"files": files, "users": {f"crash-{name}": []}, "hooks": {"mark": f"echo {name} > /root/crash-hook"}}
+    users = {f"crash-{name}" if i == 0 else f"crash-{name}{i}": [] for i in range(4)}  # remove-users takes a moment
+    return {"files": files, "users": users, "hooks": {"mark": f"echo {name} > /root/crash-hook"}}
 
 
 def view(name: str, original_motd: str) -> dict[str, str | None]:
@@ -99,7 +100,7 @@ def test_sigkill_at_a_step_leaves_old_or_new_and_the_next_update_converges(
     assert fixed.error is None, fixed
     assert read_files(M, PATHS) == view("b", motd)
     facts = on_host(M, "test -e /var/lib/pyclan/journal || echo clean; cat /root/crash-hook; "
-                       "id -un crash-b; getent passwd crash-a || echo no-crash-a").stdout
+                       "id -un crash-b; getent passwd crash-a crash-a1 crash-a2 crash-a3 || echo no-crash-a").stdout
     assert facts.splitlines() == ["clean", "b", "crash-b", "no-crash-a"]
     [again] = local_update(local_clan.open(), [M])
     assert again.error is None and not again.changed, again
@@ -136,7 +137,7 @@ def test_sigkill_during_a_rollback_then_the_rollback_again_converges(
     back = rollback(local_clan.open(), M, to=1, opts=opts)  # the unfinished one is activated again
     assert back.error is None and back.generation == 1, back
     facts = on_host(M, "test -e /var/lib/pyclan/journal || echo clean; cat /root/crash-hook; "
-                       "getent passwd crash-b || echo no-crash-b").stdout
+                       "getent passwd crash-b crash-b1 crash-b2 crash-b3 || echo no-crash-b").stdout
     assert facts.splitlines() == ["clean", "a", "no-crash-b"]
 
 

@@ -38,6 +38,23 @@ def _error(target: Target, message: str, hint: str | None = None) -> ClanError:
     return ClanError.single("deploy-error", f"machines.{target.machine}", message, hint=hint)
 
 
+class _Answer(asyncio.SubprocessProtocol):
+    """What a command in the root printed; `finished` once it exited and closed its output."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.finished: asyncio.Future[None] = loop.create_future()
+
+    def pipe_data_received(self, fd: int, data: bytes | str) -> None:
+        chunk = data.encode() if isinstance(data, str) else data
+        (self.stdout if fd == 1 else self.stderr).extend(chunk)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.finished.done():
+            self.finished.set_result(None)
+
+
 class LocalConnection:
     """A `pyclan.deploy.connection.Connection` whose host is a private root."""
 
@@ -48,20 +65,26 @@ class LocalConnection:
     async def run(
         self, script: str, *args: str, input: bytes | None = None, timeout: float | None = None
     ) -> CommandResult:
-        proc = await asyncio.create_subprocess_exec(
-            *self.root.command(["sh", "-c", script, "pyclan", *args]),
+        loop = asyncio.get_running_loop()
+        transport, answer = await loop.subprocess_exec(
+            lambda: _Answer(loop), *self.root.command(["sh", "-c", script, "pyclan", *args]),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
             env=dict(self.root.env), start_new_session=True,
         )
+        stdin = transport.get_pipe_transport(0)
+        assert isinstance(stdin, asyncio.WriteTransport)
+        stdin.write(input or b"")
+        stdin.close()
         try:
-            out, err = await asyncio.wait_for(proc.communicate(input or b""), timeout)
+            await asyncio.wait_for(asyncio.shield(answer.finished), timeout)
         except TimeoutError:
-            # like a dropped SSH session: we stop listening, the command goes on inside the root (not
-            # awaited: the pipes close only when it ends)
-            proc.kill()
+            # like a dropped SSH session: our ends of the pipes close, the command goes on inside the root
+            transport.close()
             raise _error(self.target, f"a command on {self.target} did not finish within {timeout:.0f} s") from None
-        status = proc.returncode if proc.returncode is not None and proc.returncode >= 0 else 255
-        return CommandResult(status, out, err)
+        code = transport.get_returncode()
+        transport.close()
+        status = code if code is not None and code >= 0 else 255
+        return CommandResult(status, bytes(answer.stdout), bytes(answer.stderr))
 
     async def stream(self, command: str) -> int:
         stdin: Any = asyncio.subprocess.DEVNULL
