@@ -16,7 +16,7 @@ from pyclan.deploy.shell import run_command
 from pyclan.deploy.status import status
 from pyclan.deploy.targets import resolve_target
 from pyclan.deploy.transport import HostKeyCheck
-from pyclan.deploy.update import UpdateOptions, generations, rollback, update
+from pyclan.deploy.update import UpdateOptions, generations, install, rollback, update
 
 M = "alpha"
 CONF = "/etc/localtest/app.conf"
@@ -183,3 +183,12 @@ def test_a_command_streams_its_output_and_keeps_its_exit_status(
     code = run_command(target, HostKeyCheck.STRICT, "hostname; id -u; exit 3", connector=private_roots.connect)
     assert code == 3
     assert capfd.readouterr().out == f"{M}\n0\n"
+
+
+def test_install_prepares_a_fresh_host_then_makes_its_first_update(
+    local_clan: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
+) -> None:
+    report = install(local_clan.set({M: first()}), M, UpdateOptions(connector=private_roots.connect))
+    assert report.error is None and report.changed and report.generation == 1, report
+    assert read_files(M, [CONF]) == {CONF: "version 1\n"}
+    assert on_host(M, "stat -c '%a' /var/lib/pyclan/objects /var/lib/pyclan/state").stdout == "700\n700\n"
