@@ -3,13 +3,15 @@
 `generate_vars` runs every declared generator's real `run` function (dependencies first, shared
 generators once) and stores public values where the evaluator reads them; secrets are returned
 so tests can place them where a host would have them. `isolated` runs a shell script as root in
-a private mount namespace where /etc, /usr, /var and /srv are copy-on-write overlays and /var/lib,
-/run and /root are empty tmpfs: activation hooks and `sshd -t` run unmodified without touching
-this machine.
+a private root (the one deploy's fast tests use): /etc, /usr, /var and /srv are copy-on-write
+overlays and /var/lib, /run and /root are empty tmpfs, so activation hooks and `sshd -t` run
+unmodified without touching this machine.
 """
 
 from __future__ import annotations
 
+import shlex
+import socket
 import subprocess
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +21,7 @@ import pytest
 
 from pyclan.clan import Clan
 from pyclan.config.generators import Generator, GeneratorInput
+from pyclan.hosts.private_root import PrivateRoot
 from pyclan.vars.view import DeclaredGenerator, public_value_path, secret_host_path
 
 
@@ -108,42 +111,28 @@ PRIVATE = ("/etc/", "/usr/", "/var/", "/srv/", "/run/", "/root/")  # what `isola
 
 @pytest.fixture
 def isolated(tmp_path: Path) -> Isolated:
-    """Run `script` with /bin/sh in a private mount namespace (see module docstring).
+    """Run `script` with /bin/sh in a private root (`pyclan.hosts.private_root`, see module docstring).
 
-    /root is an empty tmpfs too; with `net=True` the script also gets its own network namespace
-    (only `lo`), so it can start daemons on standard ports.
+    Every call gets a fresh root whose /etc, /usr, /var and /srv changes carry over to the next
+    call; /var/lib, /run and /root start empty each time; /tmp and the host name are this
+    machine's. The root has its own network namespace (only `lo`), so scripts can start daemons
+    on standard ports; they end with the call (`net` is accepted for older callers and changes
+    nothing).
 
     `files` (host path → bytes) are written inside the namespace first, e.g. secrets under
-    /var/lib/pyclan/secrets; after the run, /etc changes are visible under `tmp_path/etc-upper`.
+    /var/lib/pyclan/secrets; after the run, /etc changes are visible under `etc_upper`.
     """
-    upper, work, stage = tmp_path / "etc-upper", tmp_path / "etc-work", tmp_path / "stage"
-    overlays = {d: (tmp_path / f"{d[1:]}-upper", tmp_path / f"{d[1:]}-work") for d in ("/usr", "/var", "/srv")}
-    for d in (upper, work, stage, *(p for pair in overlays.values() for p in pair)):
-        d.mkdir(exist_ok=True)
 
     def run(
         script: str, files: Mapping[str, bytes] | None = None, check: bool = True, net: bool = False
     ) -> subprocess.CompletedProcess[str]:
-        setup = [
-            f"mount -t overlay overlay -o lowerdir=/etc,upperdir={upper},workdir={work} /etc",
-            *(f"mount -t overlay overlay -o lowerdir={d},upperdir={u},workdir={w} {d}"
-              for d, (u, w) in overlays.items()),
-            "mount -t tmpfs tmpfs /var/lib",
-            "mount -t tmpfs tmpfs /run",
-            "mount -t tmpfs -o mode=0700 tmpfs /root",
-        ]
-        if net:
-            setup.append("ip link set lo up")
-        for i, (path, value) in enumerate(sorted((files or {}).items())):
-            assert path.startswith(PRIVATE), f"{path} would be written outside the private mounts"
-            staged = stage / str(i)
-            staged.write_bytes(value)
-            setup.append(f"mkdir -p '{Path(path).parent}' && cp '{staged}' '{path}' && chmod 0400 '{path}'")
-        full = " && ".join(setup) + "\n" + script
-        done = subprocess.run(
-            ["unshare", "--mount", "--propagation", "private", *(["--net"] if net else []), "sh", "-c", full],
-            capture_output=True, text=True, check=False,
-        )
+        with PrivateRoot(tmp_path / "isolated", socket.gethostname(), tmpfs=["/var/lib"], share_tmp=True) as root:
+            for path, value in sorted((files or {}).items()):
+                assert path.startswith(PRIVATE), f"{path} would be written outside the private mounts"
+                quoted = shlex.quote(path)
+                root.run(f"mkdir -p -- \"$(dirname -- {quoted})\" && cat > {quoted} && chmod 0400 {quoted}",
+                         input=value)
+            done = root.run(script, check=False, timeout=None)
         if check and done.returncode != 0:
             raise AssertionError(f"isolated script failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
         return done
@@ -154,4 +143,4 @@ def isolated(tmp_path: Path) -> Isolated:
 @pytest.fixture
 def etc_upper(tmp_path: Path) -> Path:
     """Where `isolated` runs leave their /etc changes."""
-    return tmp_path / "etc-upper"
+    return tmp_path / "isolated" / "upper" / "etc"

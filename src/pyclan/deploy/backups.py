@@ -22,7 +22,8 @@ from pyclan.errors import ClanError, Problem, did_you_mean
 
 if TYPE_CHECKING:  # the SSH transport (asyncssh) is imported only when a command runs
     from pyclan.clan import Clan
-    from pyclan.deploy.transport import CommandResult, Connection, HostKeyCheck
+    from pyclan.deploy.connection import CommandResult, Connection, Connector
+    from pyclan.deploy.transport import HostKeyCheck
 
 Progress = Callable[[str], None]  # one line saying what happens now
 
@@ -64,6 +65,7 @@ class RestoredBackup:
 class HostOptions:
     target_host: str | None = None
     host_key_check: HostKeyCheck | None = None  # None: strict
+    connector: Connector | None = None  # None: SSH (pyclan.deploy.connection.ssh)
 
 
 # -- what the evaluated config says -------------------------------------------------------------------
@@ -156,11 +158,12 @@ async def _provider_command(conn: Connection, provider: str, verb: str, *env: st
 
 
 async def _session(clan: Clan, machine: str, opts: HostOptions) -> Connection:
+    from pyclan.deploy.connection import ssh
     from pyclan.deploy.targets import resolve_target
-    from pyclan.deploy.transport import HostKeyCheck, connect
+    from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
 
     target = resolve_target(clan, machine, opts.target_host)
-    return await connect(target, opts.host_key_check or HostKeyCheck.STRICT)
+    return await (opts.connector or ssh)(target, opts.host_key_check or HostKeyCheck.STRICT, CONNECT_TIMEOUT)
 
 
 def _report(progress: Progress, provider: str, result: CommandResult) -> None:

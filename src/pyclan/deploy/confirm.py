@@ -20,8 +20,9 @@ import asyncio
 from dataclasses import dataclass
 
 from pyclan.deploy import remote
+from pyclan.deploy.connection import Connection, Connector, ssh
 from pyclan.deploy.runner import HostReport, Progress, no_progress
-from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect
+from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, Target
 from pyclan.errors import ClanError
 
 #: seconds the controller keeps looking after the host's deadline (the switch back takes a while)
@@ -41,6 +42,7 @@ class Safety:
     rollback: bool = True
     confirm_timeout: int = CONFIRM_TIMEOUT  # 0: no magic rollback
     activation_timeout: float = ACTIVATION_TIMEOUT  # deadline of upload + activation
+    connector: Connector = ssh  # how the new connections (confirmation, look-ups) are opened
 
     def apply_options(self) -> remote.ApplyOptions:
         return remote.ApplyOptions(self.rollback, self.confirm_timeout, self.activation_timeout)
@@ -97,7 +99,7 @@ def _unverified(report: HostReport, previous: int, why: str, seconds: int) -> Ho
 
 
 async def _fresh(target: Target, safety: Safety, limit: float) -> Connection:
-    return await connect(target, safety.host_key_check, max(0.5, min(safety.connect_timeout, limit)))
+    return await safety.connector(target, safety.host_key_check, max(0.5, min(safety.connect_timeout, limit)))
 
 
 async def confirm_activation(

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 from pyclan.build.generation import Generation
 from pyclan.build.layout import HOST_ROOT, KEEP_GENERATIONS, SCRIPT
-from pyclan.deploy.transport import CommandResult, Connection
+from pyclan.deploy.connection import CommandResult, Connection
 from pyclan.errors import ClanError
 
 PROBE = r"""

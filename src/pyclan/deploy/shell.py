@@ -12,7 +12,8 @@ import shutil
 from pathlib import Path
 
 from pyclan.build.layout import cache_dir
-from pyclan.deploy.transport import HostKeyCheck, Target, check_target, connect
+from pyclan.deploy.connection import Connector, ssh
+from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, Target, check_target
 from pyclan.errors import ClanError
 
 _STRICT = {
@@ -66,11 +67,11 @@ def _clan_known_hosts(target: Target) -> Path:
     return path
 
 
-async def _run(target: Target, check: HostKeyCheck, command: str) -> int:
-    async with await connect(target, check) as conn:
+async def _run(target: Target, check: HostKeyCheck, command: str, connector: Connector) -> int:
+    async with await connector(target, check, CONNECT_TIMEOUT) as conn:
         return await conn.stream(command)
 
 
-def run_command(target: Target, check: HostKeyCheck, command: str) -> int:
+def run_command(target: Target, check: HostKeyCheck, command: str, connector: Connector = ssh) -> int:
     """Run `command` on the target with this terminal's stdio; returns its exit status."""
-    return asyncio.run(_run(target, check, command))
+    return asyncio.run(_run(target, check, command, connector))

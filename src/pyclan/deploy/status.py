@@ -15,8 +15,9 @@ from typing import TYPE_CHECKING, Any
 
 from pyclan.build.generation import build
 from pyclan.build.layout import HOST_ROOT
+from pyclan.deploy.connection import Connection, Connector, ssh
 from pyclan.deploy.targets import resolve_target
-from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, connect
+from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck
 from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
@@ -126,7 +127,7 @@ async def drift_of(conn: Connection, machine: str, wanted: str | None, timeout: 
     return st
 
 
-async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float) -> HostStatus:
+async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float, connector: Connector) -> HostStatus:
     try:
         wanted: str | None = build(clan, machine, write=False).id
     except ClanError:
@@ -136,20 +137,20 @@ async def _one(clan: Clan, machine: str, check: HostKeyCheck, timeout: float) ->
     except ClanError as exc:
         return HostStatus(machine, wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
     try:
-        async with await connect(target, check, timeout) as conn:
+        async with await connector(target, check, timeout) as conn:
             return await drift_of(conn, machine, wanted)
     except ClanError as exc:
         return HostStatus(machine, str(target), wanted_id=wanted, error="; ".join(p.message for p in exc.problems))
 
 
 def status(clan: Clan, machines: Sequence[str], check: HostKeyCheck = HostKeyCheck.STRICT,
-           connect_timeout: float = CONNECT_TIMEOUT, jobs: int = 32) -> list[HostStatus]:
+           connect_timeout: float = CONNECT_TIMEOUT, jobs: int = 32, connector: Connector = ssh) -> list[HostStatus]:
     """Every machine's status, in parallel (an unreachable host is one of the answers)."""
     limit = asyncio.Semaphore(max(1, jobs))
 
     async def one(machine: str) -> HostStatus:
         async with limit:
-            return await _one(clan, machine, check, connect_timeout)
+            return await _one(clan, machine, check, connect_timeout, connector)
 
     async def every() -> list[HostStatus]:
         return list(await asyncio.gather(*(one(m) for m in machines)))

@@ -1,5 +1,8 @@
 """SSH transport: one asyncssh connection per host, reused for every command.
 
+The real implementation of `pyclan.deploy.connection.Connection` (`SshConnection`); the
+other one, `pyclan.deploy.local`, exists for fast tests.
+
 OpenSSH habits keep working: `~/.ssh/config` (Host, HostName, User, Port, IdentityFile,
 ProxyJump, UserKnownHostsFile), the agent and known_hosts are read by asyncssh. Host keys are
 checked strictly by default; `--host-key-check` takes Clan's values: `strict` (the key must be
@@ -25,6 +28,9 @@ from typing import Any
 
 import asyncssh
 
+# re-exported: code that imported them from here keeps working (`Connection` is the protocol now)
+from pyclan.deploy.connection import CommandResult as CommandResult
+from pyclan.deploy.connection import Connection as Connection
 from pyclan.errors import ClanError
 from pyclan.inventory.target_host import SYNTAX_HINT, destination_problem, jump_hosts_problem, word_problem
 
@@ -104,21 +110,6 @@ def check_target(target: Target) -> None:
         raise _error(target, f"unsafe target ({target.source}): {problem}", hint=SYNTAX_HINT)
 
 
-@dataclass(frozen=True)
-class CommandResult:
-    exit_status: int
-    stdout: bytes
-    stderr: bytes
-
-    @property
-    def text(self) -> str:
-        return self.stdout.decode(errors="replace")
-
-    @property
-    def error_text(self) -> str:
-        return self.stderr.decode(errors="replace").strip()
-
-
 def _error(target: Target, message: str, hint: str | None = None) -> ClanError:
     return ClanError.single("deploy-error", f"machines.{target.machine}", message, hint=hint)
 
@@ -186,8 +177,9 @@ def _remember(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
         fh.write(line)
 
 
-class Connection:
-    """One open SSH connection to a target; `run` executes a shell script as root."""
+class SshConnection:
+    """One open SSH connection to a target (a `pyclan.deploy.connection.Connection`); `run`
+    executes a shell script as root."""
 
     def __init__(self, target: Target, conn: asyncssh.SSHClientConnection) -> None:
         self.target = target
@@ -252,7 +244,7 @@ class Connection:
         with contextlib.suppress(TimeoutError, asyncssh.Error, OSError):
             await asyncio.wait_for(self._conn.wait_closed(), 5)
 
-    async def __aenter__(self) -> Connection:
+    async def __aenter__(self) -> SshConnection:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -268,7 +260,7 @@ def _describe(exc: BaseException) -> str:
 
 async def connect(
     target: Target, check: HostKeyCheck = HostKeyCheck.STRICT, timeout: float = CONNECT_TIMEOUT
-) -> Connection:
+) -> SshConnection:
     """Open the connection (raises a ClanError that says what failed and what to do)."""
     check_target(target)
     verdict = _Verdict()
@@ -311,7 +303,7 @@ async def connect(
             target, f"cannot connect to {target}: {_describe(exc)}",
             hint=f"is the machine up and reachable, with sshd running? (address from {target.source})",
         ) from None
-    return Connection(target, conn)
+    return SshConnection(target, conn)
 
 
 def _host_key_error(target: Target, check: HostKeyCheck, verdict: _Verdict) -> ClanError:

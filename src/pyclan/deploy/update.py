@@ -20,10 +20,11 @@ from pyclan.build.manifest import Manifest
 from pyclan.build.secrets import secret_values
 from pyclan.deploy import remote
 from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
+from pyclan.deploy.connection import Connection, Connector, ssh
 from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
 from pyclan.deploy.targets import clan_host_keys, resolve_target, resolve_targets
-from pyclan.deploy.transport import CONNECT_TIMEOUT, Connection, HostKeyCheck, Target, connect, parse_target
+from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, Target, parse_target
 from pyclan.errors import ClanError, did_you_mean
 
 if TYPE_CHECKING:
@@ -53,11 +54,12 @@ class UpdateOptions:
     max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
     network: str | None = None  # --network: reach machines over this network only
     repair: bool = False  # an up-to-date host is checked for drift (as `status`) and re-activated if any
+    connector: Connector = ssh  # how hosts are reached (tests: pyclan.deploy.local's private roots)
 
     @property
     def safety(self) -> Safety:
         return Safety(self.host_key_check, self.connect_timeout, self.timeout, self.rollback, self.confirm_timeout,
-                      self.activation_timeout)
+                      self.activation_timeout, self.connector)
 
 
 def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), all_: bool = False) -> list[str]:
@@ -122,7 +124,7 @@ async def update_host(
     """Bring one host to `gen` (or, with dry_run, say what that would change)."""
     m = gen.machine
     progress(m, f"connecting to {target}")
-    async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
+    async with await opts.connector(target, opts.host_key_check, opts.connect_timeout) as conn:
         progress(m, "comparing")
         probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
         if probe.pending is not None and not opts.dry_run:
@@ -232,8 +234,8 @@ echo "ok $(cat /etc/debian_version)"
 """
 
 
-async def _preflight(target: Target, check: HostKeyCheck, timeout: float) -> str:
-    async with await connect(target, check, timeout) as conn:
+async def _preflight(target: Target, check: HostKeyCheck, timeout: float, connector: Connector = ssh) -> str:
+    async with await connector(target, check, timeout) as conn:
         result = await conn.run(PREFLIGHT)
     words = result.text.split()
     if not words or result.exit_status != 0:
@@ -255,7 +257,7 @@ def install(clan: Clan, machine: str, opts: UpdateOptions, progress: Progress = 
     """First set-up of a fresh Debian host: prepare pyclan's folders, then a first update."""
     target = resolve_target(clan, machine, opts.target_host, network=opts.network)
     progress(machine, f"preparing {target}")
-    asyncio.run(_preflight(target, opts.host_key_check, opts.connect_timeout))
+    asyncio.run(_preflight(target, opts.host_key_check, opts.connect_timeout, opts.connector))
     # the key is known now (tofu/ask remembered it); later connections check it strictly
     later = opts.host_key_check if opts.host_key_check is HostKeyCheck.NONE else HostKeyCheck.STRICT
     follow = replace(opts, host_key_check=later)
@@ -263,20 +265,20 @@ def install(clan: Clan, machine: str, opts: UpdateOptions, progress: Progress = 
 
 
 # --- rollback and generations ---------------------------------------------------------------------
-async def _generations(target: Target, check: HostKeyCheck) -> remote.HostGenerations:
-    async with await connect(target, check) as conn:
+async def _generations(target: Target, check: HostKeyCheck, connector: Connector) -> remote.HostGenerations:
+    async with await connector(target, check, CONNECT_TIMEOUT) as conn:
         return await remote.generations(conn, STEP_TIMEOUT)
 
 
 def generations(clan: Clan, machine: str, target_host: str | None = None,
-                check: HostKeyCheck = HostKeyCheck.STRICT) -> remote.HostGenerations:
+                check: HostKeyCheck = HostKeyCheck.STRICT, connector: Connector = ssh) -> remote.HostGenerations:
     target = resolve_target(clan, machine, target_host)
-    return asyncio.run(_generations(target, check))
+    return asyncio.run(_generations(target, check, connector))
 
 
 async def _rollback(target: Target, to: int | None, opts: UpdateOptions) -> HostReport:
     """Activation of an older generation: the same path as an update (checks, confirmation)."""
-    async with await connect(target, opts.host_key_check, opts.connect_timeout) as conn:
+    async with await opts.connector(target, opts.host_key_check, opts.connect_timeout) as conn:
         gens = await remote.generations(conn, opts.timeout)
         current = gens.current
         numbers = [g.number for g in gens.items]
