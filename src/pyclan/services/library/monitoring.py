@@ -150,6 +150,8 @@ def client(ctx: InstanceContext[ClientSettings]) -> MachineConfig:
             "monitoring-node-exporter",
             _restart_when_changed("monitoring-node-exporter", NODE_EXPORTER_DEFAULTS, "prometheus-node-exporter"),
         )
+        .check("monitoring-node-exporter-running", unit="prometheus-node-exporter.service", timeout=15)
+        .check("monitoring-node-exporter-listens", tcp=NODE_EXPORTER_PORT, timeout=30)
     )
 
 
@@ -204,5 +206,7 @@ def server(ctx: InstanceContext[ServerSettings]) -> MachineConfig:
         .package("prometheus")
         .file(PROMETHEUS_CONFIG, prometheus_config(scrape_targets(ctx)))
         .hook("monitoring-prometheus", _restart_when_changed("monitoring-prometheus", PROMETHEUS_CONFIG, "prometheus"))
+        .check("monitoring-prometheus-running", unit="prometheus.service", timeout=15)
+        .check("monitoring-prometheus-listens", tcp=PROMETHEUS_PORT, timeout=30)
         .state("monitoring", ["/var/lib/prometheus"], stop_on_restore=["prometheus.service"])
     )
