@@ -3,6 +3,7 @@ activation and switches back to the previous generation when one fails."""
 
 from __future__ import annotations
 
+import socket
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from pyclan.clan import Clan, open_clan
 from pyclan.config.machine_config import CheckSpec
 from pyclan.services.library.borgbackup import BORG_USER, repos_check
+from pyclan.services.library.monitoring import port_owner_check
 from pyclan.services.library.zerotier import ZEROTIER_CHECK
 from pyclan.vars.keys import keygen
 
@@ -85,9 +87,9 @@ def test_services_with_daemons_declare_their_checks_and_they_build(
         "syncthing-api-listens": ("tcp", "8384"),
         "tor-running": ("unit", "tor@default.service"),
         "monitoring-node-exporter-running": ("unit", "prometheus-node-exporter.service"),
-        "monitoring-node-exporter-listens": ("tcp", "9100"),
+        "monitoring-node-exporter-listens": ("command", port_owner_check(9100, "prometheus-node")),
         "monitoring-prometheus-running": ("unit", "prometheus.service"),
-        "monitoring-prometheus-listens": ("tcp", "9090"),
+        "monitoring-prometheus-listens": ("command", port_owner_check(9090, "prometheus")),
         "borgbackup-sshd-running": ("unit", "ssh.service"),
         "dyndns-running": ("unit", "dyndns.service"),
     }
@@ -102,7 +104,7 @@ def test_services_with_daemons_declare_their_checks_and_they_build(
         "tor-running": ("unit", "tor@default.service"),
         "tor-socks-listens": ("tcp", "9050"),
         "monitoring-node-exporter-running": ("unit", "prometheus-node-exporter.service"),
-        "monitoring-node-exporter-listens": ("tcp", "9100"),
+        "monitoring-node-exporter-listens": ("command", port_owner_check(9100, "prometheus-node")),
         "borgbackup-job-hub-timer": ("unit", "borgbackup-job-hub.timer"),
     }  # pki has no daemon (certificates are made at `vars generate`), so it declares none
 
@@ -112,6 +114,21 @@ def test_the_borg_repository_check_fails_with_a_reason(tmp_path: Path) -> None:
     done = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=False)
     assert done.returncode == 1 and done.stdout.strip() == (
         f"{tmp_path}/gone is not a repository folder that {BORG_USER} can write")
+
+
+def test_the_port_owner_check_names_who_holds_the_port() -> None:
+    me = Path("/proc/self/comm").read_text().strip()  # this test's process listens
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        sock.listen()
+        port = sock.getsockname()[1]
+        mine = subprocess.run(["sh", "-c", port_owner_check(port, me)], capture_output=True, text=True,
+                              check=False)
+        other = subprocess.run(["sh", "-c", port_owner_check(port, "prometheus")], capture_output=True,
+                               text=True, check=False)
+    assert mine.returncode == 0, mine.stdout
+    assert other.returncode == 1 and f"TCP port {port} is not held by prometheus" in other.stdout
+    assert f'"{me}"' in other.stdout  # who holds it instead
 
 
 def test_checks_have_timeouts() -> None:
