@@ -90,6 +90,14 @@ def test_bad_settings_name_the_setting(make_clan: MakeClan, settings: str, path:
     assert words in problem.message + (problem.hint or ""), problem
 
 
+def test_a_setting_name_cannot_add_lines_to_the_config(make_clan: MakeClan) -> None:
+    clan = make_clan('[meta]\nname = "d"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {}\n'
+                     '[instances.dyndns.roles.default.settings.settings."x\\nserver=evil.example"]\n'
+                     'provider = "namecheap"\ndomain = "a.org"\n')
+    with pytest.raises(ClanError, match="must be a single line"):
+        clan.evaluator.config("m")
+
+
 def test_web_server_is_refused_and_no_settings_means_no_daemon(make_clan: MakeClan) -> None:
     base = "[meta]\nname = \"d\"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {}\n"
     assert make_clan(base, name="empty").evaluator.config("m").units == {}

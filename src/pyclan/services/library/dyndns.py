@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyclan.errors import ClanError
 from pyclan.services import Generator, InstanceContext, MachineConfig, Prompt, Service, VarFile
-from pyclan.services.library._common import SYSTEMD_BOOTED, PromptCopyRun, systemd_unit
+from pyclan.services.library._common import SYSTEMD_BOOTED, PromptCopyRun, single_line, systemd_unit
 
 NAME = "dyndns"
 HOME = f"/var/lib/{NAME}"
@@ -272,6 +272,7 @@ def render_config(settings: Default, where: str, secret_path: Mapping[str, str])
     tls_wanted: set[bool] = set()
     for key, entry in sorted(settings.settings.items()):
         path = f"{where}.settings.{key}"
+        single_line(key, "the name of a dyndns setting", path)  # it is written as a comment of the config
         if entry.secret_field_name in entry.extraSettings:
             raise _fail(f"{path}.extraSettings.{entry.secret_field_name}",
                         f"{entry.secret_field_name} must not be set in extraSettings: the dyndns service sets it "
