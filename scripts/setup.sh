@@ -16,6 +16,7 @@ APT_PACKAGES=(
   syncthing                              # syncthing service: device ids as syncthing computes them
   yggdrasil nftables                     # yggdrasil service: addresses as yggdrasil derives them; nft -c
   rsnapshot                              # localbackup service tests
+  ddclient                               # dyndns service: real ddclient against a dyndns2 endpoint
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

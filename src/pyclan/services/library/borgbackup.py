@@ -186,6 +186,18 @@ done
             authorized_keys=keys,
         )
         .hook(f"borgbackup-repos-{ctx.instance_name}", script)
+        .check("borgbackup-sshd-running", unit="ssh.service", timeout=15)
+        .check(f"borgbackup-{ctx.instance_name}-repos", command=repos_check(directory, clients), timeout=10)
+    )
+
+
+def repos_check(directory: str, clients: list[str]) -> str:
+    """sh: every client's repository folder exists, belongs to the borg user and lets it write."""
+    folders = " ".join(sh_quote(f"{directory}/{c}") for c in clients) or sh_quote(directory)
+    return (
+        f"for d in {folders}; do "
+        f'[ -d "$d" ] && [ "$(stat -c %U "$d")" = {BORG_USER} ] && runuser -u {BORG_USER} -- test -w "$d" '
+        f'|| {{ echo "$d is not a repository folder that {BORG_USER} can write"; exit 1; }}; done'
     )
 
 
@@ -407,6 +419,7 @@ def client(ctx: InstanceContext[ClientSettings]) -> MachineConfig:
         svc, timer = _job_units(job, script, passphrase, ctx.settings.startAt)
         cfg.unit(f"borgbackup-job-{name}.service", svc, enabled=False, start=False)
         cfg.unit(f"borgbackup-job-{name}.timer", timer)
+        cfg.check(f"borgbackup-job-{name}-timer", unit=f"borgbackup-job-{name}.timer", timeout=10)
         cfg.file(f"{JOBS_DIR}/borg-job-{name}", borg_wrapper(job, passphrase), mode="0700")
     return cfg
 

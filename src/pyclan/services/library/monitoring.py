@@ -150,6 +150,17 @@ def client(ctx: InstanceContext[ClientSettings]) -> MachineConfig:
             "monitoring-node-exporter",
             _restart_when_changed("monitoring-node-exporter", NODE_EXPORTER_DEFAULTS, "prometheus-node-exporter"),
         )
+        .check("monitoring-node-exporter-running", unit="prometheus-node-exporter.service", timeout=15)
+        .check("monitoring-node-exporter-listens", command=port_owner_check(NODE_EXPORTER_PORT, "prometheus-node"),
+               timeout=30)
+    )
+
+
+def port_owner_check(port: int, process: str) -> str:
+    """sh: `process` (its 15-character name) listens on TCP `port`; else say who does, if anyone."""
+    return (
+        f"ss -Hltnp 'sport = :{port}' | grep -q '\"{process}\"' || "
+        f"{{ echo 'TCP port {port} is not held by {process}; listening there:'; ss -Hltnp 'sport = :{port}'; exit 1; }}"
     )
 
 
@@ -204,5 +215,7 @@ def server(ctx: InstanceContext[ServerSettings]) -> MachineConfig:
         .package("prometheus")
         .file(PROMETHEUS_CONFIG, prometheus_config(scrape_targets(ctx)))
         .hook("monitoring-prometheus", _restart_when_changed("monitoring-prometheus", PROMETHEUS_CONFIG, "prometheus"))
+        .check("monitoring-prometheus-running", unit="prometheus.service", timeout=15)
+        .check("monitoring-prometheus-listens", command=port_owner_check(PROMETHEUS_PORT, "prometheus"), timeout=30)
         .state("monitoring", ["/var/lib/prometheus"], stop_on_restore=["prometheus.service"])
     )

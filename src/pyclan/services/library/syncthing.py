@@ -41,6 +41,7 @@ GENERATOR = "syncthing"
 HOME = "/var/lib/syncthing"
 TEMPLATE = "/etc/pyclan/syncthing/config.xml"
 UNIT = "syncthing.service"
+GUI_PORT = 8384  # GUI and REST API, on 127.0.0.1
 SYSCTL = "/etc/sysctl.d/90-pyclan-syncthing.conf"
 INOTIFY_WATCHES = 524288
 _B32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
@@ -268,7 +269,7 @@ def render_config(me: str, devices: Mapping[str, Device], folders: Mapping[str, 
         lines += _xml_device(device)
     lines += [
         '    <gui enabled="true" tls="false" debugging="false">',
-        "        <address>127.0.0.1:8384</address>",
+        f"        <address>127.0.0.1:{GUI_PORT}</address>",
         f"        <apikey>{API_PLACEHOLDER}</apikey>",
         "    </gui>",
         "    <options>",
@@ -366,4 +367,8 @@ def daemon(ctx: MachineContext) -> MachineConfig:
     cfg.unit(UNIT, _unit(), start=False)  # the hook starts it once config and keys are in place
     secret = {f: ctx.vars.secret_path(GENERATOR, f) for f in ("api", "cert", "key")}
     paths = sorted({f.path for f, _ in folders.values() if f.path.startswith("/")})
-    return cfg.hook("syncthing", _hook(paths, secret))
+    return (
+        cfg.hook("syncthing", _hook(paths, secret))
+        .check("syncthing-running", unit=UNIT, timeout=15)
+        .check("syncthing-api-listens", tcp=GUI_PORT, timeout=30)
+    )

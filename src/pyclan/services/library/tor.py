@@ -43,6 +43,7 @@ TORRC = "/etc/tor/torrc"
 DEFAULTS_TORRC = "/usr/share/tor/tor-service-defaults-torrc"
 ONION_DIR = "/var/lib/tor/onion"
 SECRET_KEY = "hs_ed25519_secret_key"
+SOCKS_PORT = 9050
 PRIORITY = 10  # Clan's: the lowest priority of the networks (Tor is the slowest)
 NETWORK_MODULE = "clan_lib.network.tor"
 _ADDR = re.compile(r"^[A-Za-z0-9.:\[\]-]+$")
@@ -170,7 +171,7 @@ def generator_name(instance: str) -> str:
     ),
 )
 def client(ctx: InstanceContext[NoSettings]) -> MachineConfig:
-    return MachineConfig().package("tor", "torsocks")
+    return MachineConfig().package("tor", "torsocks").check("tor-socks-listens", tcp=SOCKS_PORT, timeout=30)
 
 
 @service.role(
@@ -297,4 +298,5 @@ def torrc(ctx: MachineContext) -> MachineConfig:
         .package("tor")
         .file(TORRC, render_torrc(onion, client_role))
         .hook("tor", tor_hook(keys))
+        .check("tor-running", unit="tor@default.service", timeout=15)
     )

@@ -475,6 +475,8 @@ def _render(ctx: InstanceContext[Any], conf: str, domain: str, net: Layout) -> M
         .file(hosts_path, hosts_block(ctx, net, domain))
         .unit(f"wg-quick@{i}.service", wg_quick_unit(i), restart_on=[conf_path, secret])
         .hook(f"wireguard-hosts-{i}", hosts_hook(i, hosts_path))
+        # wg-quick brings the interface up; `ip link show up` prints it only while it is up
+        .check(f"wireguard-{i}-up", command=f"ip link show dev {sh_quote(i)} up | grep -q .", timeout=15)
     )
 
 

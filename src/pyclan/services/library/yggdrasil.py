@@ -306,6 +306,8 @@ def default(ctx: InstanceContext[Settings]) -> MachineConfig:
         .file(HOSTS_BLOCK, render_hosts(addresses, domain))
         .file(DROP_IN, DROP_IN_TEXT)
         .hook("yggdrasil", _hook(ctx.vars.secret_path(GENERATOR, "privateKey")))
+        .check("yggdrasil-running", unit="yggdrasil.service", timeout=15)
+        .check("yggdrasil-interface-up", command="ip link show dev ygg up | grep -q .", timeout=15)
     )
 
 

@@ -792,6 +792,14 @@ fi
 """
 
 
+# zerotier-one is active and listens on its port, where it is installed (as the hook, it is not an error
+# that it is not: Debian 12 does not package it)
+ZEROTIER_CHECK = (
+    "! systemctl cat zerotier-one.service >/dev/null 2>&1 || "
+    "{ systemctl is-active zerotier-one.service && ss -Hlun 'sport = :9993' | grep -q .; }"
+)
+
+
 @service.per_machine
 def per_machine(ctx: MachineContext) -> MachineConfig:
     secret = ctx.vars.secret_path(identity_generator_name(ctx.machine.name), IDENTITY_SECRET)
@@ -799,4 +807,5 @@ def per_machine(ctx: MachineContext) -> MachineConfig:
         MachineConfig()
         .file(f"{SRC_DIR}/apply.sh", apply_script(secret), mode="0755")
         .hook("zerotier", f"sh {SRC_DIR}/apply.sh")
+        .check("zerotier-one-running", command=ZEROTIER_CHECK, timeout=20)
     )

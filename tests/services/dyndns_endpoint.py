@@ -1,0 +1,49 @@
+"""A small dyndns2 endpoint for the dyndns tests: `python3 dyndns_endpoint.py ADDRESS PORT LOG`.
+
+It answers `/nic/update?hostname=…&myip=…` with `good <ip>` (the dyndns2 protocol) and appends one
+JSON line per request to LOG: the path, the query and the HTTP basic-auth user and password it was
+sent. It prints its port once it listens (PORT 0: any free port), so tests can wait for it.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from urllib.parse import parse_qs, urlsplit
+
+
+def serve(address: str, port: int, log: Path) -> None:
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            url = urlsplit(self.path)
+            user = password = None
+            auth = self.headers.get("Authorization", "")
+            if auth.startswith("Basic "):
+                user, _, password = base64.b64decode(auth[6:]).decode().partition(":")
+            query = {k: v[0] for k, v in parse_qs(url.query).items()}
+            with log.open("a") as out:
+                out.write(json.dumps({"path": url.path, "query": query, "user": user, "password": password}) + "\n")
+            if url.path != "/nic/update":
+                self.send_response(404)
+                self.end_headers()
+                return
+            body = f"good {query.get('myip', '')}\n".encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            return
+
+    server = HTTPServer((address, port), Handler)
+    print(server.server_address[1], flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]), Path(sys.argv[3]))

@@ -1,0 +1,165 @@
+"""dyndns: Clan's settings and prompted secrets, rendered for ddclient; real ddclient updates a dyndns2 endpoint."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pyclan.api import check_clan
+from pyclan.clan import Clan
+from pyclan.errors import ClanError
+from pyclan.services.library.dyndns import CONFIG, TEMPLATE, UNIT
+from pyclan.vars.view import secret_host_path
+
+sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
+from catalogue_support import check_and_build, example_clan
+
+MakeClan = Callable[..., Clan]
+ENDPOINT = Path(__file__).parent / "dyndns_endpoint.py"
+SECRET = "dyndns-dyn-example.com"
+
+CLAN = """
+[meta]
+name = "ddns"
+[machines.home]
+[instances.dyndns]
+roles.default.machines.home = {}
+roles.default.settings.period = 1
+roles.default.settings.interface = "dyn0"
+[instances.dyndns.roles.default.settings.settings.home]
+provider = "dyn"
+domain = "example.com"
+extraSettings = { host = "@,nas", username = "alice", server = "http://127.0.0.1:18080" }
+"""
+
+
+def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    gen = "dyndns-namecheap-jon.blog"
+    built = check_and_build(example_clan("dyndns", tmp_path, monkeypatch), {gen: {gen: "namecheap-ddns-password"}})
+    generator = built.clan.evaluator.generators()["jon"][gen].generator
+    assert generator.share and generator.files[gen].secret
+    assert generator.prompts[gen].type == "hidden" and generator.prompts[gen].persist
+    manifest = built.generations["jon"].manifest
+    assert "ddclient" in manifest.packages and UNIT in manifest.units
+    assert secret_host_path(gen, gen) in manifest.secrets
+    template = built.generations["jon"].objects[manifest.files[TEMPLATE].sha256].decode()
+    assert "namecheap-ddns-password" not in template  # the secret is only filled in on the host
+    entry = template.split("# all-jon-blog: namecheap jon.blog\n", 1)[1]
+    assert entry == ("protocol=namecheap, \\\nlogin=jon.blog, \\\nuse=web, \\\nweb=ipify-ipv4, \\\n"
+                     f"@pyclan-secret {secret_host_path(gen, gen)}\n@,home,test\n")
+    assert "daemon=900\n" in template and "ssl=yes\n" in template  # period 15 minutes; TLS by default
+    assert [(c.name, c.kind, c.target) for c in manifest.checks] == [("dyndns-running", "unit", UNIT)]
+
+
+def test_clans_porkbun_example_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    clan = example_clan("dyndns-porkbun", tmp_path, monkeypatch)
+    report = check_clan(str(clan.dir))
+    assert not report.ok
+    [problem] = [p for p in report.errors if p.path.endswith(".provider")]
+    assert problem.path == "instances.dyndns.roles.default.machines.jon.settings.settings.all-jon-blog.provider"
+    assert "'porkbun' is not available in pyclan" in problem.message and "ddclient 3.10" in problem.message
+    assert "namecheap" in (problem.hint or "")
+
+
+@pytest.mark.parametrize(("settings", "path", "words"), [
+    ('{ provider = "namecheep", domain = "a.org" }', "settings.x.provider", "did you mean 'namecheap'"),
+    ('{ provider = "namecheap", domain = "a.org", extraSettings.password = "x" }',
+     "settings.x.extraSettings.password", "must not be set in extraSettings"),
+    ('{ provider = "namecheap", domain = "a.org", extraSettings.proxied = true }',
+     "settings.x.extraSettings.proxied", "has no meaning for ddclient"),
+    ('{ provider = "dyn", domain = "a.org" }', "settings.x.extraSettings", "needs extraSettings.username"),
+    ('{ provider = "namecheap", domain = "a.org", extraSettings.ip_version = "ipv4 or ipv6" }',
+     "settings.x.extraSettings.ip_version", "one address per record"),
+    ('{ provider = "namecheap", domain = "a.org", extraSettings.host = "a b" }',
+     "settings.x.extraSettings.host", "is not a record name"),
+    ('{ provider = "namecheap", domain = "a.org", extraSettings.server = "x; rm -rf /" }',
+     "settings.x.extraSettings.server", "is not a server name"),
+])  # fmt: skip
+def test_bad_settings_name_the_setting(make_clan: MakeClan, settings: str, path: str, words: str) -> None:
+    clan = make_clan(f"[meta]\nname = \"d\"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {{}}\n"
+                     f"roles.default.settings.settings.x = {settings}\n")
+    with pytest.raises(ClanError) as err:
+        clan.evaluator.config("m")
+    [problem] = err.value.problems
+    assert problem.path == f"instances.dyndns.roles.default.machines.m.settings.{path}", problem
+    assert words in problem.message + (problem.hint or ""), problem
+
+
+def test_a_setting_name_cannot_add_lines_to_the_config(make_clan: MakeClan) -> None:
+    clan = make_clan('[meta]\nname = "d"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {}\n'
+                     '[instances.dyndns.roles.default.settings.settings."x\\nserver=evil.example"]\n'
+                     'provider = "namecheap"\ndomain = "a.org"\n')
+    with pytest.raises(ClanError, match="must be a single line"):
+        clan.evaluator.config("m")
+
+
+def test_web_server_is_refused_and_no_settings_means_no_daemon(make_clan: MakeClan) -> None:
+    base = "[meta]\nname = \"d\"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {}\n"
+    assert make_clan(base, name="empty").evaluator.config("m").units == {}
+    clan = make_clan(base + 'roles.default.settings.server = { enable = true, domain = "d.org", acmeEmail = "a@b" }\n')
+    with pytest.raises(ClanError, match=r"ddclient .* has no web UI"):
+        clan.evaluator.config("m")
+
+
+def test_providers_map_to_ddclient_protocols(make_clan: MakeClan) -> None:
+    clan = make_clan("""
+        [meta]
+        name = "d"
+        [machines.m]
+        [instances.dyndns]
+        roles.default.machines.m = {}
+        roles.default.settings.ipUrl = "http://10.0.0.1/ip"
+        [instances.dyndns.roles.default.settings.settings.cf]
+        provider = "cloudflare"
+        domain = "a.org"
+        secret_field_name = "token"
+        extraSettings = { host = "@,www", ttl = 300, ip_version = "ipv6" }
+        [instances.dyndns.roles.default.settings.settings.duck]
+        provider = "duckdns"
+        domain = "duckdns.org"
+        secret_field_name = "token"
+        extraSettings = { host = "myhome" }
+    """)
+    cfg = clan.evaluator.config("m")
+    template = cfg.files[TEMPLATE].content
+    cf = template.split("# cf: cloudflare a.org\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert cf[:4] == ["protocol=cloudflare, \\", "login=token, \\", "zone=a.org, \\", "ttl=300, \\"]
+    assert cf[4:6] == ["use=web, \\", "web=http://10.0.0.1/ip, \\"]
+    assert cf[-1] == "a.org,www.a.org"
+    duck = template.split("# duck: duckdns duckdns.org\n", 1)[1].splitlines()
+    assert duck[0] == "protocol=duckdns, \\" and duck[-1] == "myhome"
+    assert sorted(clan.evaluator.generators()["m"]) == ["dyndns-cloudflare-a.org", "dyndns-duckdns-duckdns.org"]
+
+
+def test_real_ddclient_sends_the_prompted_password_to_a_dyndns2_endpoint(
+    make_clan: MakeClan, generate_vars: Callable[..., Any], isolated: Callable[..., Any], tmp_path: Path
+) -> None:
+    clan = make_clan(CLAN)
+    password = "s3cr'et#pw\"x"  # quotes and a comment sign: ddclient must read it whole
+    made = generate_vars(clan, {SECRET: {SECRET: password}})
+    cfg = clan.evaluator.config("home")
+    files = {TEMPLATE: cfg.files[TEMPLATE].content.encode(), **made.host_files("home"),
+             "/root/hook.sh": cfg.hooks["dyndns"].script.encode()}
+    log = tmp_path / "requests.jsonl"
+    done = isolated(f"""
+        ip link add dyn0 type veth peer name dyn1 && ip addr add 192.0.2.10/24 dev dyn0 && ip link set dyn0 up
+        useradd --system --home-dir /var/lib/dyndns --shell /usr/sbin/nologin dyndns
+        sh /root/hook.sh
+        stat -c '%U %a' {CONFIG}
+        python3 {ENDPOINT} 127.0.0.1 18080 {log} > /root/port &
+        n=0; until [ -s /root/port ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n + 1)); done
+        setpriv --reuid dyndns --regid dyndns --clear-groups \\
+            ddclient -foreground -daemon 0 -file {CONFIG} -cache /var/lib/dyndns/ddclient.cache -noquiet
+        kill $!
+    """, files=files, net=True)
+    assert done.stdout.splitlines()[0] == "dyndns 600", done.stdout + done.stderr
+    [request] = [json.loads(line) for line in log.read_text().splitlines()]
+    assert request["path"] == "/nic/update"
+    assert request["query"]["hostname"] == "example.com,nas.example.com" and request["query"]["myip"] == "192.0.2.10"
+    assert (request["user"], request["password"]) == ("alice", password)
+    assert "SUCCESS" in done.stdout + done.stderr
