@@ -42,6 +42,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "b": ("pyclan.cli.backups_cmds", "backups_app", "", True),
     "network": ("pyclan.cli.network_cmds", "network_app", "The clan's networks: list, ping, overview.", False),
     "net": ("pyclan.cli.network_cmds", "network_app", "", True),
+    "serve": ("pyclan.cli.serve_cmds", "serve_cmd", "Serve the API and the web UI over HTTP (token-protected).", False),
 }
 
 
