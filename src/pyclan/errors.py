@@ -37,6 +37,11 @@ PROBLEM_KINDS = frozenset(
         "input-error",
         "deploy-error",
         "usage-error",
+        # inventory writes
+        "inventory-changed",
+        "unknown-instance",
+        "unknown-tag",
+        "read-only",
     }
 )
 

@@ -35,6 +35,8 @@ MODULES = (
     "pyclan.api.hosts",
     "pyclan.api.backups",
     "pyclan.api.network",
+    "pyclan.api.instances",
+    "pyclan.api.settings",
 )
 
 # Parameters the CLI passes but the JSON schema does not show (callbacks, not data).

@@ -5,9 +5,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from pyclan.api import register
 from pyclan.api.common import CheckResult, Notice, notices, open_flake
+from pyclan.api.writes import InventoryWrite
 from pyclan.errors import ClanError, Problem
 
 
@@ -135,3 +137,27 @@ def check_clan(flake: str | None = None, input_overrides: dict[str, str] | None 
         warnings=notices(result.warnings),
         errors=errors,
     )
+
+
+@register
+def set_meta(
+    name: str | None = None,
+    description: str | None = None,
+    domain: str | None = None,
+    icon: str | None = None,
+    expected_hash: str | None = None,
+    flake: str | None = None,
+) -> InventoryWrite:
+    """Change the clan's `meta` (None: unchanged; "" removes description, domain or icon)."""
+    from pyclan.api.writes import write
+
+    def change(plan: Any) -> None:
+        if name is not None:
+            plan.set(("meta", "name"), name)
+        for key, value in (("description", description), ("domain", domain), ("icon", icon)):
+            if value == "":
+                plan.delete(("meta", key))
+            elif value is not None:
+                plan.set(("meta", key), value)
+
+    return write(flake, "meta set", change, expected_hash)

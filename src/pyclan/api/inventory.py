@@ -8,6 +8,7 @@ from typing_extensions import TypedDict
 
 from pyclan.api import register
 from pyclan.api.common import CheckResult, Notice, notices, open_flake
+from pyclan.api.writes import InventoryState
 
 
 class ResolvedRoleJson(TypedDict):
@@ -65,3 +66,11 @@ def inventory_schema() -> dict[str, Any]:
     from pyclan.inventory.schema import inventory_json_schema
 
     return inventory_json_schema()
+
+
+@register
+def get_inventory_state(flake: str | None = None) -> InventoryState:
+    """A content hash of the inventory files: pass it as `expected_hash` to refuse stale writes."""
+    from pyclan.api.writes import state
+
+    return state(flake)

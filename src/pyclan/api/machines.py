@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from pyclan.api import register
 from pyclan.api.common import open_flake
+from pyclan.api.writes import InventoryWrite
 from pyclan.config.machine_config import MachineConfig
 
 
@@ -98,6 +100,38 @@ def delete_machine(name: str, flake: str | None = None) -> DeletedMachine:
     clan = open_flake(flake)
     clan.require_machines([name])
     return DeletedMachine(machine=name, removed=list(delete(clan.dir, name)))
+
+
+@register
+def set_machine(
+    name: str,
+    description: str | None = None,
+    tags: list[str] | None = None,
+    target_host: str | None = None,
+    machine_class: Literal["nixos", "darwin"] | None = None,
+    icon: str | None = None,
+    build_host: str | None = None,
+    expected_hash: str | None = None,
+    flake: str | None = None,
+) -> InventoryWrite:
+    """Change a machine's fields (None: unchanged; "" or [] removes the field)."""
+    from pyclan.api.writes import clan_of, require_machines, write
+
+    fields: list[tuple[tuple[str, ...], Any]] = [
+        (("description",), description), (("tags",), tags), (("deploy", "targetHost"), target_host),
+        (("machineClass",), machine_class), (("icon",), icon), (("deploy", "buildHost"), build_host),
+    ]
+
+    def change(plan: Any) -> None:
+        require_machines(clan_of(plan), [name], "machines")
+        for key, value in fields:
+            path = ("machines", name, *key)
+            if value in ("", []):
+                plan.delete(path)
+            elif value is not None:
+                plan.set(path, list(value) if isinstance(value, list) else value)
+
+    return write(flake, "machines set", change, expected_hash)
 
 
 @register

@@ -120,6 +120,32 @@ def machines_create(
         say(f"added machine {name} to {result.file}")
 
 
+@machines_app.command("set")
+def machines_set(
+    name: Annotated[str, typer.Argument(help="The machine.")],
+    description: Annotated[str | None, typer.Option("--description", help="description (\"\": remove)")] = None,
+    tags: TagsOpt = None,
+    no_tags: Annotated[bool, typer.Option("--no-tags", help="Remove the machine's own tags.")] = False,
+    target_host: Annotated[str | None, typer.Option("--target-host", help="deploy.targetHost (\"\": remove)")] = None,
+    build_host: Annotated[str | None, typer.Option("--build-host", help="deploy.buildHost (\"\": remove)")] = None,
+    machine_class: Annotated[str | None, typer.Option("--machine-class", help="machineClass: nixos or darwin")] = None,
+    icon: Annotated[str | None, typer.Option("--icon", help="icon (\"\": remove)")] = None,
+    expected_hash: Annotated[str | None, typer.Option("--expected-hash", help="Refuse unless the inventory still "
+                                                      "has this hash.")] = None,
+    no_wait: NoWaitOpt = False,
+    json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
+) -> None:
+    """Change a machine's description, tags, target host, class or icon (validated first)."""
+    set_default_wait(not no_wait)
+    from pyclan.api.machines import set_machine
+
+    result = set_machine(name, description, [] if no_tags else tags, target_host, machine_class,  # type: ignore[arg-type]
+                         icon, build_host, expected_hash, flake=flake(flake_dir))
+    if not emit(result, json_out):
+        say("\n".join(result.changes) or "nothing to change")
+
+
 @machines_app.command("delete")
 def machines_delete(
     name: Annotated[str, typer.Argument(help="The machine to remove.")],
