@@ -149,6 +149,7 @@ async function newInstanceForm(slot) {
       const state = await call("get_inventory_state");
       return call("create_instance", { name: name.value, module: moduleName, input, expected_hash: state.hash });
     });
+    if (done !== undefined) document.body.dataset.writes = String(Number(document.body.dataset.writes || 0) + 1);
     if (done !== undefined) location.hash = `#/instance/${encodeURIComponent(name.value)}`;
   };
   return el("form", { onsubmit: create, "data-testid": "new-instance" },

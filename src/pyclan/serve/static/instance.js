@@ -16,6 +16,7 @@ async function currentHash() {
 async function write(name, args) {
   const result = await call(name, { ...args, expected_hash: await currentHash() });
   inventoryHash = result && result.hash ? result.hash : null;
+  document.body.dataset.writes = String(Number(document.body.dataset.writes || 0) + 1); // for tests and tools
   return result;
 }
 
@@ -47,11 +48,16 @@ export async function instanceView(view, name, rerender) {
 }
 
 function roleSection(instance, role, details, machineNames, rerender) {
-  const memberMachines = asEntries(details.machines);
-  const memberTags = asEntries(details.tags);
+  const memberMachines = asEntries(details.machines).map(([m, v]) => [m, { settings: (details.machineSettings || {})[m] || (v && v.settings) || {} }]);
+  const memberTags = asEntries(details.tags).map(([t, v]) => [t, { settings: (details.tagSettings || {})[t] || (v && v.settings) || {} }]);
   const errors = el("div", { "data-testid": `errors-${role}` });
   const section = el("section.role", { "data-role": role }, el("h3", {}, role,
-    details.description ? el("span.muted", {}, " — " + details.description) : null));
+    details.description ? el("span.muted", {}, " — " + details.description) : null),
+  details.members && details.members.length
+    ? el("p.muted", {}, `resolved members: ${details.members.join(", ")}`) : null,
+  Object.keys(details.readOnly || {}).length
+    ? el("p.muted", {}, "read-only here: ", Object.entries(details.readOnly).map(([p, why]) => `${p} (${why})`).join("; "))
+    : null);
 
   // members
   const chip = (kind, member) => el("span.member-chip", { "data-member": `${kind}:${member}` }, `${kind === "tag" ? "tag " : ""}${member}`,
@@ -81,15 +87,22 @@ function roleSection(instance, role, details, machineNames, rerender) {
   const scope = el("select", { "data-testid": `scope-${role}` }, scopes.map(([k, n, label], i) => el("option", { value: i }, label)));
   const holder = el("div.settings-editor", { "data-testid": `settings-${role}` });
   let editor = null;
+  let initial = {}; // the form's value as shown: only what the user changes from it is written
   const schema = details.schema || details.settingsSchema || { type: "object" };
   const mount = () => {
     if (editor) editor.destroy();
     clear(holder);
     const start = scopes[Number(scope.value)][3];
-    editor = new window.JSONEditor(holder, {
-      schema: { ...schema, title: " " }, startval: start, theme: "html", iconlib: null, disable_edit_json: false,
+    const current = new window.JSONEditor(holder, {
+      schema: { ...schema, title: " " }, theme: "html", iconlib: null, disable_edit_json: false,
       disable_properties: false, disable_collapse: true, show_errors: "change", no_additional_properties: false,
-      remove_empty_properties: true, use_default_values: false,
+    });
+    editor = current;
+    // every property shown (with its default), the values set at this scope on top
+    current.on("ready", () => {
+      current.setValue({ ...current.getValue(), ...start });
+      initial = current.getValue();
+      holder.dataset.ready = "true";
     });
   };
   scope.addEventListener("change", mount);
@@ -102,7 +115,7 @@ function roleSection(instance, role, details, machineNames, rerender) {
     const after = editor.getValue() || {};
     const done = await guarded(errors, async () => {
       for (const [key, value] of Object.entries(after)) {
-        if (JSON.stringify(before[key]) !== JSON.stringify(value)) {
+        if (JSON.stringify(initial[key]) !== JSON.stringify(value)) {
           await write("set_setting", { instance, role, path: key, value, ...target() });
         }
       }
