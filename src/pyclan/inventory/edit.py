@@ -443,14 +443,26 @@ def _toml_set(doc: Any, path: Path_, value: Any, layout: str) -> None:
     _put(node, path[-1], value, layout, dotted)
 
 
+def _toml_node(doc: Any, path: Path_) -> Any:
+    node = doc
+    for key in path:
+        if not _is_container(node) or key not in node:
+            return None
+        node = node[key]
+    return node
+
+
 def _toml_delete(doc: Any, path: Path_) -> None:
-    nodes = [doc]
-    for key in path[:-1]:
-        nodes.append(nodes[-1][key])
-    del nodes[-1][path[-1]]
+    """Delete `path` and the parents it leaves empty (looked up afresh: tomlkit's proxies go stale)."""
+    holder = _toml_node(doc, path[:-1])
+    if holder is None or path[-1] not in holder:
+        return  # already gone with an emptied dotted table
+    del holder[path[-1]]
     for i in range(len(path) - 1, 0, -1):
-        parent, node = nodes[i - 1], nodes[i]
-        if path[i - 1] in parent and len(node) == 0 and droppable(path[:i]):
+        parent, node = _toml_node(doc, path[:i - 1]), _toml_node(doc, path[:i])
+        if node is None:
+            continue  # tomlkit dropped an emptied dotted table itself
+        if _is_container(node) and len(node) == 0 and droppable(path[:i]):
             del parent[path[i - 1]]
         else:
             break
@@ -469,9 +481,7 @@ def _toml_apply(doc: Any, op: Op, layout: str) -> None:
             node.append(_inline(op.value))
         else:
             for index in reversed([i for i, x in enumerate(node) if x == op.value]):
-                del node[index]
-            if len(node) == 0 and droppable(op.path):
-                _toml_delete(doc, op.path)
+                del node[index]  # an emptied list is deleted by the plan's next op
 
 
 def render_toml(old: str, ops: list[Op], expected: Any) -> str:
