@@ -243,3 +243,48 @@ def test_unknown_task_is_404(client: TestClient) -> None:
     assert client.get("/api/tasks/nope").status_code == 404
     assert client.delete("/api/tasks/nope").status_code == 404
     assert client.post("/api/tasks/no_such_function", json={}).status_code == 404
+
+
+def test_a_task_result_larger_than_a_stream_buffer_arrives_whole(client: TestClient, clan_dir: Path) -> None:
+    machines = "".join(f'[machines.m{i:04d}]\ntags = ["fleet"]\n' for i in range(400))
+    sshd = '[instances.sshd]\nroles.server.tags = ["all"]\n'
+    (clan_dir / "clan.toml").write_text('[meta]\nname = "big"\n' + machines + sshd)
+    started = client.post("/api/tasks/resolve_inventory", json={})
+    events = _events(client, started.json()["id"])
+    result = next(e for e in events if e["type"] == "result")["envelope"]
+    assert result["status"] == "success", result
+    assert len(result["data"]["machines"]) == 400
+    assert len(json.dumps(result)) > 64 * 1024
+
+
+# -- binding -----------------------------------------------------------------------------------
+
+
+def test_only_loopback_addresses_count_as_loopback() -> None:
+    from pyclan.serve.server import is_loopback
+
+    assert all(is_loopback(h) for h in ("127.0.0.1", "127.0.0.2", "::1", "localhost"))
+    assert not any(is_loopback(h) for h in ("0.0.0.0", "::", "10.0.0.1", "example.org"))
+
+
+def test_serve_binds_loopback_by_default_and_warns_for_other_hosts(clan_dir: Path) -> None:
+    import subprocess
+    import sys
+
+    def first_lines(*extra: str) -> tuple[str, str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from pyclan.cli.main import run; run()", "serve", "-C", str(clan_dir),
+             "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            out = proc.stdout.readline() + proc.stdout.readline()
+        finally:
+            proc.terminate()
+            _, err = proc.communicate(timeout=20)
+        return out, err
+
+    out, err = first_lines()
+    assert "http://127.0.0.1:" in out and "?token=" in out and "warning" not in err
+    out, err = first_lines("--host", "0.0.0.0")
+    assert "?token=" in out and "warning: serving on 0.0.0.0, reachable from the network" in err

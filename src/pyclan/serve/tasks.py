@@ -23,6 +23,7 @@ import orjson
 
 CANCEL_GRACE = 10.0  # seconds between SIGINT and SIGKILL
 KEEP_FINISHED = 200  # finished tasks kept for `GET /api/tasks`
+LINE_LIMIT = 256 * 1024 * 1024  # one protocol line: a result (a check of 10,000 machines is large)
 STATES_DONE = ("succeeded", "failed", "cancelled")
 
 
@@ -93,7 +94,8 @@ class Tasks:
         task.process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "pyclan.serve.worker", function,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-            cwd=self.clan_dir, start_new_session=True, env={**os.environ, "CLAN_DIR": str(self.clan_dir)},
+            limit=LINE_LIMIT, cwd=self.clan_dir, start_new_session=True,
+            env={**os.environ, "CLAN_DIR": str(self.clan_dir)},
         )  # fmt: skip
         assert task.process.stdin is not None
         task.process.stdin.write(orjson.dumps(args))
@@ -113,15 +115,23 @@ class Tasks:
                     task.emit({"type": "log", "line": line})
 
         stderr_reader = asyncio.get_running_loop().create_task(read_stderr())
-        async for raw in proc.stdout:
-            try:
-                event = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                continue
-            if event.get("type") == "result":
-                task.result = event.get("envelope")
-            else:
-                task.emit(event)
+        try:
+            async for raw in proc.stdout:
+                try:
+                    event = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    continue
+                if event.get("type") == "result":
+                    task.result = event.get("envelope")
+                else:
+                    task.emit(event)
+        except (ValueError, OSError) as exc:  # an unreadable stream: the task fails, it never hangs
+            from pyclan import api
+            from pyclan.errors import Problem
+
+            task.result = api.error_envelope([Problem("internal-error", task.function, f"task output: {exc}")])
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         await stderr_reader
         if task.cancel_requested:

@@ -18,15 +18,18 @@ export function el(spec, attrs = {}, ...children) {
 }
 
 /** The API's Problems as a list: path, message, hint (what the CLI prints, inline). */
-export function problems(errors, title = "Refused") {
+export function problems(errors, title = "Refused", limit = 6) {
+  const item = (e) => el("li", {},
+    e.path ? el("code", {}, e.path) : null, e.path ? ": " : "",
+    e.message,
+    e.file ? el("span.muted", {}, ` (${e.file}${e.line ? ":" + e.line : ""})`) : null,
+    e.hint ? el("div.muted", {}, "hint: " + e.hint) : null);
+  const list = errors || [];
+  const rest = list.slice(limit);
   return el("div.problems", { role: "alert", "data-testid": "problems" },
     el("strong", {}, title),
-    el("ul", {}, (errors || []).map((e) =>
-      el("li", {},
-        e.path ? el("code", {}, e.path) : null, e.path ? ": " : "",
-        e.message,
-        e.file ? el("span.muted", {}, ` (${e.file}${e.line ? ":" + e.line : ""})`) : null,
-        e.hint ? el("div.muted", {}, "hint: " + e.hint) : null))));
+    el("ul", {}, list.slice(0, limit).map(item)),
+    rest.length ? el("details", {}, el("summary", {}, `${rest.length} more`), el("ul", {}, rest.map(item))) : null);
 }
 
 export function clear(node) {

@@ -96,7 +96,7 @@ function problemPaths() {
 function header(columns) {
   const paths = problemPaths();
   const top = el("tr.instances", {}, el("th.machine", { rowspan: 2 }, "machine"),
-    el("th", { rowspan: 2 }, "deploy state"), el("th", { rowspan: 2 }, "gen"));
+    el("th", { rowspan: 2 }, "deploy state"), el("th", { rowspan: 2 }, "gen"), el("th", { rowspan: 2 }, "check"));
   const roles = el("tr.roles");
   let last = null;
   for (const col of columns) {
@@ -128,10 +128,25 @@ function body(machines, columns, resolved) {
       el("th.machine", {}, el("a", { href: `#/machine/${encodeURIComponent(m.name)}` }, m.name)),
       el("td", {}, stateBadge(status ? status.state : "unknown")),
       el("td", {}, status && status.generation != null ? String(status.generation) : ""),
+      checkCell(m.name, paths),
       cells,
       el("td.tags", { title: m.tags.join(", ") }, m.tags.join(" ")));
   });
   return el("tbody", {}, rows);
+}
+
+/** The machine's check outcome: ok, or how many problems name it (their messages as the title). */
+function checkCell(machine, paths) {
+  if (!store.check) return el("td.muted", {}, "");
+  const mine = (store.check.errors || []).filter((e) => {
+    const p = e.path || "";
+    return p === `machines.${machine}` || p.startsWith(`machines.${machine}.`) || p.includes(`.machines.${machine}.`)
+      || p.endsWith(`.machines.${machine}`);
+  });
+  void paths;
+  return mine.length
+    ? el("td.bad", { title: mine.map((e) => e.message).join("\n"), "data-check": "problems" }, `${mine.length} ✗`)
+    : el("td.ok", { "data-check": "ok" }, "ok");
 }
 
 async function newInstanceForm(slot) {
