@@ -94,18 +94,19 @@ def test_delete_instance(clan: Path) -> None:
 
 
 def test_add_and_remove_members(clan: Path) -> None:
-    api.add_member("hello", "evening", machines=["laptop"], tags=["backup"], flake=str(clan))
+    api.set_machine("laptop", tags=["mobile"], flake=str(clan))
+    api.add_member("hello", "evening", machines=["laptop"], tags=["mobile"], flake=str(clan))
     role = toml_of(clan)["instances"]["hello"]["roles"]["evening"]
-    assert role["machines"] == {"laptop": {}} and role["tags"] == ["backup"]
-    assert api.show_instance("hello", flake=str(clan)).roles["evening"].members == ["db", "laptop"]
+    assert role["machines"] == {"laptop": {}} and role["tags"] == ["mobile"]
+    assert api.show_instance("hello", flake=str(clan)).roles["evening"].members == ["laptop"]
     # a tag list is extended as a list
-    api.add_member("hello", "morning", tags=["all"], flake=str(clan))
-    assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server", "all"]
-    again = api.add_member("hello", "morning", tags=["all"], flake=str(clan))
+    api.add_member("hello", "morning", tags=["backup"], flake=str(clan))
+    assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server", "backup"]
+    again = api.add_member("hello", "morning", tags=["backup"], flake=str(clan))
     assert not again.changed and again.files == []
-    api.remove_member("hello", "morning", tags=["all"], flake=str(clan))
+    api.remove_member("hello", "morning", tags=["backup"], flake=str(clan))
     assert toml_of(clan)["instances"]["hello"]["roles"]["morning"]["tags"] == ["server"]
-    api.remove_member("hello", "evening", machines=["laptop"], tags=["backup"], flake=str(clan))
+    api.remove_member("hello", "evening", machines=["laptop"], tags=["mobile"], flake=str(clan))
     assert "evening" not in toml_of(clan)["instances"]["hello"]["roles"]
     comments_kept(clan)
 
@@ -122,6 +123,12 @@ def test_member_refusals_name_the_path_and_hint(clan: Path) -> None:
     (problem,) = refused(clan, api.remove_member, "hello", "morning", machines=["web"])
     assert "not among the machines" in problem.message
     assert refused(clan, api.add_member, "hellp", "morning", machines=["web"])[0].kind == "unknown-instance"
+
+
+def test_a_member_whose_configuration_conflicts_is_refused(clan: Path) -> None:
+    """db is a morning member (tag server): as an evening member too, both write /etc/hello-world/hello."""
+    (problem,) = refused(clan, api.add_member, "hello", "evening", machines=["db"])
+    assert problem.kind == "config-conflict" and "/etc/hello-world/hello" in problem.path
 
 
 def test_member_without_a_required_setting_is_refused(clan: Path) -> None:
@@ -248,12 +255,12 @@ def test_values_land_where_they_are_defined(tmp_path: Path) -> None:
     root = make_clan(tmp_path / "c", inventory_json=json.dumps(INVENTORY_JSON, indent=4))
     toml_before = (root / "clan.toml").read_text()
     # a role defined only in inventory.json: its new member and settings go there
-    api.add_member("hello", "evening", machines=["web"], flake=str(root))
+    api.add_member("hello", "evening", machines=["laptop"], flake=str(root))
     api.set_setting("hello", "evening", "greeting", "Evening", flake=str(root))
     assert (root / "clan.toml").read_text() == toml_before
     data = json.loads((root / "inventory.json").read_text())
     assert data["instances"]["hello"]["roles"]["evening"] == {
-        "machines": {"extra": {}, "web": {}}, "settings": {"greeting": "Evening"}}
+        "machines": {"extra": {}, "laptop": {}}, "settings": {"greeting": "Evening"}}
     # key order and the file's own indentation are kept
     assert list(data) == ["machines", "instances"] and list(data["instances"]) == ["hello", "jsonly"]
     assert '\n    "machines"' in (root / "inventory.json").read_text()
@@ -323,3 +330,75 @@ def test_every_write_is_in_the_api_registry_with_a_schema() -> None:
         assert name in described, name
         if name not in ("list_instances", "show_instance", "get_setting", "get_inventory_state"):
             assert "expected_hash" in described[name]["parameters"]["properties"], name
+
+
+# -- clan.toml layouts -----------------------------------------------------------------------------
+
+LAYOUTS = {
+    "headers": """\
+[meta]
+name = "l"  # c-meta
+
+[machines.web]  # c-web
+tags = ["server"]
+
+[machines.db]
+
+[instances.hello]  # c-hello
+module = { name = "hello-world" }  # c-module
+
+[instances.hello.roles.morning]  # c-role
+tags = ["server"]  # c-tags
+
+[instances.hello.roles.morning.settings]
+greeting = "Hi"  # c-greeting
+""",
+    "inline": """\
+meta = { name = "l" }  # c-meta
+
+[machines]
+web = { tags = ["server"] }  # c-web
+db = {}
+
+[instances]
+""" + 'hello = { module = { name = "hello-world" }, roles = { morning = { tags = ["server"], '
+    + 'settings = { greeting = "Hi" } } } }  # c-hello\n',
+    "dotted": """\
+[meta]
+name = "l"  # c-meta
+
+[machines]
+web.tags = ["server"]  # c-web
+db = {}
+
+[instances]
+hello.module.name = "hello-world"  # c-hello
+hello.roles.morning.tags = ["server"]  # c-tags
+hello.roles.morning.settings.greeting = "Hi"  # c-greeting
+""",
+}
+
+
+@pytest.mark.parametrize("layout", sorted(LAYOUTS))
+def test_writes_keep_every_layout_and_comment(tmp_path: Path, layout: str) -> None:
+    text = LAYOUTS[layout]
+    root = make_clan(tmp_path / "c", text)
+    flake = str(root)
+    api.set_setting("hello", "morning", "greeting", "Moin", flake=flake)
+    api.set_setting("hello", "morning", "greeting", "Yo", machine="web", force=True, flake=flake)
+    api.add_member("hello", "morning", machines=["db"], flake=flake)
+    api.set_machine("db", description="the db", target_host="root@db", flake=flake)
+    api.create_instance("second", "hello-world", flake=flake)
+    api.add_member("second", "evening", machines=["db", "web"], flake=flake)
+    api.set_setting("second", "evening", "greeting", "Evening", tag="server", flake=flake)
+    api.unset_setting("hello", "morning", "greeting", machine="web", flake=flake)
+    new = (root / "clan.toml").read_text()
+    for comment in (c.split("#", 1)[1] for c in text.splitlines() if "#" in c):
+        assert comment in new, (comment, new)
+    data = tomllib.loads(new)
+    hello = data["instances"]["hello"]
+    assert hello["roles"]["morning"]["settings"] == {"greeting": "Moin"}
+    assert hello["roles"]["morning"]["machines"] == {"web": {}, "db": {}}
+    assert data["machines"]["db"] == {"description": "the db", "deploy": {"targetHost": "root@db"}}
+    assert data["instances"]["second"]["roles"]["evening"]["tags"] == {"server": {"settings": {"greeting": "Evening"}}}
+    assert api.check_clan(flake).ok

@@ -1,8 +1,9 @@
 """How every inventory write runs: lock, read, compare the hash, plan, validate, commit.
 
-A write is a function that changes a `Plan` (the parsed files in memory). It is validated like
-`pyclan check` validates the inventory — load every file, resolve every instance, merge every
-member's settings — and refused with those problems if it adds any; only then are the files
+A write is a function that changes a `Plan` (the parsed files in memory). It is validated by
+`pyclan check`'s stages — load every file, resolve every instance, merge every member's settings,
+evaluate and build every machine — and refused with those problems if it adds any (failed
+constraints excepted: an instance is built one write at a time); only then are the files
 replaced. A refused write changes nothing, byte for byte. The clan's lock is held from the read
 to the rename, and `expected_hash` (from `get_inventory_state` or an earlier write's result)
 refuses a write based on a stale read.
@@ -10,12 +11,15 @@ refuses a write based on a stale read.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from pyclan.errors import ClanError, Problem
+
+CONSTRAINT_PREFIX = "Inventory checks failed:"  # how check reports a failed constraint
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,16 @@ class InventoryWrite:
     files: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     changed: bool = True
+
+
+# The clan lock is reentrant within a process, so threads (a server's workers) are serialised here.
+_THREAD_LOCKS: dict[Path, threading.RLock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+def _thread_lock(clan_dir: Path) -> threading.RLock:
+    with _THREAD_LOCKS_GUARD:
+        return _THREAD_LOCKS.setdefault(clan_dir.resolve(), threading.RLock())
 
 
 def clan_dir_of(flake: str | None) -> Path:
@@ -56,14 +70,15 @@ def problems_of(
     input_overrides: dict[str, str] | None,
     blocks: list[tuple[str, str, str, Any, str]] | None = None,
 ) -> list[Problem]:
-    """Every load and resolve problem of the inventory these texts make (`pyclan check`'s first stages).
+    """Every problem `pyclan check` finds in the inventory these texts make, but failed constraints.
 
-    `blocks` are (instance, role, settings path, value, file) of blocks just written: each is also checked on its
-    own against its role's interface, so a value no member evaluates yet (a tag nobody carries) is
-    still validated.
+    Constraints (a role needs a member, …) are left out: an instance is built one write at a time.
+    `blocks` are (instance, role, settings path, value, file) of blocks just written: each is also
+    checked on its own against its role's interface, so a value no member evaluates yet (a tag
+    nobody carries) is still validated.
     """
+    from pyclan.check import run_check
     from pyclan.clan import Clan
-    from pyclan.evaluate.resolve import resolve
     from pyclan.inventory.load import CLAN_TOML, load_inventory_data, parse_json, parse_toml
 
     try:
@@ -72,18 +87,14 @@ def problems_of(
             for name, text in texts.items()
         ]
         loaded = load_inventory_data(sources, machine_dirs=machine_dirs, clan_dir=clan_dir)
-    except ClanError as err:
+        overrides = {n: Path(p).resolve() for n, p in (input_overrides or {}).items()}
+        report = run_check(Clan(dir=clan_dir, loaded=loaded, input_overrides=overrides))
+    except ClanError as err:  # a file that does not load, an input that cannot be opened
         return err.problems
-    overrides = {n: Path(p).resolve() for n, p in (input_overrides or {}).items()}
-    clan = Clan(dir=clan_dir, loaded=loaded, input_overrides=overrides)
-    try:
-        resolved = resolve(loaded, clan.registry, strict=False)
-    except ClanError as err:  # an input that cannot be opened
-        return err.problems
-    problems = list(resolved.problems)
-    for p in _block_problems(resolved, blocks or []):
+    problems = [p for p in report.problems if not p.message.startswith(CONSTRAINT_PREFIX)]
+    for p in _block_problems(report.resolved, blocks or []):
         block = p.path.split(".settings", 1)[0] + ".settings"
-        if not any(block in q.path or block in q.message for q in resolved.problems):
+        if not any(block in q.path or block in q.message for q in problems):
             problems.append(p)  # a block no member evaluates (a tag nobody carries, a role without members)
     return problems
 
@@ -117,7 +128,7 @@ def write(
     from pyclan.lock import clan_lock
 
     clan_dir = clan_dir_of(flake)
-    with clan_lock(clan_dir, f"pyclan {what}"):
+    with _thread_lock(clan_dir), clan_lock(clan_dir, f"pyclan {what}"):
         snapshot = read_snapshot(clan_dir)
         require_unchanged(snapshot, expected_hash)
         plan = Plan(snapshot)

@@ -452,27 +452,37 @@ def _toml_node(doc: Any, path: Path_) -> Any:
     return node
 
 
-def _toml_delete(doc: Any, path: Path_) -> None:
-    """Delete `path` and the parents it leaves empty (looked up afresh: tomlkit's proxies go stale)."""
+def _toml_delete(doc: Any, path: Path_, layout: str) -> None:
+    """Delete `path` and the parents it leaves empty where empty means absent (looked up afresh:
+    tomlkit's proxies go stale). tomlkit drops an emptied dotted table by itself; a parent that
+    must stay (a role's machine entry) is then written back as `{}`."""
     holder = _toml_node(doc, path[:-1])
     if holder is None or path[-1] not in holder:
-        return  # already gone with an emptied dotted table
+        return
     del holder[path[-1]]
+    keep = 0
     for i in range(len(path) - 1, 0, -1):
         parent, node = _toml_node(doc, path[:i - 1]), _toml_node(doc, path[:i])
-        if node is None:
-            continue  # tomlkit dropped an emptied dotted table itself
-        if _is_container(node) and len(node) == 0 and droppable(path[:i]):
-            del parent[path[i - 1]]
-        else:
+        if node is not None and not (_is_container(node) and len(node) == 0):
+            keep = i
             break
+        if not droppable(path[:i]):
+            keep = i
+            break
+        if node is not None:
+            del parent[path[i - 1]]
+    kept = _toml_node(doc, path[:keep]) if keep else doc
+    if kept is None or (keep and _is_container(kept) and len(kept) == 0):
+        if kept is not None:  # an emptied dotted table renders as nothing at all
+            del _toml_node(doc, path[:keep - 1])[path[keep - 1]]
+        _toml_set(doc, path[:keep], {}, layout)
 
 
 def _toml_apply(doc: Any, op: Op, layout: str) -> None:
     if op.action == "set":
         _toml_set(doc, op.path, op.value, layout)
     elif op.action == "delete":
-        _toml_delete(doc, op.path)
+        _toml_delete(doc, op.path, layout)
     else:
         node = doc
         for key in op.path:
