@@ -288,3 +288,23 @@ def test_serve_binds_loopback_by_default_and_warns_for_other_hosts(clan_dir: Pat
     assert "http://127.0.0.1:" in out and "?token=" in out and "warning" not in err
     out, err = first_lines("--host", "0.0.0.0")
     assert "?token=" in out and "warning: serving on 0.0.0.0, reachable from the network" in err
+
+
+# -- writes ------------------------------------------------------------------------------------
+
+
+def test_refused_and_stale_writes_over_http_change_nothing(client: TestClient, clan_dir: Path) -> None:
+    toml = clan_dir / "clan.toml"
+    read = client.post("/api/get_inventory_state", json={}).json()["data"]["hash"]
+    created = client.post("/api/create_instance", json={"name": "hi-2", "module": "hello-world", "expected_hash": read})
+    assert created.status_code == 200, created.text
+    before = toml.read_bytes()
+    invalid = {"instance": "hi-2", "role": "morning", "path": "greeting", "value": 42}
+    refused = client.post("/api/set_setting", json=invalid)
+    assert refused.status_code == 422
+    assert refused.json()["errors"][0]["path"] == "instances.hi-2.roles.morning.settings.greeting"
+    assert toml.read_bytes() == before
+    stale = client.post("/api/set_setting", json={**invalid, "value": "Hello", "expected_hash": read})
+    assert stale.status_code == 409
+    assert stale.json()["errors"][0]["kind"] == "inventory-changed"
+    assert toml.read_bytes() == before
