@@ -271,14 +271,14 @@ def test_serve_binds_loopback_by_default_and_warns_for_other_hosts(clan_dir: Pat
     import subprocess
     import sys
 
-    def first_lines(*extra: str) -> tuple[str, str]:
+    def first_lines(*extra: str, lines: int = 2) -> tuple[str, str]:
         proc = subprocess.Popen(
             [sys.executable, "-c", "from pyclan.cli.main import run; run()", "serve", "-C", str(clan_dir),
              "--port", "0", *extra], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
         try:
             assert proc.stdout is not None and proc.stderr is not None
-            out = proc.stdout.readline() + proc.stdout.readline()
+            out = "".join(proc.stdout.readline() for _ in range(lines))
         finally:
             proc.terminate()
             _, err = proc.communicate(timeout=20)
@@ -288,6 +288,9 @@ def test_serve_binds_loopback_by_default_and_warns_for_other_hosts(clan_dir: Pat
     assert "http://127.0.0.1:" in out and "?token=" in out and "warning" not in err
     out, err = first_lines("--host", "0.0.0.0")
     assert "?token=" in out and "warning: serving on 0.0.0.0, reachable from the network" in err
+    out, _ = first_lines("--json", lines=1)
+    info = json.loads(out.splitlines()[0])
+    assert info["host"] == "127.0.0.1" and info["url"].startswith(f"http://127.0.0.1:{info['port']}/?token=")
 
 
 # -- writes ------------------------------------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import secrets
 import socket
 import sys
@@ -49,7 +50,7 @@ def url(host: str, port: int, token: str) -> str:
     return f"http://{shown}:{port}/?token={token}"
 
 
-def serve(clan_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) -> None:
+def serve(clan_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, as_json: bool = False) -> None:
     """Serve the clan at `clan_dir` until interrupted."""
     import uvicorn
 
@@ -65,10 +66,13 @@ def serve(clan_dir: Path, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT) ->
             "127.0.0.1 and `ssh -L` port forwarding.",
             file=sys.stderr, flush=True,
         )  # fmt: skip
-    print(f"pyclan serve: clan {clan_dir}", flush=True)
-    print(f"    {url(host if not host.startswith('0.') and host != '::' else DEFAULT_HOST, actual_port, token)}",
-          flush=True)  # fmt: skip
-    print("Open the URL above (it carries the token); Ctrl-C stops the server.", flush=True)
+    shown = url(DEFAULT_HOST if host in ("0.0.0.0", "::") else host, actual_port, token)
+    if as_json:
+        info = {"clan": str(clan_dir), "url": shown, "host": host, "port": actual_port}
+        print(json.dumps(info), flush=True)
+    else:
+        print(f"pyclan serve: clan {clan_dir}\n    {shown}", flush=True)
+        print("Open the URL above (it carries the token); Ctrl-C stops the server.", flush=True)
     config = uvicorn.Config(
         create_app(clan_dir, token), log_level="warning", access_log=False, timeout_graceful_shutdown=3,
         server_header=False,
