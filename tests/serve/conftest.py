@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,3 +42,30 @@ def client(clan_dir: Path, admin_key: Path) -> Iterator[object]:
     with TestClient(create_app(clan_dir, TOKEN), base_url="http://127.0.0.1:8765") as c:
         c.headers["Authorization"] = f"Bearer {TOKEN}"
         yield c
+
+
+@pytest.fixture
+def silent_ssh_port() -> Iterator[int]:
+    """A port that accepts connections and never says anything (an SSH server that hangs)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for conn in held:
+        conn.close()
+    server.close()

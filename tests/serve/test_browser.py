@@ -55,6 +55,7 @@ def page(server: str) -> Iterator[object]:
         tab.set_default_timeout(30_000)
         tab.goto(server)
         tab.wait_for_selector("body[data-ready=fleet]")
+        tab.server_url = server  # type: ignore[attr-defined]
         yield tab
         browser.close()
         assert not errors, errors
@@ -133,3 +134,34 @@ def test_ui_shows_deploy_state_unknown_until_refreshed(page: object) -> None:
     expect(state).to_have_text("succeeded", timeout=120_000)
     # no host answers here: every machine is now shown as unreachable, not unknown
     expect(row.locator("[data-state]")).to_have_attribute("data-state", "unreachable")
+
+
+def _call(url: str, name: str, args: dict[str, object]) -> dict[str, object]:
+    """A call of the server's API with its token, as a tool would make it."""
+    import json
+    import urllib.request
+
+    base, token = url.split("/?token=")
+    request = urllib.request.Request(f"{base}/api/{name}", data=json.dumps(args).encode(), method="POST",
+                                     headers={"Content-Type": "application/json", "Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(request) as response:
+        return json.loads(response.read())  # type: ignore[no-any-return]
+
+
+def test_ui_update_shows_live_per_host_progress_and_can_cancel(page: object, silent_ssh_port: int) -> None:
+    """The machine's host accepts connections and never answers: the update's row shows the
+    host's live status while it waits; Cancel stops the task."""
+    from playwright.sync_api import Page, expect
+
+    assert isinstance(page, Page)
+    target = f"root@127.0.0.1:{silent_ssh_port}"
+    assert _call(page.server_url, "set_machine", {"name": "sally-laptop", "target_host": target})["status"] == "success"
+    page.click("a[href='#/machine/sally-laptop']")
+    page.wait_for_selector("body[data-ready=machine]")
+    page.click("button:has-text('Update')")
+    task = page.locator("[data-testid=task-update_machines]")
+    expect(task.locator("[data-host-status=sally-laptop]")).not_to_be_empty(timeout=60_000)
+    task.locator("button:has-text('Cancel')").click()
+    # cancelled, or failed if the connect timeout came first on a loaded machine
+    expect(task.locator("[data-testid=task-state]")).to_have_text(re.compile("^(cancelled|failed)$"), timeout=60_000)
+    expect(task.locator("[data-testid=problems]")).to_be_visible()

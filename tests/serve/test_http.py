@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -194,33 +192,6 @@ def test_check_runs_as_a_task_with_its_result_streamed(client: TestClient) -> No
     assert events[-1] == {"type": "state", "state": "succeeded"}
     listed = client.get("/api/tasks").json()
     assert [t["state"] for t in listed if t["id"] == started.json()["id"]] == ["succeeded"]
-
-
-@pytest.fixture
-def silent_ssh_port() -> Iterator[int]:
-    """A port that accepts connections and never says anything (an SSH server that hangs)."""
-    server = socket.socket()
-    server.bind(("127.0.0.1", 0))
-    server.listen(8)
-    held: list[socket.socket] = []
-    stop = threading.Event()
-
-    def accept() -> None:
-        server.settimeout(0.2)
-        while not stop.is_set():
-            try:
-                held.append(server.accept()[0])
-            except OSError:
-                continue
-
-    thread = threading.Thread(target=accept, daemon=True)
-    thread.start()
-    yield server.getsockname()[1]
-    stop.set()
-    thread.join()
-    for conn in held:
-        conn.close()
-    server.close()
 
 
 def test_update_task_streams_per_host_progress_and_can_be_cancelled(client: TestClient, silent_ssh_port: int) -> None:
