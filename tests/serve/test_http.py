@@ -282,3 +282,39 @@ def test_refused_and_stale_writes_over_http_change_nothing(client: TestClient, c
     assert stale.status_code == 409
     assert stale.json()["errors"][0]["kind"] == "inventory-changed"
     assert toml.read_bytes() == before
+
+
+def test_task_progress_fits_each_functions_callback() -> None:
+    """Deploys report `(machine, status)`, backups `(line)`: a task gives each the right one."""
+    from pyclan import api
+    from pyclan.serve.worker import _Channel, _progress_callback
+
+    class Sink:
+        def __init__(self) -> None:
+            self.data = b""
+
+        def write(self, raw: bytes) -> None:
+            self.data += raw
+
+        def flush(self) -> None:
+            pass
+
+    sink = Sink()
+    channel = _Channel(sink)  # type: ignore[arg-type]
+    registry = api.load_all()
+    deploy = _progress_callback(registry["update_machines"], channel)
+    backup = _progress_callback(registry["create_backup"], channel)
+    assert deploy is not None and backup is not None
+    assert _progress_callback(registry["list_machines"], channel) is None
+    deploy("m1", "uploading")
+    backup("borgbackup: done")
+    lines = [json.loads(line) for line in sink.data.splitlines()]
+    assert lines == [{"type": "progress", "machine": "m1", "status": "uploading"},
+                     {"type": "log", "line": "borgbackup: done"}]
+
+
+def test_websockets_are_refused(anonymous: TestClient) -> None:
+    from starlette.websockets import WebSocketDisconnect
+
+    with pytest.raises(WebSocketDisconnect), anonymous.websocket_connect("/api/tasks"):
+        pass

@@ -6,7 +6,10 @@ import { el, problems } from "./dom.js";
 export async function tasksView(view, rerender) {
   const tasks = await listTasks();
   view.append(el("h1", {}, "Tasks"), el("div.toolbar", {}, el("button", { onclick: rerender }, "Refresh")));
-  if (!tasks.length) view.append(el("p.muted", {}, "No task has run yet."));
+  if (!tasks.length) {
+    view.append(el("p.muted", {}, "No task has run yet."));
+    return;
+  }
   view.append(el("table.list", { "data-testid": "tasks" },
     el("tr", {}, el("th", {}, "started"), el("th", {}, "function"), el("th", {}, "state"), el("th", {}, "hosts"), el("th", {}, "")),
     tasks.map((t) => el("tr", { "data-task": t.id },
