@@ -31,6 +31,7 @@ def refused(root: Path, fn: Any, *args: Any, **kwargs: Any) -> list[Any]:
     with pytest.raises(ClanError) as err:
         fn(*args, flake=str(root), **kwargs)
     assert files_of(root) == before
+    assert not [p.name for p in root.iterdir() if ".tmp-" in p.name]  # no temporary file left behind
     return err.value.problems
 
 
@@ -156,12 +157,14 @@ def test_set_setting_edits_in_place_and_keeps_comments(clan: Path) -> None:
 
 def test_settings_are_validated_before_writing(clan: Path) -> None:
     api.add_member("demo", "server", machines=["web"], flake=str(clan))
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "port", 0)
-    assert problem.kind == "settings-type" and problem.path.endswith(".settings.port")
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "prot", 1)
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "port", 0)
+    assert problem.kind == "settings-type" and problem.path == "instances.demo.roles.server.settings.port"
+    assert problem.file == "clan.toml" and "between 1 and 65535" in problem.message
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "prot", 1)
     assert problem.kind == "unknown-setting" and problem.hint == "did you mean 'port'?"
-    (problem, *_) = refused(clan, api.set_setting, "demo", "server", "port", "x", machine="web")
-    assert problem.kind == "settings-type"
+    assert problem.path == "instances.demo.roles.server.settings.prot"
+    (problem,) = refused(clan, api.set_setting, "demo", "server", "port", "x", machine="web")
+    assert problem.kind == "settings-type" and problem.path == "instances.demo.roles.server.machines.web.settings.port"
     # a tag nobody in the role carries yet is still validated on its own
     refused(clan, api.set_setting, "demo", "server", "port", "x", tag="backup")
 
@@ -211,6 +214,12 @@ def test_non_literal_wrappers_are_read_only(tmp_path: Path) -> None:
     assert "port" in role.readOnly
     assert role.schema["properties"]["port"]["readOnly"] is True
     assert "x-readonly-reason" in role.schema["properties"]["port"]
+    api.add_member("demo", "server", machines=["web"], flake=str(root))
+    api.set_setting("demo", "server", "names", {"_type": "merge", "contents": [["a"], ["b"]]}, machine="web",
+                    flake=str(root))
+    assert set(api.show_instance("demo", flake=str(root)).roles["server"].readOnly) == {"port", "machines.web.names"}
+    (problem,) = refused(root, api.set_setting, "demo", "server", "names", ["c"], machine="web")
+    assert problem.kind == "read-only" and "mkMerge" in problem.message
 
 
 def test_null_cannot_go_to_clan_toml(clan: Path) -> None:
@@ -402,3 +411,81 @@ def test_writes_keep_every_layout_and_comment(tmp_path: Path, layout: str) -> No
     assert data["machines"]["db"] == {"description": "the db", "deploy": {"targetHost": "root@db"}}
     assert data["instances"]["second"]["roles"]["evening"]["tags"] == {"server": {"settings": {"greeting": "Evening"}}}
     assert api.check_clan(flake).ok
+
+
+def test_machines_create_and_delete_take_the_hash_too(clan: Path) -> None:
+    stale = api.get_inventory_state(str(clan)).hash
+    api.set_meta(description="changed", flake=str(clan))
+    (problem,) = refused(clan, api.create_machine, "new", expected_hash=stale)
+    assert problem.kind == "inventory-changed"
+    fresh = api.get_inventory_state(str(clan)).hash
+    api.create_machine("new", expected_hash=fresh, flake=str(clan))
+    assert refused(clan, api.delete_machine, "new", expected_hash=fresh)[0].kind == "inventory-changed"
+    api.delete_machine("new", expected_hash=api.get_inventory_state(str(clan)).hash, flake=str(clan))
+
+
+def test_tags_written_as_an_attrset_grow_as_an_attrset(clan: Path) -> None:
+    api.set_setting("demo", "server", "names", ["t"], tag="server", flake=str(clan))
+    api.add_member("demo", "server", tags=["backup"], flake=str(clan))
+    tags = toml_of(clan)["instances"]["demo"]["roles"]["server"]["tags"]
+    assert tags == {"server": {"settings": {"names": ["t"]}}, "backup": {}}
+    api.remove_member("demo", "server", tags=["server"], flake=str(clan))
+    assert toml_of(clan)["instances"]["demo"]["roles"]["server"]["tags"] == {"backup": {}}
+
+
+def test_an_instance_split_over_both_files_is_deleted_from_both(tmp_path: Path) -> None:
+    root = make_clan(tmp_path / "c", inventory_json=json.dumps(INVENTORY_JSON))
+    result = api.delete_instance("hello", flake=str(root))
+    assert result.files == ["clan.toml", "inventory.json"]
+    assert "hello" not in json.loads((root / "inventory.json").read_text())["instances"]
+    assert "hello" not in toml_of(root)["instances"]
+    # a member named in both files leaves both
+    api.create_instance("hi", "hello-world", flake=str(root))
+    api.add_member("hi", "morning", machines=["web"], flake=str(root))
+    data = json.loads((root / "inventory.json").read_text())
+    data["instances"]["hi"] = {"roles": {"morning": {"machines": {"web": {}}}}}
+    (root / "inventory.json").write_text(json.dumps(data))
+    assert api.remove_member("hi", "morning", machines=["web"], flake=str(root)).files == [
+        "clan.toml", "inventory.json"]
+    assert api.show_instance("hi", flake=str(root)).roles["morning"].machines == []
+
+
+def test_meta_defined_in_inventory_json_is_edited_there(tmp_path: Path) -> None:
+    root = make_clan(tmp_path / "c", TOML.replace('[meta]\nname = "fleet"  # the clan\'s name\ndomain = "fleet"\n', ""),
+                     inventory_json=json.dumps({"meta": {"name": "fleet"}}))
+    assert api.set_meta(description="d", flake=str(root)).files == ["inventory.json"]
+    assert json.loads((root / "inventory.json").read_text())["meta"] == {"name": "fleet", "description": "d"}
+
+
+def test_tag_lists(clan: Path) -> None:
+    api.set_tag("edge", ["web", "laptop"], flake=str(clan))
+    assert toml_of(clan)["tags"] == {"edge": ["web", "laptop"]}
+    tags = {t.name: t for t in api.list_tags(str(clan))}
+    assert tags["edge"].machines == ["laptop", "web"] and tags["edge"].listed == ["web", "laptop"]
+    assert tags["server"].machines == ["db", "web"] and tags["server"].listed is None
+    assert refused(clan, api.set_tag, "edge", ["wbe"])[0].hint == "did you mean 'web'?"
+    api.set_tag("edge", [], flake=str(clan))
+    assert "tags" not in toml_of(clan)
+
+
+def test_a_write_of_two_files_is_all_or_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The disk fails while the second file is renamed into place: the first is put back."""
+    import errno
+    import os
+
+    root = make_clan(tmp_path / "c", inventory_json=json.dumps({"machines": {"web": {"tags": ["json-tag"]}}}))
+    before = files_of(root)
+    real_replace = os.replace
+
+    def failing_replace(src: Any, dst: Any) -> None:
+        if str(dst).endswith("inventory.json") and ".tmp-" in str(src):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(ClanError) as err:
+        api.set_machine("web", tags=["a"], flake=str(root))  # edits clan.toml and inventory.json
+    assert "no space left" in err.value.problems[0].message
+    monkeypatch.setattr(os, "replace", real_replace)
+    assert files_of(root) == before
+    assert not [p.name for p in root.iterdir() if ".tmp-" in p.name]

@@ -59,6 +59,10 @@ VERBS: list[tuple[list[str], str, dict[str, Any]]] = [
      "set_machine", {"name": "web", "description": "Web", "tags": ["a", "b"], "target_host": "root@web"}),
     (["meta", "set", "--description", "Our fleet"], "set_meta", {"description": "Our fleet"}),
     (["meta", "show"], "get_clan_details", {}),
+    (["inventory", "state"], "get_inventory_state", {}),
+    (["tags", "list"], "list_tags", {}),
+    (["tags", "set", "edge", "--machine", "web", "--machine", "laptop"], "set_tag",
+     {"name": "edge", "machines": ["web", "laptop"]}),
 ]
 
 
@@ -135,3 +139,15 @@ def test_two_processes_with_a_stale_hash_one_is_refused(tmp_path: Path) -> None:
     assert error["kind"] == "inventory-changed" and error["message"] == "the inventory changed since it was read"
     winner = next(port for (code, _), port in zip(results, (2001, 2002), strict=True) if code == 0)
     assert api.get_setting("demo", "server", path="port", flake=str(root)).value == winner
+
+
+def test_api_call_envelope_for_a_write_and_a_refusal(tmp_path: Path) -> None:
+    root = make_clan(tmp_path / "c")
+    ok = api.call("set_setting", {"instance": "demo", "role": "server", "path": ["port"], "value": 443,
+                                  "flake": str(root)})
+    assert ok["status"] == "success" and ok["data"]["files"] == ["clan.toml"]
+    before = files_of(root)
+    bad = api.call("set_setting", {"instance": "demo", "role": "server", "path": "port", "value": "https",
+                                   "expected_hash": ok["data"]["hash"], "flake": str(root)})
+    assert bad["status"] == "error" and bad["errors"][0]["path"].endswith("settings.port")
+    assert files_of(root) == before

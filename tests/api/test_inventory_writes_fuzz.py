@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from pyclan import api
 from pyclan.errors import ClanError
 
-from .writes_support import files_of, make_clan
+from .writes_support import VARIANTS, files_of, make_clan
 
 # (instance, role): mostly ones that exist (or that `create_instance` below can create), some not
 ROLE_OF = st.sampled_from([
@@ -76,10 +76,13 @@ WRITES = st.one_of(
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(writes=st.lists(WRITES, min_size=1, max_size=5))
-def test_random_writes_are_applied_and_valid_or_refused_unchanged(writes: list[tuple[str, dict[str, Any]]]) -> None:
+@given(variant=st.sampled_from(sorted(VARIANTS)), writes=st.lists(WRITES, min_size=1, max_size=5))
+def test_random_writes_are_applied_and_valid_or_refused_unchanged(
+    variant: str, writes: list[tuple[str, dict[str, Any]]]
+) -> None:
+    toml, inventory_json = VARIANTS[variant]
     with tempfile.TemporaryDirectory() as tmp:
-        root = make_clan(Path(tmp) / "clan")
+        root = make_clan(Path(tmp) / "clan", toml, inventory_json)
         assert api.check_clan(str(root)).ok
         for name, args in writes:
             before = files_of(root)

@@ -83,3 +83,36 @@ def make_clan(root: Path, toml: str = TOML, inventory_json: str | None = None) -
 def files_of(root: Path) -> dict[str, bytes]:
     """Every inventory file's bytes (to assert a refused write changed nothing)."""
     return {name: (root / name).read_bytes() for name in ("clan.toml", "inventory.json") if (root / name).exists()}
+
+
+# The same clan written in other ways: dotted keys under [machines] / [instances], and split
+# between clan.toml and inventory.json (the demo instance and the laptop only in inventory.json).
+TOML_DOTTED = """\
+meta = { name = "fleet", domain = "fleet" }  # the clan's name
+
+[machines]
+web.tags = ["server"]  # keep this comment
+db.tags = ["server", "backup"]
+laptop = { description = "Jon's laptop" }
+
+[instances]
+hello.module.name = "hello-world"  # the greeting service
+hello.roles.morning.tags = ["server"]
+hello.roles.morning.settings.greeting = "Good morning"
+demo.module = { name = "demo", input = "self" }
+demo.roles.server.settings.port = 8080  # the port
+"""
+
+TOML_SPLIT = TOML.split("[machines.laptop]")[0] + TOML[TOML.index("[instances.hello]"):TOML.index("[instances.demo]")]
+JSON_SPLIT = """{
+  "machines": {"laptop": {"description": "Jon's laptop"}},
+  "instances": {"demo": {"module": {"name": "demo", "input": "self"},
+                         "roles": {"server": {"settings": {"port": 8080}}}}}
+}
+"""
+
+VARIANTS: dict[str, tuple[str, str | None]] = {
+    "headers": (TOML, None),
+    "dotted": (TOML_DOTTED, None),
+    "split": (TOML_SPLIT, JSON_SPLIT),
+}

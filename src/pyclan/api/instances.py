@@ -57,9 +57,9 @@ class InstanceSummary:
 class InstanceRole:
     """One role of an instance's module: who is in it, its settings blocks and their form schema.
 
-    `schema` is the role's settings JSON Schema (fields that cannot be written are marked
-    `readOnly` with `x-readonly-reason`); `readOnly` maps dotted setting paths of the role-level
-    block to the reason they cannot be written.
+    `schema` is the role's settings JSON Schema (fields of the role-wide block that cannot be
+    written are marked `readOnly` with `x-readonly-reason`); `readOnly` maps dotted setting paths
+    to the reason they cannot be written: `port` (role-wide), `machines.<m>.port`, `tags.<t>.port`.
     """
 
     machines: list[str]
@@ -149,13 +149,18 @@ def show_instance(
         role = entry.roles.get(rname)
         block = dict(role.settings) if role else {}
         read_only = read_only_paths(block)
+        schema = _mark_read_only(settings_schema(srole.interface), read_only)
+        for kind, entries in (("machines", role.machines if role else {}), ("tags", role.tags if role else {})):
+            for member, holder in entries.items():
+                for path, reason in read_only_paths(holder.settings).items():
+                    read_only[f"{kind}.{member}.{path}"] = reason
         members = resolved.roles[rname].members if resolved and rname in resolved.roles else []
         roles[rname] = InstanceRole(
             machines=list(role.machines) if role else [],
             tags=list(role.tags) if role else [],
             members=list(members),
             description=srole.description or "",
-            schema=_mark_read_only(settings_schema(srole.interface), read_only),
+            schema=schema,
             settings=block,
             machineSettings={m: dict(v.settings) for m, v in role.machines.items() if v.settings} if role else {},
             tagSettings={t: dict(v.settings) for t, v in role.tags.items() if v.settings} if role else {},

@@ -84,22 +84,23 @@ def create_machine(
     target_host: str | None = None,
     description: str | None = None,
     flake: str | None = None,
+    expected_hash: str | None = None,
 ) -> CreatedMachine:
     """Add a machine to the inventory (clan.toml, comments kept; else inventory.json)."""
     from pyclan.inventory.write import create_machine as create
 
     clan = open_flake(flake)
-    return CreatedMachine(machine=name, file=create(clan.dir, name, tags, target_host, description))
+    return CreatedMachine(machine=name, file=create(clan.dir, name, tags, target_host, description, expected_hash))
 
 
 @register
-def delete_machine(name: str, flake: str | None = None) -> DeletedMachine:
+def delete_machine(name: str, flake: str | None = None, expected_hash: str | None = None) -> DeletedMachine:
     """Remove a machine, its vars and its machine key; refused while a role still names it."""
     from pyclan.inventory.write import delete_machine as delete
 
     clan = open_flake(flake)
     clan.require_machines([name])
-    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name)))
+    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name, expected_hash)))
 
 
 @register
@@ -142,3 +143,41 @@ def get_machine_config(
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])
     return clan.evaluator.config(machine)
+
+
+@dataclass(frozen=True)
+class TagSummary:
+    """A tag: the machines carrying it, and the inventory `tags` list naming machines (None: none)."""
+
+    name: str
+    machines: list[str]
+    listed: list[str] | None = None
+
+
+@register
+def list_tags(flake: str | None = None) -> list[TagSummary]:
+    """Every tag a machine carries or `inventory.tags` defines (built-ins included), with its machines."""
+    from pyclan.inventory.tags import machines_with_tag
+
+    inv = open_flake(flake).loaded.inventory
+    return [
+        TagSummary(tag, sorted(members), list(inv.tags[tag]) if tag in inv.tags else None)
+        for tag, members in sorted(machines_with_tag(inv).items())
+    ]
+
+
+@register
+def set_tag(
+    name: str, machines: list[str], expected_hash: str | None = None, flake: str | None = None
+) -> InventoryWrite:
+    """Set the inventory `tags.<name>` list (machines given the tag there; [] removes the list)."""
+    from pyclan.api.writes import clan_of, require_machines, write
+
+    def change(plan: Any) -> None:
+        if not machines:
+            plan.delete(("tags", name))
+            return
+        require_machines(clan_of(plan), machines, f"tags.{name}")
+        plan.set(("tags", name), list(dict.fromkeys(machines)))
+
+    return write(flake, "tags set", change, expected_hash)

@@ -75,7 +75,7 @@ def problems_of(
     Constraints (a role needs a member, …) are left out: an instance is built one write at a time.
     `blocks` are (instance, role, settings path, value, file) of blocks just written: each is also
     checked on its own against its role's interface, so a value no member evaluates yet (a tag
-    nobody carries) is still validated.
+    nobody carries) is still validated, and a bad value is reported at the path it was written to.
     """
     from pyclan.check import run_check
     from pyclan.clan import Clan
@@ -92,10 +92,11 @@ def problems_of(
     except ClanError as err:  # a file that does not load, an input that cannot be opened
         return err.problems
     problems = [p for p in report.problems if not p.message.startswith(CONSTRAINT_PREFIX)]
-    for p in _block_problems(report.resolved, blocks or []):
-        block = p.path.split(".settings", 1)[0] + ".settings"
-        if not any(block in q.path or block in q.message for q in problems):
-            problems.append(p)  # a block no member evaluates (a tag nobody carries, a role without members)
+    own = _block_problems(report.resolved, blocks or [])
+    if own:  # reported at the path written, instead of once per member it reaches
+        written = {block[2] for block in blocks or []}
+        problems = [q for q in problems if not any(w in q.message or q.path.startswith(w) for w in written)]
+        problems = own + problems
     return problems
 
 

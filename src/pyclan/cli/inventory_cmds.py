@@ -280,6 +280,16 @@ def inventory_resolve(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> 
     print_warnings(data["warnings"])
 
 
+@inventory_app.command("state")
+def inventory_state(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
+    """The inventory files' content hash (for `--expected-hash` of the write commands)."""
+    from pyclan.api.inventory import get_inventory_state
+
+    state = get_inventory_state(flake(flake_dir))
+    if not emit(state, json_out):
+        say(f"{state.hash}  {' '.join(state.files)}")
+
+
 @inventory_app.command("schema")
 def inventory_schema(json_out: JsonOpt = True) -> None:
     """The JSON Schema of the inventory (clan.toml / inventory.json); always JSON."""

@@ -16,6 +16,7 @@ from pyclan.lock import set_default_wait
 
 instances_app = typer.Typer(help="Service instances: list, show, create, delete, members.", no_args_is_help=True)
 settings_app = typer.Typer(help="Settings of an instance's roles, machines and tags.", no_args_is_help=True)
+tags_app = typer.Typer(help="Tags: list them, set an inventory tag list.", no_args_is_help=True)
 meta_app = typer.Typer(help="The clan's meta: name, description, domain.", no_args_is_help=True)
 
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
@@ -229,3 +230,28 @@ def meta_show(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
     meta = get_clan_details(flake(flake_dir))
     if not emit(meta, json_out):
         say(f"Name: {meta.name}\nDescription: {meta.description or '-'}\nDomain: {meta.domain}")
+
+
+@tags_app.command("list")
+def tags_list(json_out: JsonOpt = False, flake_dir: FlakeOpt = None) -> None:
+    """List every tag and the machines carrying it."""
+    from pyclan.api.machines import list_tags
+
+    tags = list_tags(flake(flake_dir))
+    if not emit(tags, json_out):
+        for tag in tags:
+            say(f"{tag.name}: {', '.join(tag.machines) or '-'}")
+
+
+@tags_app.command("set")
+def tags_set(
+    name: Annotated[str, typer.Argument(help="The tag.")],
+    machines: MachinesOpt = None,
+    expected_hash: HashOpt = None, no_wait: NoWaitOpt = False, json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
+) -> None:
+    """Set the inventory's list of machines with this tag (no --machine: remove the list)."""
+    set_default_wait(not no_wait)
+    from pyclan.api.machines import set_tag
+
+    _report(set_tag(name, machines or [], expected_hash, flake(flake_dir)), json_out)

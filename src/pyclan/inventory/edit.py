@@ -6,7 +6,8 @@ before anything touches the disk. Where it lands (README, "Writing the inventory
 - a value already defined in a file is edited in that file (a value several files define, such as
   a list both extend, is written to the first and removed from the others);
 - a new value goes to the file that defines its deepest existing parent (a new setting of an
-  instance written in clan.toml goes to clan.toml), clan.toml before inventory.json on a tie;
+  instance written in clan.toml goes to clan.toml; a new `meta` field goes where `meta` is),
+  clan.toml before inventory.json on a tie;
 - an entirely new entry (a new instance or machine) goes to the clan's file for tools: clan.toml
   if the clan has one (or has no inventory.json yet), else inventory.json — where `machines create`
   puts new machines.
@@ -36,7 +37,7 @@ from typing import Any
 import tomlkit
 
 from pyclan import safepath
-from pyclan.errors import ClanError, Problem
+from pyclan.errors import ClanError
 from pyclan.inventory.load import CLAN_TOML, INVENTORY_JSON, MACHINES_DIR, parse_json, parse_toml
 from pyclan.inventory.sources import format_path
 
@@ -138,7 +139,7 @@ def droppable(path: Path_) -> bool:
         return False
     n = len(path)
     if n == 1:
-        return path[0] in ("instances", "machines")
+        return path[0] in ("instances", "machines", "tags")
     if path[0] == "machines":
         return n == 3 and path[2] in ("tags", "deploy")
     if path[0] == "instances":
@@ -243,8 +244,9 @@ class Plan:
         return [f for f in FILES if depth(self.data[f], path) == len(path)]
 
     def landing(self, path: Path_) -> str:
-        """Where a value at `path` is written (the module docstring's rule)."""
-        best, best_depth = self.tool_file(), 1
+        """Where a value at `path` is written (the module docstring's rule). A top-level table
+        alone does not draw new entries (a new machine goes to the tool file), but `meta` does."""
+        best, best_depth = self.tool_file(), 0 if path[:1] == ("meta",) else 1
         for f in FILES:
             d = depth(self.data[f], path)
             if d > best_depth:
@@ -627,7 +629,3 @@ def walk_values(value: Any, path: Path_ = ()) -> Iterator[tuple[Path_, Any]]:
     if isinstance(value, dict):
         for key, item in value.items():
             yield from walk_values(item, (*path, key))
-
-
-def problem(kind: str, path: Path_, message: str, hint: str | None = None) -> Problem:
-    return Problem(kind, format_path(path), message, hint=hint)

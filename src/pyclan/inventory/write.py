@@ -98,10 +98,20 @@ def create_machine(
     tags: list[str] | None = None,
     target_host: str | None = None,
     description: str | None = None,
+    expected_hash: str | None = None,
 ) -> str:
     """Add `machines.<name>` (Clan's `machines create`); returns the file written."""
     with clan_lock(clan_dir, "pyclan machines create"):
+        _require_unchanged(clan_dir, expected_hash)
         return _create(clan_dir, name, tags, target_host, description)
+
+
+def _require_unchanged(clan_dir: Path, expected_hash: str | None) -> None:
+    """Refuse a write based on a stale read (`pyclan.inventory.edit`'s content hash)."""
+    if expected_hash is not None:
+        from pyclan.inventory.edit import read_snapshot, require_unchanged
+
+        require_unchanged(read_snapshot(clan_dir), expected_hash)
 
 
 def _create(clan_dir: Path, name: str, tags: list[str] | None, target_host: str | None,
@@ -146,13 +156,14 @@ def _create(clan_dir: Path, name: str, tags: list[str] | None, target_host: str 
     return file
 
 
-def delete_machine(clan_dir: Path, name: str) -> list[str]:
+def delete_machine(clan_dir: Path, name: str, expected_hash: str | None = None) -> list[str]:
     """Remove a machine and what belongs only to it (its vars and machine key).
 
     Refused while an instance still names the machine, so no dangling reference is left.
     Returns the paths removed, relative to the clan directory.
     """
     with clan_lock(clan_dir, "pyclan machines delete"):
+        _require_unchanged(clan_dir, expected_hash)
         return _delete(clan_dir, name)
 
 
