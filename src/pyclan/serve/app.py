@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, MutableMapping
 from pathlib import Path
@@ -171,10 +172,16 @@ def create_app(clan_dir: Path, token: str) -> ASGIApp:
     async def not_found(request: Request) -> Response:
         return _error(404, "usage-error", request.url.path, "no such endpoint", hint="GET /api lists the functions")
 
+    def warm_up() -> None:
+        """Import the registry and load the clan once, so that the first page does not wait for it."""
+        caller.call("list_machines", {})
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        warming = asyncio.get_running_loop().run_in_executor(None, warm_up)
         yield
         await tasks.shutdown()
+        await warming
 
     routes = [
         Route("/", index),
