@@ -44,15 +44,16 @@ def server(clan_dir: Path, admin_key: Path) -> Iterator[str]:
 
 @pytest.fixture
 def page(server: str) -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
+    from playwright.sync_api import expect, sync_playwright
 
+    expect.set_options(timeout=90_000)  # a wait limit for a loaded CI machine, not a timing assert
     assert CHROMIUM.exists(), "Debian's chromium is needed (scripts/setup.sh installs it)"
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"])
         tab = browser.new_page(viewport={"width": 1400, "height": 900})
         errors: list[str] = []
         tab.on("pageerror", lambda exc: errors.append(str(exc)))
-        tab.set_default_timeout(30_000)
+        tab.set_default_timeout(90_000)
         tab.goto(server)
         tab.wait_for_selector("body[data-ready=fleet]")
         tab.server_url = server  # type: ignore[attr-defined]
