@@ -65,9 +65,15 @@ export async function fleetView(view) {
     if (envelope.status !== "success") return;
     store.check = envelope.data;
     const report = envelope.data;
+    const warnings = (report.warnings || []).length
+      ? el("div.muted", {}, `${report.warnings.length} warning(s): `, report.warnings.slice(0, 3).map((w) => w.message).join("; "))
+      : null;
+    const failed = (report.checks || []).filter((c) => c.severity === "error");
     const summary = report.ok
-      ? el("div.notice", { "data-testid": "check-result" }, `check: ok — ${report.machines} machines, ${report.instances} instances`)
-      : problems(report.errors, `check: ${report.errors.length} problem(s)`);
+      ? el("div.notice", { "data-testid": "check-result" }, `check: ok — ${report.machines} machines, ${report.instances} instances`,
+        warnings)
+      : problems([...report.errors, ...failed.filter((c) => !report.errors.some((e) => e.message === c.message))
+        .map((c) => ({ path: c.id, message: c.message }))], `check: ${report.errors.length} problem(s)`);
     summary.dataset.testid = "check-result";
     actions.prepend(summary);
     render();

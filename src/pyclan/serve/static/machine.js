@@ -1,7 +1,7 @@
 // A machine: its tags and deploy state, actions, vars status, generations, effective configuration.
 
 import { call } from "./api.js";
-import { el, guarded, stateBadge } from "./dom.js";
+import { el, guarded, problems, stateBadge } from "./dom.js";
 import { runWithProgress } from "./progress.js";
 import { store } from "./store.js";
 
@@ -35,7 +35,17 @@ export async function machineView(view, name) {
     actions);
 
   const varsSlot = el("div");
-  view.append(el("h2", {}, "Vars"), varsSlot);
+  const varsCheck = el("div");
+  view.append(el("h2", {}, "Vars"), el("div.toolbar", {}, el("button", { "data-testid": "check-vars", onclick: async () => {
+    const envelope = await runWithProgress(varsCheck, "vars check", "check_vars", { machines: [name] });
+    if (envelope.status !== "success") return;
+    const report = envelope.data;
+    varsCheck.prepend(report.ok
+      ? el("div.notice", { "data-testid": "vars-check" }, `vars: ok — ${report.checked} checked`,
+        report.notes.length ? el("div.muted", {}, report.notes.join("; ")) : null)
+      : problems(report.issues.map((i) => ({ path: i.var, message: `${i.kind}: ${i.message}`, hint: i.fix })),
+        `vars: ${report.issues.length} issue(s)`));
+  } }, "Check vars")), varsCheck, varsSlot);
   const vars = await guarded(varsSlot, () => call("list_vars", { machine: name }));
   if (vars) {
     varsSlot.append(vars.length ? el("table.list", { "data-testid": "vars" },
