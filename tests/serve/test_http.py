@@ -318,3 +318,12 @@ def test_websockets_are_refused(anonymous: TestClient) -> None:
 
     with pytest.raises(WebSocketDisconnect), anonymous.websocket_connect("/api/tasks"):
         pass
+
+
+def test_a_secret_given_to_a_task_is_not_listed_back(client: TestClient) -> None:
+    args = {"machine": "sally-laptop", "var_id": "user-password-sally/user-password", "value": "hunter2-secret"}
+    started = client.post("/api/tasks/set_var", json=args)
+    assert started.status_code == 202
+    _events(client, started.json()["id"])
+    for text in (started.text, client.get("/api/tasks").text, client.get(f"/api/tasks/{started.json()['id']}").text):
+        assert "hunter2-secret" not in text

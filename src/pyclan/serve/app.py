@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from pyclan import api
 from pyclan.errors import Problem
 from pyclan.serve.auth import TokenAuth
-from pyclan.serve.calls import TASK_FUNCTIONS, Caller, http_status, is_write, mask
+from pyclan.serve.calls import TASK_FUNCTIONS, Caller, http_status, is_write, mask, mask_arguments
 from pyclan.serve.tasks import Tasks
 
 STATIC = Path(__file__).parent / "static"
@@ -121,7 +121,7 @@ def create_app(clan_dir: Path, token: str) -> ASGIApp:
             problems = getattr(err, "problems", [Problem("usage-error", name, str(err))])
             return JSONBytes(api.error_envelope(problems), status_code=400)
         task = await tasks.start(name, prepared)
-        return JSONBytes(task.summary(), status_code=202)
+        return JSONBytes(_masked_summary(task.summary()), status_code=202)
 
     def _task_or_404(request: Request) -> Any:
         task = tasks.get(request.path_params["id"])
@@ -159,9 +159,10 @@ def create_app(clan_dir: Path, token: str) -> ASGIApp:
         return StreamingResponse(stream(), media_type="text/event-stream", headers={"X-Accel-Buffering": "no"})
 
     def _masked_summary(summary: dict[str, Any]) -> dict[str, Any]:
+        out = {**summary, "args": mask_arguments(summary["function"], summary["args"])}
         if summary.get("result"):
-            return {**summary, "result": mask(summary["function"], summary["result"])}
-        return summary
+            out["result"] = mask(summary["function"], summary["result"])
+        return out
 
     async def index(request: Request) -> Response:
         return FileResponse(STATIC / "index.html")

@@ -117,6 +117,16 @@ def mask(name: str, envelope: dict[str, Any]) -> dict[str, Any]:
     return {**envelope, "data": _masked(envelope.get("data"))}
 
 
+# Arguments that may carry a secret (a var's value, prompt answers): never shown back in task lists.
+SECRET_ARGUMENTS = {"set_var": ("value", "value_base64"), "run_generators": ("prompt_values",),
+                    "update_machines": ("prompt_values",)}  # fmt: skip
+
+
+def mask_arguments(name: str, args: dict[str, Any]) -> dict[str, Any]:
+    hidden = SECRET_ARGUMENTS.get(name, ())
+    return {k: (SECRET if k in hidden and v is not None else v) for k, v in args.items()}
+
+
 def _masked(value: Any) -> Any:
     if isinstance(value, list):
         return [_masked(v) for v in value]
