@@ -80,8 +80,13 @@ export async function fleetView(view) {
   };
   const generate = () => runWithProgress(actions, "vars generate", "run_generators",
     { machines: visible(machines).map((m) => m.name), yes: true });
-  const update = () => runWithProgress(actions, "machines update", "update_machines",
-    { machines: visible(machines).map((m) => m.name), yes: true });
+  const update = () => {
+    const names = visible(machines).map((m) => m.name);
+    if (!names.length || !confirm(`Deploy ${names.length} machine(s)? ${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}`)) {
+      return undefined;
+    }
+    return runWithProgress(actions, "machines update", "update_machines", { machines: names, yes: true });
+  };
   void byMachine;
   render();
 }
