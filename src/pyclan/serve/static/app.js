@@ -1,7 +1,7 @@
 // The UI's router: #/ fleet, #/machine/NAME, #/instance/NAME, #/tasks.
 
 import { call } from "./api.js";
-import { clear, el, problems } from "./dom.js";
+import { clear, problems } from "./dom.js";
 import { fleetView } from "./fleet.js";
 import { instanceView } from "./instance.js";
 import { machineView } from "./machine.js";
@@ -25,4 +25,3 @@ async function route() {
 window.addEventListener("hashchange", route);
 call("get_clan_details").then((d) => { document.getElementById("clan-name").textContent = d.name; }, () => {});
 route();
-void el;

@@ -32,7 +32,6 @@ export async function fleetView(view) {
     el("button.primary", { onclick: () => update(), "data-testid": "run-update" }, "Update shown machines"));
   view.append(toolbar, chips, actions, el("div.matrix-wrap", {}, table), await newInstanceForm(actions));
 
-  const byMachine = Object.fromEntries(machines.map((m) => [m.name, m]));
   const render = () => {
     const shown = visible(machines);
     count.textContent = `${shown.length} of ${machines.length} machines · ${Object.keys(resolved.members).length} instances`;
@@ -87,7 +86,6 @@ export async function fleetView(view) {
     }
     return runWithProgress(actions, "machines update", "update_machines", { machines: names, yes: true });
   };
-  void byMachine;
   render();
 }
 
@@ -139,7 +137,7 @@ function body(machines, columns, resolved) {
       el("th.machine", {}, el("a", { href: `#/machine/${encodeURIComponent(m.name)}` }, m.name)),
       el("td", {}, stateBadge(status ? status.state : "unknown")),
       el("td", {}, status && status.generation != null ? String(status.generation) : ""),
-      checkCell(m.name, paths),
+      checkCell(m.name),
       cells,
       el("td.tags", { title: m.tags.join(", ") }, m.tags.join(" ")));
   });
@@ -147,14 +145,13 @@ function body(machines, columns, resolved) {
 }
 
 /** The machine's check outcome: ok, or how many problems name it (their messages as the title). */
-function checkCell(machine, paths) {
+function checkCell(machine) {
   if (!store.check) return el("td.muted", {}, "");
   const mine = (store.check.errors || []).filter((e) => {
     const p = e.path || "";
     return p === `machines.${machine}` || p.startsWith(`machines.${machine}.`) || p.includes(`.machines.${machine}.`)
       || p.endsWith(`.machines.${machine}`);
   });
-  void paths;
   return mine.length
     ? el("td.bad", { title: mine.map((e) => e.message).join("\n"), "data-check": "problems" }, `${mine.length} ✗`)
     : el("td.ok", { "data-check": "ok" }, "ok");
