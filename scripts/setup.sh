@@ -17,6 +17,7 @@ APT_PACKAGES=(
   yggdrasil nftables                     # yggdrasil service: addresses as yggdrasil derives them; nft -c
   rsnapshot                              # localbackup service tests
   ddclient                               # dyndns service: real ddclient against a dyndns2 endpoint
+  chromium                               # pyclan serve: the web UI's browser test (Playwright)
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

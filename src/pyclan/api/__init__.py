@@ -105,9 +105,10 @@ def to_jsonable(value: Any) -> Any:
 # -- calling ---------------------------------------------------------------------------------
 
 
-def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
+def call(name: str, args: dict[str, Any], callbacks: dict[str, Callable[..., Any]] | None = None) -> dict[str, Any]:
     """Call a registered function with JSON arguments; never raises for user errors.
 
+    `callbacks` fills hidden parameters (`progress`) for callers in Python (`pyclan serve`'s tasks).
     Returns `{"status": "success", "op": name, "data": …}` or `{"status": "error", "errors": […]}`.
     """
     fn = REGISTRY.get(name) or load_all().get(name)
@@ -126,7 +127,7 @@ def call(name: str, args: dict[str, Any]) -> dict[str, Any]:
         return error_envelope([Problem("usage-error", name, str(exc))])
     try:
         arguments = _validate_arguments(fn, bound.arguments)
-        data = fn(**arguments)
+        data = fn(**arguments, **{k: v for k, v in (callbacks or {}).items() if k in HIDDEN_PARAMETERS})
     except ClanError as err:
         from pyclan.api.common import with_positions
 

@@ -42,6 +42,7 @@ LAZY: dict[str, tuple[str, str, str, bool]] = {
     "b": ("pyclan.cli.backups_cmds", "backups_app", "", True),
     "network": ("pyclan.cli.network_cmds", "network_app", "The clan's networks: list, ping, overview.", False),
     "net": ("pyclan.cli.network_cmds", "network_app", "", True),
+    "serve": ("pyclan.cli.serve_cmds", "serve_cmd", "Serve the API and the web UI over HTTP (token-protected).", False),
     "instances": ("pyclan.cli.write_cmds", "instances_app", "Service instances: list, show, create, members.", False),
     "settings": ("pyclan.cli.write_cmds", "settings_app", "Settings of instances: get, set, unset.", False),
     "meta": ("pyclan.cli.write_cmds", "meta_app", "The clan's meta: show, set.", False),
