@@ -37,6 +37,8 @@ PROBLEM_KINDS = frozenset(
         "input-error",
         "deploy-error",
         "usage-error",
+        "unknown-tag",
+        "internal-error",  # a bug in pyclan, caught by the CLI's error handler
     }
 )
 
@@ -52,6 +54,11 @@ class Problem:
     hint: str | None = None
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        # the kinds are a contract (README, `--json`): a new one must be added to PROBLEM_KINDS
+        if self.kind not in PROBLEM_KINDS:
+            raise ValueError(f"unknown problem kind {self.kind!r}: add it to pyclan.errors.PROBLEM_KINDS and README")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -109,7 +116,3 @@ class ProblemList:
         if self.items:
             raise ClanError(self.items)
 
-
-def join_path(*parts: str) -> str:
-    """Join inventory path segments with dots (segments are kept verbatim)."""
-    return ".".join(p for p in parts if p)

@@ -59,11 +59,6 @@ KeyCheckOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    """Add `ssh` to `app` (the machines verbs hang off `machines_app` on import)."""
-    fn, settings = ssh_command
-    app.command("ssh", **settings)(fn)
-
 
 def _report_and_exit(reports: list[HostResult], json_out: bool, dry_run: bool = False) -> None:
     if not emit(reports, json_out):

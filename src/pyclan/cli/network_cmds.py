@@ -21,9 +21,6 @@ ProbeTimeoutOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(network_app, name="network")
-
 
 def _call(name: str, json_out: bool, flake_dir: Any, **args: Any) -> Any:
     from pyclan import api

@@ -26,11 +26,6 @@ NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if anot
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of recipients (keys added/removed).")]
 
 
-def register(app: typer.Typer) -> None:
-    """Add `vars` (and its alias `va`) to `app` (the root loads them lazily instead, see cli.main)."""
-    app.add_typer(vars_app, name="vars")
-    app.add_typer(vars_app, name="va", hidden=True)
-
 
 @vars_app.command("keygen")
 def keygen_cmd(
