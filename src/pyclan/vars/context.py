@@ -18,7 +18,7 @@ from pyclan.config.validation_hash import validation_hash
 from pyclan.errors import ClanError, did_you_mean
 from pyclan.vars import age, keys
 from pyclan.vars.graph import Node, VarsGraph
-from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, vars_error
+from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, secret_path, vars_error
 from pyclan.vars.store import StoredSecret, VarsStore
 from pyclan.vars.view import DeclaredGenerator
 
@@ -232,7 +232,7 @@ class VarsContext:
         if stored is None:
             raise vars_error(where, f"Var {key.name}/{file} has not been generated yet",
                              hint=generate_hint(key.machine))
-        path = self.store.dir(key) / file / SECRET
+        path = secret_path(self.clan_dir, key, file)
         plain = age.try_decrypt(stored.ciphertext, self.identities())
         if plain is not None:
             return plain
