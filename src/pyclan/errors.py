@@ -97,6 +97,18 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
+def unknown_machine(name: str, known: Iterable[str]) -> Problem:
+    """The one wording of 'no such machine' (whichever command names it), with a did-you-mean
+    or the list of machines."""
+    names = sorted(known)
+    return Problem(
+        "unknown-machine",
+        f"machines.{name}",
+        f"no machine named '{name}' in the inventory",
+        hint=did_you_mean(name, names) or f"known machines: {', '.join(names) or 'none'}",
+    )
+
+
 @dataclass
 class ProblemList:
     """Collects problems during one pass; `raise_if_any` turns them into a ClanError."""

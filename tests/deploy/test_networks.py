@@ -317,7 +317,7 @@ def test_api_results_and_cli_json_are_the_same(make_clan: object, listener: Gree
         [sys.executable, "-c", "from pyclan.cli.main import run; run()", "-C", flake, "network", "ping", "nope"],
         capture_output=True, text=True, env=env, check=False,
     )
-    assert proc.returncode == 1 and "the clan has no machine 'nope'" in proc.stderr
+    assert proc.returncode == 1 and "no machine named 'nope' in the inventory" in proc.stderr
 
 
 def test_ssh_keyscan_hint_names_the_port() -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import tomlkit
 
 from pyclan import safepath
-from pyclan.errors import ClanError
+from pyclan.errors import ClanError, unknown_machine
 from pyclan.inventory.load import CLAN_TOML, INVENTORY_JSON, load_inventory, parse_json, parse_toml
 from pyclan.inventory.models import MACHINE_NAME_RE
 from pyclan.lock import LOCAL_DIR, clan_lock
@@ -163,7 +163,7 @@ def _delete(clan_dir: Path, name: str, owned_elsewhere: Sequence[str]) -> list[s
     loaded = load_inventory(clan_dir)
     inv = loaded.inventory
     if name not in inv.machines:
-        raise ClanError.single("unknown-machine", f"machines.{name}", f"no machine named '{name}'")
+        raise ClanError(unknown_machine(name, inv.machines))
     users = [
         f"instances.{i}.roles.{r}.machines.{name}"
         for i, inst in sorted(inv.instances.items())

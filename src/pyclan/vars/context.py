@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyclan.config.validation_hash import validation_hash
-from pyclan.errors import ClanError, did_you_mean
+from pyclan.errors import ClanError, unknown_machine
 from pyclan.vars import age, keys
 from pyclan.vars.graph import Node, VarsGraph
 from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, secret_path, vars_error
@@ -125,7 +125,7 @@ class VarsContext:
         chosen = list(dict.fromkeys(machines or []))
         for m in chosen:
             if m not in self.graph.by_machine:
-                raise vars_error(f"machines.{m}", f"no machine named '{m}'", hint=did_you_mean(m, known))
+                raise ClanError(unknown_machine(m, known))
         return chosen or known
 
     def machine_key(self, machine: str, create: bool) -> str | None:
