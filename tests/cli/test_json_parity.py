@@ -34,8 +34,6 @@ LISTING_VERBS: list[tuple[list[str], str, dict[str, Any]]] = [
 def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "quickstart"
     shutil.copytree(QUICKSTART, root)
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "hosts"))
-    monkeypatch.delenv("CLAN_DIR", raising=False)
     return root
 
 

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -63,12 +62,6 @@ def networking(ctx):
         out[build_scope_key(ctx.service_name, name)] = {"networking": value}
     return out
 '''
-
-
-@pytest.fixture(autouse=True)
-def _no_local_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No `pyclan hosts` state: only the clan's networks give addresses."""
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-hosts"))
 
 
 class Greeter:

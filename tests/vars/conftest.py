@@ -99,7 +99,6 @@ def vclan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VarsClan]
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv(KEY_FILE_ENV, str(home / "alice.key"))
-    monkeypatch.delenv("CLAN_DIR", raising=False)
     root = tmp_path / "clan"
     (root / "services").mkdir(parents=True)
     shutil.copy(SERVICE, root / "services" / "vartest.py")

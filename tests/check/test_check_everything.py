@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clans import MakeClan
 from typer.testing import CliRunner
 
 from pyclan import api
@@ -15,8 +16,6 @@ from pyclan.check import open_for_check, run_check
 from pyclan.clan import Clan, open_clan
 from pyclan.cli.main import app
 from pyclan.errors import ClanError
-
-MakeClan = Callable[..., Clan]
 
 META = """
 [meta]

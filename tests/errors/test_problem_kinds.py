@@ -10,7 +10,7 @@ import pytest
 
 from pyclan.errors import PROBLEM_KINDS, ClanError, Problem
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _kinds_in_source() -> set[str]:
