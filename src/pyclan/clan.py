@@ -12,24 +12,13 @@ from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyclan.errors import ClanError, Problem, did_you_mean
+from pyclan.errors import ClanError, Problem, did_you_mean, unknown_machine
 from pyclan.inventory.load import LoadedInventory, find_clan_dir, load_inventory
 
 if TYPE_CHECKING:
     from pyclan.evaluate.evaluator import Evaluator
     from pyclan.evaluate.resolve import ResolvedInventory
     from pyclan.services.registry import ServiceRegistry
-
-
-def unknown_machine(name: str, known: Iterable[str]) -> Problem:
-    """The one wording of 'no such machine', with a did-you-mean or the list of machines."""
-    names = sorted(known)
-    return Problem(
-        "unknown-machine",
-        f"machines.{name}",
-        f"no machine named '{name}' in the inventory",
-        hint=did_you_mean(name, names) or f"known machines: {', '.join(names) or 'none'}",
-    )
 
 
 def unknown_tags(wanted: Sequence[str], known: Iterable[str]) -> ClanError | None:

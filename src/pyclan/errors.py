@@ -42,6 +42,7 @@ PROBLEM_KINDS = frozenset(
         "unknown-instance",
         "unknown-tag",
         "read-only",
+        "internal-error",  # a bug in pyclan, caught by the CLI's error handler
     }
 )
 
@@ -57,6 +58,11 @@ class Problem:
     hint: str | None = None
     line: int | None = None
     column: int | None = None
+
+    def __post_init__(self) -> None:
+        # the kinds are a contract (README, `--json`): a new one must be added to PROBLEM_KINDS
+        if self.kind not in PROBLEM_KINDS:
+            raise ValueError(f"unknown problem kind {self.kind!r}: add it to pyclan.errors.PROBLEM_KINDS and README")
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
@@ -95,6 +101,18 @@ def did_you_mean(word: str, candidates: Iterable[str]) -> str | None:
     return "did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
+def unknown_machine(name: str, known: Iterable[str]) -> Problem:
+    """The one wording of 'no such machine' (whichever command names it), with a did-you-mean
+    or the list of machines."""
+    names = sorted(known)
+    return Problem(
+        "unknown-machine",
+        f"machines.{name}",
+        f"no machine named '{name}' in the inventory",
+        hint=did_you_mean(name, names) or f"known machines: {', '.join(names) or 'none'}",
+    )
+
+
 @dataclass
 class ProblemList:
     """Collects problems during one pass; `raise_if_any` turns them into a ClanError."""
@@ -114,7 +132,3 @@ class ProblemList:
         if self.items:
             raise ClanError(self.items)
 
-
-def join_path(*parts: str) -> str:
-    """Join inventory path segments with dots (segments are kept verbatim)."""
-    return ".".join(p for p in parts if p)

@@ -72,6 +72,7 @@ VERBS: dict[str, str] = {
 FACE_ONLY: dict[str, str] = {
     "api list": "the API's own listing",
     "api call": "calls any API function by name",
+    "serve": "serves the whole API over HTTP (and the web UI)",
     "ssh": "an interactive shell on the machine, not data",
 }
 

@@ -34,8 +34,6 @@ LISTING_VERBS: list[tuple[list[str], str, dict[str, Any]]] = [
 def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root = tmp_path / "quickstart"
     shutil.copytree(QUICKSTART, root)
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "hosts"))
-    monkeypatch.delenv("CLAN_DIR", raising=False)
     return root
 
 
@@ -103,11 +101,18 @@ def test_pretty_output_only_when_asked(quickstart: Path) -> None:
     assert json.loads(compact) == json.loads(pretty)
 
 
-def test_hosts_down_all_is_accepted_like_hosts_up_all(tmp_path: Path) -> None:
-    """`--all` parses for both; without hosts, `down --all` has nothing to stop (or needs root)."""
-    up = CliRunner().invoke(app, ["hosts", "up", "--help"])
-    down = CliRunner().invoke(app, ["hosts", "down", "--help"])
-    assert "--all" in up.stdout and "--all" in down.stdout
+def test_hosts_down_all_selects_like_hosts_up_all(quickstart: Path) -> None:
+    """`--all` means every inventory machine for `up` and `down` alike (names add to it), and
+    both take `-C`; the selection is one function of the API."""
+    from pyclan.api.hosts import selected_machines
+
+    for verb in ("up", "down"):
+        helptext = CliRunner().invoke(app, ["hosts", verb, "--help"]).stdout
+        assert "--all" in helptext and "--flake" in helptext and "every machine of the inventory" in helptext
+    everyone = ["backup-server", "fred-laptop", "sally-laptop"]
+    assert selected_machines(None, True, str(quickstart)) == everyone
+    assert selected_machines(["sally-laptop"], True, str(quickstart)) == ["sally-laptop", *everyone[:2]]
+    assert selected_machines(["fred-laptop", "fred-laptop"], False, None) == ["fred-laptop"]
 
 
 def test_shell_completion_lists_commands_loaded_on_demand() -> None:
@@ -138,7 +143,7 @@ def test_every_clan_command_takes_flake_and_every_listing_json() -> None:
     root = typer.main.get_command(app)
     commands = _leaf_commands(root)
     assert len(commands) >= 28
-    no_clan = {("hosts", "status"), ("hosts", "down"), ("api", "list"), ("api", "call"), ("init",),
+    no_clan = {("hosts", "status"), ("api", "list"), ("api", "call"), ("init",),
                ("inventory", "schema")}  # fmt: skip
     for path, cmd in commands:
         options = {opt for p in cmd.params for opt in getattr(p, "opts", [])}

@@ -10,10 +10,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from clans import MakeClan
 
 from pyclan.api import call
 from pyclan.clan import Clan, open_clan
@@ -21,8 +21,6 @@ from pyclan.deploy import backups
 from pyclan.errors import ClanError
 from pyclan.vars.generate import generate
 from pyclan.vars.keys import KEY_FILE_ENV, keygen
-
-MakeClan = Callable[..., Clan]
 
 CLAN = """
 [meta]

@@ -46,9 +46,7 @@ def clan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
         module.input = "self"
         roles.default.machines.a = {}
     """))
-    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-local-hosts"))
+    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))  # the test looks into it
     return root
 
 

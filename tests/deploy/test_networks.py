@@ -14,7 +14,6 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -63,12 +62,6 @@ def networking(ctx):
         out[build_scope_key(ctx.service_name, name)] = {"networking": value}
     return out
 '''
-
-
-@pytest.fixture(autouse=True)
-def _no_local_hosts(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """No `pyclan hosts` state: only the clan's networks give addresses."""
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-hosts"))
 
 
 class Greeter:
@@ -317,7 +310,7 @@ def test_api_results_and_cli_json_are_the_same(make_clan: object, listener: Gree
         [sys.executable, "-c", "from pyclan.cli.main import run; run()", "-C", flake, "network", "ping", "nope"],
         capture_output=True, text=True, env=env, check=False,
     )
-    assert proc.returncode == 1 and "the clan has no machine 'nope'" in proc.stderr
+    assert proc.returncode == 1 and "no machine named 'nope' in the inventory" in proc.stderr
 
 
 def test_ssh_keyscan_hint_names_the_port() -> None:

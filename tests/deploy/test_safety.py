@@ -162,9 +162,6 @@ def refusing_clan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     root.mkdir()
     machines = "\n".join(f'[machines.{m}]\ndeploy.targetHost = "root@127.0.0.1:1"' for m in "abcd")
     (root / "clan.toml").write_text(f'[meta]\nname = "batches"\n{machines}\n')
-    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-local-hosts"))
     return root
 
 

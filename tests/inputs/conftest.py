@@ -9,8 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from .helpers import GitDaemon, MakeRepo, Repo, free_port, git
+from git_repos import GitDaemon, MakeRepo, Repo, free_port, git
 
 
 @pytest.fixture(autouse=True)

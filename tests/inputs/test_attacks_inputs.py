@@ -11,11 +11,10 @@ import stat
 from pathlib import Path
 
 import pytest
+from git_repos import MakeRepo, git, run_pyclan, service_code, write_clan
 
 from pyclan.clan import open_clan
 from pyclan.errors import ClanError, Problem
-
-from .helpers import MakeRepo, git, run_pyclan, service_code, write_clan
 
 CLAN = """\
 [meta]

@@ -7,12 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
+from git_repos import GitDaemon, MakeRepo, Repo, git, run_pyclan, service_code, write_clan
 
 from pyclan.clan import open_clan
 from pyclan.errors import ClanError
 from pyclan.inputs import InputSet, LockFile, plan_update
-
-from .helpers import GitDaemon, MakeRepo, Repo, git, run_pyclan, service_code, write_clan
 
 SEED = """\
 [meta]

@@ -8,12 +8,11 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from git_repos import MakeRepo, run_pyclan, service_code, write_clan
 
 from pyclan.clan import open_clan
 from pyclan.errors import ClanError, Problem
 from pyclan.inputs import InputSet, plan_update
-
-from .helpers import MakeRepo, run_pyclan, service_code, write_clan
 
 
 def problems(clan_dir: Path, overrides: dict[str, Path] | None = None) -> list[Problem]:

@@ -195,8 +195,8 @@ def test_check_runs_as_a_task_with_its_result_streamed(client: TestClient) -> No
 
 
 def test_update_task_streams_per_host_progress_and_can_be_cancelled(client: TestClient, silent_ssh_port: int) -> None:
-    args = {"machines": ["sally-laptop"], "target_host": f"root@127.0.0.1:{silent_ssh_port}",
-            "host_key_check": "none", "connect_timeout": 300, "yes": True}
+    args = {"machines": ["sally-laptop"], "options": {"target_host": f"root@127.0.0.1:{silent_ssh_port}",
+            "host_key_check": "none", "connect_timeout": 300, "yes": True}}
     started = client.post("/api/tasks/update_machines", json=args)
     assert started.status_code == 202
     task_id = started.json()["id"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 
 from pyclan.clan import Clan, open_clan
 from pyclan.errors import ClanError
+from pyclan.services.library import _zerotier_identity as ztid
 from pyclan.services.library import zerotier as zt
 from pyclan.vars.api import decrypt_secret
 from pyclan.vars.generate import generate
@@ -60,27 +62,27 @@ roles.moon.machines.some-server-name.settings.stableEndpoints = ["192.0.2.7/9993
 
 
 def test_salsa20_matches_zerotiers_test_vector() -> None:
-    assert zt.salsa20_stream(SALSA_KEY, SALSA_IV, 64, use_libsodium=False) == SALSA_STREAM
-    assert zt.salsa20_stream(SALSA_KEY, SALSA_IV, 64) == SALSA_STREAM
+    assert ztid.salsa20_stream(SALSA_KEY, SALSA_IV, 64, use_libsodium=False) == SALSA_STREAM
+    assert ztid.salsa20_stream(SALSA_KEY, SALSA_IV, 64) == SALSA_STREAM
     # many blocks: the vectorised Python stream and the default one (libsodium when installed) agree
-    long = zt.salsa20_stream(SALSA_KEY, SALSA_IV, 64 * 300, use_libsodium=False)
-    assert long[:64] == SALSA_STREAM and long == zt.salsa20_stream(SALSA_KEY, SALSA_IV, 64 * 300)
+    long = ztid.salsa20_stream(SALSA_KEY, SALSA_IV, 64 * 300, use_libsodium=False)
+    assert long[:64] == SALSA_STREAM and long == ztid.salsa20_stream(SALSA_KEY, SALSA_IV, 64 * 300)
 
 
 def test_known_identity_vectors_validate_as_zerotier_one_would() -> None:
-    good = zt.ZeroTierIdentity.parse(KNOWN_GOOD)
+    good = ztid.ZeroTierIdentity.parse(KNOWN_GOOD)
     assert good.address == "8e4df28b72" and good.keys_match()
     assert good.secret_string() == KNOWN_GOOD and good.public_string() == KNOWN_GOOD.rsplit(":", 1)[0]
     assert good.locally_validate() and good.locally_validate(use_libsodium=False)
-    assert not zt.ZeroTierIdentity.parse(KNOWN_BAD).locally_validate()
+    assert not ztid.ZeroTierIdentity.parse(KNOWN_BAD).locally_validate()
     with pytest.raises(ValueError):
-        zt.ZeroTierIdentity.parse("8e4df28b72:1:abcd")
+        ztid.ZeroTierIdentity.parse("8e4df28b72:1:abcd")
 
 
 def test_rfc4193_address_layout() -> None:
-    ip = zt.rfc4193_address("8056c2e21c000001", "efcc1b0947")
+    ip = ztid.rfc4193_address("8056c2e21c000001", "efcc1b0947")
     assert ip == ipaddress.IPv6Address("fd80:56c2:e21c:0:199:93ef:cc1b:947")
-    assert zt.node_id_of(str(ip)) == "efcc1b0947" and zt.node_id_of("EFCC1B0947") == "efcc1b0947"
+    assert ztid.node_id_of(str(ip)) == "efcc1b0947" and ztid.node_id_of("EFCC1B0947") == "efcc1b0947"
 
 
 def test_seed_example_resolves_exactly_as_written(make_clan: MakeClan) -> None:
@@ -217,12 +219,12 @@ def _secret(clan: Clan, machine: str) -> bytes:
 
 
 def _node(clan: Clan, machine: str) -> str:
-    return zt.ZeroTierIdentity.parse(_secret(clan, machine).decode()).address
+    return ztid.ZeroTierIdentity.parse(_secret(clan, machine).decode()).address
 
 
 def test_generated_identities_are_valid_zerotier_identities(clan: Clan) -> None:
     for machine in ("my-machine-name", "some-server-name"):
-        identity = zt.ZeroTierIdentity.parse(_secret(clan, machine).decode())
+        identity = ztid.ZeroTierIdentity.parse(_secret(clan, machine).decode())
         assert identity.keys_match() and identity.locally_validate()
 
 
@@ -232,7 +234,7 @@ def test_network_ids_belong_to_their_controllers_and_ips_to_their_members(clan: 
         assert len(nwid) == 16 and nwid.startswith(_node(clan, controller)) and not nwid.endswith("000000")
         for machine in ("my-machine-name", "some-server-name"):
             ip = _shared(clan, f"zerotier-ip-{machine}-{instance}", "ip")
-            assert ip == zt.rfc4193_address(nwid, _node(clan, machine)).compressed
+            assert ip == ztid.rfc4193_address(nwid, _node(clan, machine)).compressed
 
 
 def test_controller_renders_network_and_authorises_every_member(clan: Clan) -> None:
@@ -276,7 +278,7 @@ def test_members_join_their_networks_with_their_addresses(clan: Clan) -> None:
         joined = {p.rsplit("/", 1)[1]: f.content for p, f in cfg.files.items() if "/join/" in p}
         assert set(joined) == {vpn, lab}
         node = _node(clan, machine)
-        assert f"ip={zt.rfc4193_address(vpn, node).compressed}" in joined[vpn]
+        assert f"ip={ztid.rfc4193_address(vpn, node).compressed}" in joined[vpn]
         assert cfg.hooks["zerotier"].script == "sh /etc/zerotier/pyclan/apply.sh"
         assert set(cfg.secrets) == {f"/var/lib/pyclan/secrets/zerotier-identity-{machine}/identity-secret"}
         assert cfg.packages == []  # Debian has no zerotier-one package
@@ -287,7 +289,7 @@ def test_exports_give_each_members_zerotier_address(clan: Clan) -> None:
     nwid = _nwid(clan, "my-vpn")
     assert exports["zerotier:my-vpn::"]["networking"]["priority"] == 900
     peer = exports["zerotier:my-vpn:peer:my-machine-name"]["peer"]
-    assert peer == {"hosts": [{"plain": zt.rfc4193_address(nwid, _node(clan, "my-machine-name")).compressed}]}
+    assert peer == {"hosts": [{"plain": ztid.rfc4193_address(nwid, _node(clan, "my-machine-name")).compressed}]}
 
 
 def _files(cfg: Any) -> dict[str, bytes]:
@@ -334,3 +336,13 @@ ls /var/lib/zerotier-one/networks.d
     assert '"changed": "by zerotier-one"' in after
     assert after.split()[-2:] == sorted([f"{lab}.conf", f"{vpn}.conf"])
     assert "zerotier-one is not installed" in done.stderr
+
+
+def test_packaged_apply_script_is_filled_in_and_parses_as_posix_sh(tmp_path: Path) -> None:
+    script = zt.apply_script("/var/lib/pyclan/secrets/it's here/identity-secret")
+    assert re.findall(r"@[A-Z_]+@", script) == []  # every placeholder of _zerotier_apply.sh is filled in
+    assert "\nSTATE=/var/lib/pyclan/hook-state/zerotier\n" in script
+    assert "put '/var/lib/pyclan/secrets/it'\"'\"'s here/identity-secret' identity.secret 0600" in script
+    path = tmp_path / "apply.sh"
+    path.write_text(script)
+    assert subprocess.run(["sh", "-n", str(path)], capture_output=True, text=True).returncode == 0

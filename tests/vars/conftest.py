@@ -76,10 +76,8 @@ class VarsClan:
         self, *args: str, input: bytes | None = None, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[bytes]:
         """The same command in-process (typer's runner; ~1 s faster per call than a subprocess)."""
-        from pyclan.cli.main import _register, app
+        from pyclan.cli.main import app
 
-        if not any(g.name == "vars" for g in app.registered_groups):
-            _register()
         argv = ["-C", str(self.dir), *args]
         result = CliRunner().invoke(app, argv, input=input, env={"COLUMNS": "500", **(env or {})})
         if result.exception is not None and not isinstance(result.exception, SystemExit):
@@ -101,7 +99,6 @@ def vclan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[VarsClan]
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv(KEY_FILE_ENV, str(home / "alice.key"))
-    monkeypatch.delenv("CLAN_DIR", raising=False)
     root = tmp_path / "clan"
     (root / "services").mkdir(parents=True)
     shutil.copy(SERVICE, root / "services" / "vartest.py")

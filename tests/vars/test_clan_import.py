@@ -9,6 +9,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from clan_reference import (
+    ADMIN_PUBLIC_KEY,
+    PUBLIC,
+    SOPS_SAYS,
+    copy_reference,
+    reference_admin_key,
+    reference_dir,
+    tree_digest,
+)
 
 from pyclan.clan import Clan, open_clan
 from pyclan.errors import ClanError
@@ -24,15 +33,6 @@ from pyclan.vars.api import (
 )
 from pyclan.vars.foreign import scan
 
-from .clan_reference import (
-    ADMIN_PUBLIC_KEY,
-    PUBLIC,
-    SOPS_SAYS,
-    copy_reference,
-    reference_admin_key,
-    reference_dir,
-    tree_digest,
-)
 from .conftest import VarsClan
 
 SERVICE = Path(__file__).with_name("clantest_service.py")
@@ -263,7 +263,7 @@ def test_shared_generator_and_clan_validation_hashes(vclan: VarsClan, monkeypatc
     """Clan's hash (sha256 of the JSON of `validation`, no newline) decides: current, or made anew."""
     import hashlib
 
-    from .clan_reference import write_clan_keys, write_clan_var
+    from clan_reference import write_clan_keys, write_clan_var
 
     monkeypatch.setenv(sops.KEY_FILE_ENV, str(reference_admin_key()))
     machine_keys = write_clan_keys(vclan.dir, ["a", "b"])

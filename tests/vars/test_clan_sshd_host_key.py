@@ -6,6 +6,7 @@ import hashlib
 from pathlib import Path
 
 import pytest
+from clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 
 from pyclan.build.generation import build
 from pyclan.build.secrets import secret_values
@@ -14,8 +15,6 @@ from pyclan.services.library._common import openssh_ed25519_keypair
 from pyclan.vars import keys, sops
 from pyclan.vars.api import check, generate_missing, import_from_clan
 from pyclan.vars.view import secret_host_path
-
-from .clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 
 CLAN_TOML = """\
 [meta]

@@ -6,11 +6,10 @@ import json
 from pathlib import Path
 
 import pytest
+from clan_reference import SOPS_SAYS, copy_reference, reference_dir
 
 from pyclan.errors import ClanError
 from pyclan.vars import age, sops
-
-from .clan_reference import SOPS_SAYS, copy_reference, reference_dir
 
 
 def _admin() -> list[age.Identity]:

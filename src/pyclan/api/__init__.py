@@ -146,7 +146,8 @@ def _validate_arguments(fn: Callable[..., Any], arguments: dict[str, Any]) -> di
             out[key] = TypeAdapter(hints.get(key, Any)).validate_python(value)
         except ValidationError as exc:
             first = exc.errors()[0]
-            raise ClanError.single("usage-error", key, f"invalid argument {key!r}: {first['msg']}") from None
+            path = ".".join([key, *(str(part) for part in first["loc"])])
+            raise ClanError.single("usage-error", path, f"invalid argument {path!r}: {first['msg']}") from None
     return out
 
 

@@ -84,17 +84,66 @@ def host_result(r: HostReport) -> HostResult:
     )  # fmt: skip
 
 
-def _options(
-    target_host: str | None, host_key_check: HostKeyMode, check: bool, sandbox: bool, connect_timeout: float,
-    debug: bool = False, **extra: object,
-) -> object:  # fmt: skip
+# pydantic (which checks JSON arguments and writes their schema) takes each field's docstring as
+# its description, and refuses unknown fields
+_PYDANTIC = {"use_attribute_docstrings": True, "extra": "forbid"}
+
+
+@dataclass(frozen=True)
+class DeployOptions:
+    """How to reach hosts and roll a generation out (`machines update`, `machines install`)."""
+
+    __pydantic_config__ = _PYDANTIC
+
+    target_host: str | None = None
+    """`[user@]host[:port]` to use instead of the machine's deploy.targetHost (and its networks)."""
+    host_key_check: HostKeyMode | None = None
+    """The host's SSH key: `strict` (known_hosts, the clan's keys), `ask`, `tofu` (trust the first
+    one), `none`; null: `strict` for an update, `tofu` for an install (the key is new)."""
+    check: bool = True
+    """Enforce the inventory's constraint checks first."""
+    sandbox: bool = True
+    """Run vars generator scripts in a sandbox."""
+    connect_timeout: float = CONNECT_TIMEOUT
+    """Seconds to wait for the SSH connection."""
+    yes: bool = False
+    """Accept a change of vars recipients (keys added or removed) without asking."""
+    network: str | None = None
+    """Reach the machines over this network only."""
+    dry_run: bool = False
+    """Only report what would change; change nothing."""
+    jobs: int = DEFAULT_JOBS
+    """Hosts updated at once."""
+    rollback: bool = True
+    """Switch a host back when a step or health check fails (false: leave it as it is)."""
+    confirm_timeout: int = CONFIRM_TIMEOUT
+    """Seconds a new generation has to be confirmed over a new connection before the host rolls
+    back by itself; 0: off."""
+    timeout: float = STEP_TIMEOUT
+    """Seconds for each short remote step (probe, confirmation, …)."""
+    activation_timeout: float = ACTIVATION_TIMEOUT
+    """Seconds for upload and activation."""
+    canary: int = 0
+    """Update the first N machines alone, first."""
+    batch_size: int | None = None
+    """Then N machines at a time (null: all the rest at once)."""
+    max_failures: int | None = None
+    """Start no new batch once this many hosts failed (null: never stop; with a canary: 1)."""
+    repair: bool = False
+    """Also put back what was changed by hand on hosts that are up to date (see `machines_status`)."""
+    debug: bool = False
+    """Keep Python tracebacks of internal errors."""
+
+
+def _library_options(options: DeployOptions, host_key_check: HostKeyMode) -> object:
+    """The deploy library's options (imported here: asyncssh is slow to load)."""
+    from dataclasses import asdict
+
     from pyclan.deploy.transport import HostKeyCheck
     from pyclan.deploy.update import UpdateOptions
 
-    return UpdateOptions(
-        target_host=target_host, host_key_check=HostKeyCheck(host_key_check), check=check, sandbox=sandbox,
-        connect_timeout=connect_timeout, debug=debug, **extra,  # type: ignore[arg-type]
-    )  # fmt: skip
+    check = HostKeyCheck(options.host_key_check or host_key_check)
+    return UpdateOptions(**{**asdict(options), "host_key_check": check})
 
 
 def _no_progress(machine: str, status: str) -> None:
@@ -135,41 +184,20 @@ def update_machines(
     machines: list[str] | None = None,
     tags: list[str] | None = None,
     all_machines: bool = False,
-    dry_run: bool = False,
-    jobs: int = DEFAULT_JOBS,
-    target_host: str | None = None,
-    host_key_check: HostKeyMode = "strict",
-    check: bool = True,
-    sandbox: bool = True,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    yes: bool = False,
-    rollback: bool = True,
-    confirm_timeout: int = CONFIRM_TIMEOUT,
-    timeout: float = STEP_TIMEOUT,
-    activation_timeout: float = ACTIVATION_TIMEOUT,
-    canary: int = 0,
-    batch_size: int | None = None,
-    max_failures: int | None = None,
-    repair: bool = False,
-    network: str | None = None,
+    options: DeployOptions = DeployOptions(),  # frozen: one shared default is safe
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
-    debug: bool = False,
 ) -> list[HostResult]:
     """Deploy machines over SSH (names, or `tags`, or all): upload what changed, activate, roll
-    back on failure; `dry_run` only reports what would change."""
+    back on failure; `options.dry_run` only reports what would change."""
     from pyclan.deploy import update as deploy
 
     clan = open_flake(flake, input_overrides)
     chosen = clan.select_machines(machines or [], tags or [], all_machines)
     if not chosen:
         raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags or [])}")
-    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs,
-        yes=yes, rollback=rollback, confirm_timeout=confirm_timeout, timeout=timeout,
-        activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-        repair=repair, network=network,
-    )  # fmt: skip
+    opts = _library_options(options, "strict")
     reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
     return [host_result(r) for r in reports]
 
@@ -177,17 +205,10 @@ def update_machines(
 @register
 def install_machine(
     machine: str,
-    target_host: str | None = None,
-    host_key_check: HostKeyMode = "tofu",
-    check: bool = True,
-    sandbox: bool = True,
-    connect_timeout: float = CONNECT_TIMEOUT,
-    yes: bool = False,
-    network: str | None = None,
+    options: DeployOptions = DeployOptions(),  # frozen: one shared default is safe
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
     progress: Progress | None = None,
-    debug: bool = False,
 ) -> list[HostResult]:
     """Set up a fresh Debian host reachable as root as `machine`: prepare it, then a first update
     (one result, in a list like `update_machines`)."""
@@ -195,7 +216,7 @@ def install_machine(
 
     clan = open_flake(flake, input_overrides)
     clan.require_machines([machine])
-    opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, yes=yes, network=network)
+    opts = _library_options(options, "tofu")
     return [host_result(deploy.install(clan, machine, opts, progress or _no_progress))]  # type: ignore[arg-type]
 
 

@@ -43,6 +43,14 @@ def _machine_names(flake: str | None) -> list[str]:
     return sorted(open_flake(flake).loaded.inventory.machines)
 
 
+def selected_machines(machines: list[str] | None, all_machines: bool, flake: str | None) -> list[str]:
+    """The named machines plus, with `all_machines`, every machine of the inventory (`up` and `down` alike)."""
+    names = list(dict.fromkeys(machines or []))
+    if all_machines:
+        names += [n for n in _machine_names(flake) if n not in names]
+    return names
+
+
 def _network_addresses(names: list[str], flake: str | None) -> dict[str, str]:
     """Each machine's best address over the clan's networks (`peer` exports), if a clan is at
     hand: hosts take it when they can."""
@@ -66,9 +74,7 @@ def hosts_up(
     """Start a local host for each machine (or every inventory machine); running ones are kept."""
     from pyclan.hosts import control as lib
 
-    names = list(machines or [])
-    if all_machines:
-        names += [n for n in _machine_names(flake) if n not in names]
+    names = selected_machines(machines, all_machines, flake)
     if not names:
         raise ClanError.single("usage-error", "hosts up", "name machines to start, or use --all")
     cfg = lib.HostsConfig.from_env()
@@ -78,14 +84,15 @@ def hosts_up(
 
 
 @register
-def hosts_down(machines: list[str] | None = None, all_hosts: bool = False) -> StoppedHosts:
-    """Stop the named hosts and remove every trace of them; `all_hosts` (or no names): every
-    host, the proxy and the bridge."""
+def hosts_down(machines: list[str] | None = None, all_machines: bool = False, flake: str | None = None) -> StoppedHosts:
+    """Stop the hosts of the named machines (or, with `all_machines`, of every inventory machine, as
+    `hosts_up`) and remove every trace of them; neither: every host. The apt proxy and the bridge go
+    with the last host."""
     from pyclan.hosts import control as lib
 
-    if machines and all_hosts:
-        raise ClanError.single("usage-error", "hosts down", "give machine names or --all, not both")
-    return StoppedHosts(list(lib.down(None if all_hosts else machines or None)))
+    if not machines and not all_machines:
+        return StoppedHosts(list(lib.down(None)))
+    return StoppedHosts(list(lib.down(selected_machines(machines, all_machines, flake))))
 
 
 @register

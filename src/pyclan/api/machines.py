@@ -97,10 +97,11 @@ def create_machine(
 def delete_machine(name: str, flake: str | None = None, expected_hash: str | None = None) -> DeletedMachine:
     """Remove a machine, its vars and its machine key; refused while a role still names it."""
     from pyclan.inventory.write import delete_machine as delete
+    from pyclan.vars.layout import machine_owned
 
     clan = open_flake(flake)
     clan.require_machines([name])
-    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name, expected_hash)))
+    return DeletedMachine(machine=name, removed=list(delete(clan.dir, name, machine_owned(name), expected_hash)))
 
 
 @register

@@ -170,12 +170,6 @@ def get_var(
         return VarValue(entry.id, entry.secret, base64=base64.b64encode(raw).decode())
 
 
-def read_var_bytes(machine: str, var_id: str, flake: str | None, input_overrides: dict[str, str] | None) -> bytes:
-    """The raw bytes `get_var` reads (the CLI prints them as they are)."""
-    value = get_var(machine, var_id, flake, input_overrides)
-    return base64.b64decode(value.base64) if value.base64 is not None else (value.value or "").encode()
-
-
 @register
 def set_var(
     machine: str,

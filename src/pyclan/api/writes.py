@@ -211,11 +211,10 @@ def require_machines(clan: Any, names: list[str], where: str) -> None:
 def require_tags(clan: Any, names: list[str], where: str) -> None:
     """Tags must be carried by a machine (own tags, `tags` lists, built-in all/nixos/darwin)."""
     from pyclan.errors import did_you_mean
-    from pyclan.inventory.models import BUILTIN_TAGS
-    from pyclan.inventory.tags import effective_tags
+    from pyclan.inventory.tags import effective_tags, tag_lists
 
     inv = clan.loaded.inventory
-    carried = {t for ts in effective_tags(inv).values() for t in ts} | set(inv.tags) | set(BUILTIN_TAGS)
+    carried = {t for ts in effective_tags(inv).values() for t in ts} | set(inv.tags) | set(tag_lists(inv))
     problems = [
         Problem("unknown-tag", f"{where}.{t}", f"no machine carries the tag '{t}'",
                 hint=did_you_mean(t, carried) or f"known tags: {', '.join(sorted(carried)) or 'none'}; "

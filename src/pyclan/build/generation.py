@@ -40,10 +40,6 @@ class Generation:
         return self.manifest.id
 
     @property
-    def short_id(self) -> str:
-        return self.id[:12]
-
-    @property
     def script(self) -> str:
         return activation.render(self.manifest)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from pyclan import safepath
 from pyclan.config.machine_config import MachineConfig, SecretFileSpec
 from pyclan.errors import ClanError
-from pyclan.vars.layout import SECRET, GenKey, gen_dir
+from pyclan.vars.layout import GenKey, secret_path
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -29,7 +29,7 @@ def secret_digests(clan_dir: Path, machine: str, config: MachineConfig) -> dict[
     """Host path → sha256 of the encrypted var; secrets not generated yet are left out."""
     out: dict[str, str] = {}
     for path, spec in config.secrets.items():
-        file = gen_dir(clan_dir, _key(machine, spec)) / spec.file / SECRET
+        file = secret_path(clan_dir, _key(machine, spec), spec.file)
         try:
             data = safepath.read_bytes(clan_dir, file)  # never read through a symlink (issue 10 item 2)
         except OSError as exc:  # e.g. a generator name longer than a file name may be

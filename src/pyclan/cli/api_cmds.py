@@ -15,10 +15,6 @@ from pyclan.errors import Problem
 api_app = typer.Typer(help="Call library functions with JSON (for tools and UIs).", no_args_is_help=True)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `api` to `app` (the root loads it lazily instead, see cli.main)."""
-    app.add_typer(api_app, name="api")
-
 
 @api_app.command("list")
 def api_list(json_out: JsonOpt = True) -> None:

@@ -19,10 +19,6 @@ backups_app = typer.Typer(
 MachineArg = Annotated[str, typer.Argument(help="The machine.")]
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(backups_app, name="backups")
-    app.add_typer(backups_app, name="b", hidden=True)  # Clan's alias
-
 
 def _progress(json_out: bool) -> Callable[[str], None]:
     """Progress goes to stderr (stdout stays the result, JSON or plain lines)."""

@@ -59,11 +59,6 @@ KeyCheckOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    """Add `ssh` to `app` (the machines verbs hang off `machines_app` on import)."""
-    fn, settings = ssh_command
-    app.command("ssh", **settings)(fn)
-
 
 def _report_and_exit(reports: list[HostResult], json_out: bool, dry_run: bool = False) -> None:
     if not emit(reports, json_out):
@@ -125,14 +120,14 @@ def update_cmd(
     set_default_wait(not no_wait)
     selected = deploy_api.selected_machines(flake(flake_dir), machines, tags, all_)
     with ProgressView(selected, console(stderr=True), "checking" if dry_run else "updating") as view:
-        reports = deploy_api.update_machines(
-            selected, dry_run=dry_run, jobs=jobs, target_host=target_host, host_key_check=host_key_check.value,
-            check=not no_check, sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes,
-            rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
+        options = deploy_api.DeployOptions(
+            target_host=target_host, host_key_check=host_key_check.value, check=not no_check, sandbox=not no_sandbox,
+            connect_timeout=connect_timeout, yes=yes, network=network, debug=CURRENT.debug, dry_run=dry_run,
+            jobs=jobs, rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
             activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-            repair=repair, network=network,
-            progress=view.update, debug=CURRENT.debug, **clan_args(flake_dir),
+            repair=repair,
         )  # fmt: skip
+        reports = deploy_api.update_machines(selected, options=options, progress=view.update, **clan_args(flake_dir))
     _report_and_exit(reports, json_out, dry_run)
 
 
@@ -155,11 +150,11 @@ def install_cmd(
     args = clan_args(flake_dir)
     open_flake(args["flake"]).require_machines([machine])
     with ProgressView([machine], console(stderr=True), "installing") as view:
-        reports = deploy_api.install_machine(
-            machine, target_host=target_host, host_key_check=host_key_check.value, check=not no_check,
-            sandbox=not no_sandbox, connect_timeout=connect_timeout, yes=yes, progress=view.update, debug=CURRENT.debug,
-            network=network, **args,
+        options = deploy_api.DeployOptions(
+            target_host=target_host, host_key_check=host_key_check.value, check=not no_check, sandbox=not no_sandbox,
+            connect_timeout=connect_timeout, yes=yes, network=network, debug=CURRENT.debug,
         )  # fmt: skip
+        reports = deploy_api.install_machine(machine, options=options, progress=view.update, **args)
     _report_and_exit(reports, json_out)
 
 

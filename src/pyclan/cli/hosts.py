@@ -53,14 +53,15 @@ def up(
 
 @app.command()
 def down(
-    machines: Annotated[list[str] | None, typer.Argument(help="Machines to stop (default: all).")] = None,
-    all_: Annotated[bool, typer.Option("--all", help="Stop every host, the proxy and the bridge.")] = False,
+    machines: Annotated[list[str] | None, typer.Argument(help="Machines to stop (default: every host).")] = None,
+    all_: Annotated[bool, typer.Option("--all", help="Stop every machine of the inventory.")] = False,
     json_out: JsonOpt = False,
+    flake_dir: FlakeOpt = None,
 ) -> None:
-    """Stop hosts and remove every trace of them (no names or --all: all hosts, the proxy and the bridge)."""
+    """Stop hosts and remove every trace of them (no names: every host; the proxy and the bridge go with the last)."""
     from pyclan.api.hosts import hosts_down
 
-    result = hosts_down(machines, all_ or not machines)
+    result = hosts_down(machines, all_, flake=flake(flake_dir))
     if not emit(result, json_out):
         note(f"stopped: {', '.join(result.stopped)}" if result.stopped else "no host was running")
 

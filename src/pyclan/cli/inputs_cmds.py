@@ -17,10 +17,6 @@ inputs_app = typer.Typer(
 )
 
 
-def register(app: typer.Typer) -> None:
-    """Add `inputs` to `app` (the root loads it lazily instead, see cli.main)."""
-    app.add_typer(inputs_app, name="inputs")
-
 
 def _note(message: str) -> None:
     from rich.markup import escape

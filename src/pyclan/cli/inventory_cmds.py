@@ -29,16 +29,6 @@ inventory_app = typer.Typer(help="The inventory as data, for tools.", no_args_is
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 
 
-def register(app: typer.Typer) -> None:
-    """Add this module's commands to `app` (the root loads them lazily instead, see cli.main)."""
-    app.command("init")(init_cmd)
-    app.command("show")(show_cmd)
-    app.command("check")(check_cmd)
-    app.add_typer(machines_app, name="machines")
-    app.add_typer(machines_app, name="m", hidden=True)
-    app.add_typer(services_app, name="services")
-    app.add_typer(inventory_app, name="inventory")
-
 
 def init_cmd(
     directory: Annotated[Path, typer.Argument(help="Where to create the clan.")] = Path("."),

@@ -23,7 +23,7 @@ from pyclan.cli.common import CURRENT, Invocation, print_problems
 # pyclan.errors is imported when something fails: `--help` does not pay for it.
 
 # name → (module, attribute, one-line help, hidden). The attribute is a typer app or a command
-# function; `register(app)` functions of the modules are not needed for these.
+# function (or a (function, settings) pair).
 LAZY: dict[str, tuple[str, str, str, bool]] = {
     "init": ("pyclan.cli.inventory_cmds", "init_cmd", "Create a working starter clan.", False),
     "show": ("pyclan.cli.inventory_cmds", "show_cmd", "Print the clan's name, description and domain.", False),
@@ -169,10 +169,6 @@ def _global(
         setattr(CURRENT, key, value)
     if debug:  # service-code crashes put their traceback in the hint (read by the evaluator)
         os.environ["PYCLAN_DEBUG"] = "1"
-
-
-def _register() -> None:
-    """Kept for callers of the old eager registration: every sub-app now loads on demand."""
 
 
 def take_overrides(argv: list[str]) -> tuple[list[str], dict[str, str]]:

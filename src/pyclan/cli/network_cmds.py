@@ -19,9 +19,6 @@ ProbeTimeoutOpt = Annotated[
 ]
 
 
-def register(app: typer.Typer) -> None:
-    app.add_typer(network_app, name="network")
-
 
 def _call(name: str, json_out: bool, flake_dir: Any, **args: Any) -> Any:
     """Call the API function; with `--json` print its result and stop (errors: cli.main's handler)."""

@@ -13,6 +13,7 @@ import typer
 from pyclan.api import vars as vars_api
 from pyclan.cli.common import FlakeOpt, JsonOpt, clan_args, emit, flake, note, say
 from pyclan.lock import set_default_wait
+from pyclan.vars.layout import admin_pub_rel, machine_pub_rel
 
 vars_app = typer.Typer(
     help="Vars: generated secrets (age-encrypted) and public values of the machines.", no_args_is_help=True
@@ -25,11 +26,6 @@ SECRET_MASK = "********"
 NoWaitOpt = Annotated[bool, typer.Option("--no-wait", help="Fail at once if another command is changing the clan.")]
 YesOpt = Annotated[bool, typer.Option("--yes", "-y", help="Accept a change of recipients (keys added/removed).")]
 
-
-def register(app: typer.Typer) -> None:
-    """Add `vars` (and its alias `va`) to `app` (the root loads them lazily instead, see cli.main)."""
-    app.add_typer(vars_app, name="vars")
-    app.add_typer(vars_app, name="va", hidden=True)
 
 
 @vars_app.command("keygen")
@@ -78,7 +74,7 @@ def generate_cmd(
     if emit(report, json_out):
         return
     for m in report.machineKeysCreated:
-        say(f"created age key of machine {m} (keys/machines/{m}.pub)")
+        say(f"created age key of machine {m} ({machine_pub_rel(m)})")
     for label in report.generated:
         say(f"generated {label}")
     for what in report.reencrypted:
@@ -180,9 +176,9 @@ def import_cmd(
     verb = "would import" if dry_run else "imported"
     would = "would " if dry_run else ""
     for user in report.admins:
-        say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin (keys/admins/{user}.pub)")
+        say(f"{would}{'register' if dry_run else 'registered'} Clan user {user} as an admin ({admin_pub_rel(user)})")
     for m in report.machine_keys:
-        say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} (keys/machines/{m}.pub)")
+        say(f"{would}{'take' if dry_run else 'took'} over the age key of machine {m} ({machine_pub_rel(m)})")
     for g in report.generators:
         files = ", ".join([*g.public, *(f"{f} (secret)" for f in g.secret)])
         say(f"{verb} {g.label}: {files} [{g.status}]" + (f"\n  note: {g.note}" if g.note else ""))

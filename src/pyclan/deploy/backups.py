@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from pyclan.config.machine_config import BACKUP_PROVIDERS_DIR, MachineConfig, StateSpec
-from pyclan.errors import ClanError, Problem, did_you_mean
+from pyclan.errors import ClanError, Problem, did_you_mean, unknown_machine
 
 if TYPE_CHECKING:  # the SSH transport (asyncssh) is imported only when a command runs
     from pyclan.clan import Clan
@@ -84,10 +84,7 @@ def providers(config: MachineConfig) -> list[str]:
 def _config(clan: Clan, machine: str) -> MachineConfig:
     known = clan.loaded.inventory.machines
     if machine not in known:
-        raise ClanError.single(
-            "unknown-machine", f"machines.{machine}", f"no machine named '{machine}' in the inventory",
-            hint=did_you_mean(machine, known) or f"known machines: {', '.join(sorted(known)) or 'none'}",
-        )
+        raise ClanError(unknown_machine(machine, known))
     return clan.evaluator.config(machine)
 
 

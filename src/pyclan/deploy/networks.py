@@ -517,17 +517,8 @@ def summaries(nets: Sequence[Network]) -> list[NetworkSummary]:
 
 
 def _check_machines(clan: Clan, machines: Sequence[str]) -> list[str]:
-    known = sorted(clan.loaded.inventory.machines)
-    for m in machines:
-        if m not in known:
-            from difflib import get_close_matches
-
-            close = get_close_matches(m, known, n=1)
-            raise ClanError.single(
-                "usage-error", f"machines.{m}", f"the clan has no machine '{m}'",
-                hint=f"did you mean '{close[0]}'?" if close else f"machines: {', '.join(known) or '(none)'}",
-            )
-    return list(machines) or known
+    clan.require_machines(machines)
+    return list(dict.fromkeys(machines)) or sorted(clan.loaded.inventory.machines)
 
 
 def ping(

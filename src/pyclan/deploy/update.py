@@ -25,7 +25,7 @@ from pyclan.deploy.diff import compare, needed_old_objects
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
 from pyclan.deploy.targets import clan_host_keys, resolve_target, resolve_targets
 from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, Target, parse_target
-from pyclan.errors import ClanError, did_you_mean
+from pyclan.errors import ClanError
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan
@@ -60,28 +60,6 @@ class UpdateOptions:
     def safety(self) -> Safety:
         return Safety(self.host_key_check, self.connect_timeout, self.timeout, self.rollback, self.confirm_timeout,
                       self.activation_timeout, self.connector)
-
-
-def select_machines(clan: Clan, names: Sequence[str], tags: Sequence[str] = (), all_: bool = False) -> list[str]:
-    """Named machines, or those carrying every tag, or (no names, no tags) all of them."""
-    known = clan.loaded.inventory.machines
-    for name in names:
-        if name not in known:
-            raise ClanError.single(
-                "unknown-machine", f"machines.{name}", f"no machine named '{name}' in the inventory",
-                hint=did_you_mean(name, known) or f"known machines: {', '.join(sorted(known)) or 'none'}",
-            )
-    if names and (tags or all_):
-        raise ClanError.single("usage-error", "machines", "give machine names, or --tags / --all, not both")
-    if names:
-        return list(dict.fromkeys(names))
-    selected = sorted(known)
-    if tags:
-        effective = clan.resolved.tags
-        selected = [m for m in selected if set(tags) <= set(effective.get(m, []))]
-        if not selected:
-            raise ClanError.single("usage-error", "--tags", f"no machine carries all of the tags {', '.join(tags)}")
-    return selected
 
 
 def prepare(clan: Clan, machines: Sequence[str], opts: UpdateOptions) -> None:

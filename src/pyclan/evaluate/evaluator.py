@@ -23,7 +23,7 @@ from pydantic import BaseModel
 from pyclan.config.generators import Generator
 from pyclan.config.machine_config import MachineConfig, Origin, SecretFileSpec
 from pyclan.config.merge import merge_fragments
-from pyclan.errors import ClanError, Problem
+from pyclan.errors import ClanError, Problem, unknown_machine
 from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory
 from pyclan.perf import gc_paused
 from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
@@ -457,7 +457,7 @@ class Evaluator:
         """The machine's merged configuration; raises every problem found for it (and, unless
         `partial`, every problem of the generator and export passes it builds on)."""
         if machine not in self.resolved.inventory.machines:
-            raise ClanError.single("unknown-machine", f"machines.{machine}", f"no machine named '{machine}'")
+            raise ClanError(unknown_machine(machine, self.resolved.inventory.machines))
         problems = Collected()
         exports, export_problems = self._export_pass()
         declared_all, generator_problems = self._generator_pass()

@@ -21,7 +21,7 @@ from pyclan.inventory.tags import effective_tags, machines_with_tag
 from pyclan.perf import gc_paused
 from pyclan.services.constraints import Check, service_checks
 from pyclan.services.registry import ServiceRegistry, group_id
-from pyclan.services.service import InstanceView, MachineRef, MemberMap, RoleView, Service, ServiceContext
+from pyclan.services.service import InstanceView, MemberMap, RoleView, Service, ServiceContext
 from pyclan.settings.merge import SettingsDef, SettingsMerger, merge_settings
 
 
@@ -44,17 +44,8 @@ class ResolvedInstance:
     group: str  # `<input>-<name>` (R3.1)
     roles: dict[str, ResolvedRole]  # every role the inventory entry mentions
 
-    _refs: dict[str, MachineRef] = field(default_factory=dict, repr=False)
-
     def roles_of(self, machine: str) -> list[str]:
         return sorted(r for r, role in self.roles.items() if machine in role.settings)
-
-    def machine_ref(self, machine: str) -> MachineRef:
-        """`machine = {name, roles}` as perInstance receives it (R4.6), built once per member."""
-        ref = self._refs.get(machine)
-        if ref is None:
-            ref = self._refs[machine] = MachineRef(machine, tuple(self.roles_of(machine)))
-        return ref
 
 
 @dataclass

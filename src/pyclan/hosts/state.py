@@ -94,10 +94,6 @@ def write_known_hosts(cfg: HostsConfig, states: list[HostState] | None = None) -
     return cfg.known_hosts
 
 
-def known_hosts_line(state: HostState) -> str:
-    return f"{state.address} {state.host_key}"
-
-
 def key_of(pubkey_line: str) -> str:
     """`ssh-ed25519 AAAA… comment` -> `ssh-ed25519 AAAA…`."""
     return " ".join(pubkey_line.split()[:2])

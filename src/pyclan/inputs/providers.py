@@ -212,11 +212,6 @@ def override_folder(path: Path, *, clan_core: bool = False, subdir: str = "") ->
     return base
 
 
-def _input_path(name: str, spec: InputSpec) -> str:
-    key = "url" if spec.url is not None else "path" if spec.path is not None else "package"
-    return f"inputs.{name}.{key}"
-
-
 @dataclass
 class InputSet:
     """The clan's declared inputs, their lock and their overrides."""

@@ -30,7 +30,6 @@ MACHINE_NAME_MAX = 63
 MachineName = Annotated[
     str, StringConstraints(pattern=r"(?i)^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=MACHINE_NAME_MAX)
 ]
-BUILTIN_TAGS = ("all", "darwin", "nixos")
 
 JsonObject = dict[str, Any]
 

@@ -27,8 +27,8 @@ Segments = tuple[Any, ...]
 def format_path(segments: Iterable[Any]) -> str:
     """Dotted inventory path in Clan's form (`instances.my-vpn.roles.peer.settings`).
 
-    Segments are kept verbatim, like `pyclan.errors.join_path`, so that a path built with an
-    f-string elsewhere finds the same key; only an empty name is shown as `""`.
+    Segments are kept verbatim, so that a path built with an f-string elsewhere finds the same
+    key; only an empty name is shown as `""`.
     """
     return ".".join((segment if isinstance(segment, str) else str(segment)) or '""' for segment in segments)
 

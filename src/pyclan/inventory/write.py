@@ -17,13 +17,14 @@ import secrets
 import shutil
 import stat
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import tomlkit
 
 from pyclan import safepath
-from pyclan.errors import ClanError
+from pyclan.errors import ClanError, unknown_machine
 from pyclan.inventory.load import CLAN_TOML, INVENTORY_JSON, load_inventory, parse_json, parse_toml
 from pyclan.inventory.models import MACHINE_NAME_RE
 from pyclan.lock import LOCAL_DIR, clan_lock
@@ -156,22 +157,24 @@ def _create(clan_dir: Path, name: str, tags: list[str] | None, target_host: str 
     return file
 
 
-def delete_machine(clan_dir: Path, name: str, expected_hash: str | None = None) -> list[str]:
-    """Remove a machine and what belongs only to it (its vars and machine key).
+def delete_machine(clan_dir: Path, name: str, owned: Sequence[str] = (), expected_hash: str | None = None) -> list[str]:
+    """Remove a machine, its `machines/<name>` folder and `owned` (what else belongs only to it:
+    its vars and machine key, paths relative to the clan that the vars stage knows, see
+    `pyclan.vars.layout.machine_owned`).
 
     Refused while an instance still names the machine, so no dangling reference is left.
     Returns the paths removed, relative to the clan directory.
     """
     with clan_lock(clan_dir, "pyclan machines delete"):
         _require_unchanged(clan_dir, expected_hash)
-        return _delete(clan_dir, name)
+        return _delete(clan_dir, name, owned)
 
 
-def _delete(clan_dir: Path, name: str) -> list[str]:
+def _delete(clan_dir: Path, name: str, owned_elsewhere: Sequence[str]) -> list[str]:
     loaded = load_inventory(clan_dir)
     inv = loaded.inventory
     if name not in inv.machines:
-        raise ClanError.single("unknown-machine", f"machines.{name}", f"no machine named '{name}'")
+        raise ClanError(unknown_machine(name, inv.machines))
     users = [
         f"instances.{i}.roles.{r}.machines.{name}"
         for i, inst in sorted(inv.instances.items())
@@ -199,7 +202,7 @@ def _delete(clan_dir: Path, name: str) -> list[str]:
             removed.append(f"{file}: machines.{name}")
     _validate(clan_dir, planned)
     # refuse before changing anything: a symlink on the way would make rmtree act outside the clan
-    owned = [rel for rel in (f"vars/per-machine/{name}", f"keys/machines/{name}.pub", f"machines/{name}")
+    owned = [rel for rel in (*owned_elsewhere, f"machines/{name}")
              if os.path.lexists(safepath.check(clan_dir, clan_dir / rel, kind=_KIND))]
     trash = clan_dir / LOCAL_DIR / f"deleted-{name}-{secrets.token_hex(6)}"
     moved: list[tuple[Path, Path]] = []

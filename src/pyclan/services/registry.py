@@ -13,7 +13,7 @@ import importlib
 import importlib.util
 import sys
 import traceback
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -192,7 +192,6 @@ class ServiceRegistry:
     """Maps `module.input` to providers. Key None is the bundled library."""
 
     providers: dict[str | None, Provider]
-    declared_inputs: list[str] = field(default_factory=list)
 
     @classmethod
     def for_clan(
@@ -209,7 +208,7 @@ class ServiceRegistry:
         providers.update(extra)
         if "clan-core" not in providers:
             providers["clan-core"] = library
-        return cls(providers=providers, declared_inputs=sorted(extra))
+        return cls(providers=providers)
 
     def input_names(self) -> list[str]:
         return sorted(k for k in self.providers if k is not None)
@@ -279,5 +278,3 @@ def group_id(input_name: str | None, module_name: str) -> str:
     """The service identity `<input>-<name>` (R3.1)."""
     return f"{BUNDLED_LABEL if input_name is None else input_name}-{module_name}"
 
-
-LoaderHook = Callable[[Path], Mapping[str, Provider]]

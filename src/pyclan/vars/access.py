@@ -18,8 +18,8 @@ from typing import Any
 
 from pyclan.errors import did_you_mean
 from pyclan.vars.context import VarsContext
-from pyclan.vars.foreign import IMPORT_COMMAND, SET_BY_HAND, folder_reasons, refuse_if_foreign, set_by_hand
-from pyclan.vars.layout import GenKey, generate_hint, vars_error
+from pyclan.vars.foreign import IMPORT_COMMAND, folder_reasons, refuse_if_foreign, set_by_hand
+from pyclan.vars.layout import SET_BY_HAND, GenKey, generate_hint, vars_error
 from pyclan.vars.store import Entry, atomic_write
 
 SECRET_MASK = "********"

@@ -36,8 +36,10 @@ from pyclan.errors import ClanError, Problem
 from pyclan.vars import age, keys, sops
 from pyclan.vars.clan_layout import SOPS_DIR, clan_validation_hash, named_keys, problem, read_folder, within
 from pyclan.vars.context import VarsContext
-from pyclan.vars.foreign import CLAN_SECRET, scan
+from pyclan.vars.foreign import scan
 from pyclan.vars.layout import (
+    ADMINS_REL,
+    CLAN_SECRET,
     MACHINE_KEY_DIR,
     VARS_DIR,
     GenKey,
@@ -129,7 +131,7 @@ def _plan_keys(ctx: VarsContext, ids: list[age.Identity], plan: _Plan, problems:
             plan.report.notes.append(f"Clan user '{user}' has {len(pubs)} keys; registered the first")
     admins = sorted(set(existing.values()) | set(plan.admin_files.values()))
     if not admins:
-        problems.append(problem("keys/admins", "no admin keys: neither pyclan's keys/admins/ nor Clan's sops/users/",
+        problems.append(problem(ADMINS_REL, f"no admin keys: neither pyclan's {ADMINS_REL}/ nor Clan's sops/users/",
                                 hint=keys.KEYGEN_HINT))
     clan_machines = named_keys(clan_dir, "machines")
     for m, pubs in clan_machines.items():

@@ -16,8 +16,15 @@ from typing import Any
 
 from pyclan.errors import ClanError, Problem
 from pyclan.vars import age, sops
-from pyclan.vars.foreign import CLAN_LINK_DIRS, CLAN_SECRET
-from pyclan.vars.layout import RECIPIENTS, SECRET, VALIDATION_HASH, VALUE
+from pyclan.vars.layout import (
+    CLAN_LINK_DIRS,
+    CLAN_MACHINE_LINKS,
+    CLAN_SECRET,
+    RECIPIENTS,
+    SECRET,
+    VALIDATION_HASH,
+    VALUE,
+)
 
 SOPS_DIR = "sops"
 
@@ -101,7 +108,7 @@ def read_folder(
             except ClanError as err:
                 problems.extend(err.problems)
                 continue
-            machines = entry / "machines"
+            machines = entry / CLAN_MACHINE_LINKS
             readable = machines.is_dir() and not machines.is_symlink()
             linked[entry.name] = {p.name for p in machines.iterdir()} if readable else set()
         else:

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyclan.config.validation_hash import validation_hash
-from pyclan.errors import ClanError, did_you_mean
+from pyclan.errors import ClanError, unknown_machine
 from pyclan.vars import age, keys
 from pyclan.vars.graph import Node, VarsGraph
-from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, vars_error
+from pyclan.vars.layout import SECRET, VALUE, GenKey, generate_hint, secret_path, vars_error
 from pyclan.vars.store import StoredSecret, VarsStore
 from pyclan.vars.view import DeclaredGenerator
 
@@ -125,7 +125,7 @@ class VarsContext:
         chosen = list(dict.fromkeys(machines or []))
         for m in chosen:
             if m not in self.graph.by_machine:
-                raise vars_error(f"machines.{m}", f"no machine named '{m}'", hint=did_you_mean(m, known))
+                raise ClanError(unknown_machine(m, known))
         return chosen or known
 
     def machine_key(self, machine: str, create: bool) -> str | None:
@@ -232,7 +232,7 @@ class VarsContext:
         if stored is None:
             raise vars_error(where, f"Var {key.name}/{file} has not been generated yet",
                              hint=generate_hint(key.machine))
-        path = self.store.dir(key) / file / SECRET
+        path = secret_path(self.clan_dir, key, file)
         plain = age.try_decrypt(stored.ciphertext, self.identities())
         if plain is not None:
             return plain

@@ -25,11 +25,19 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyclan.errors import ClanError, Problem
-from pyclan.vars.layout import RECIPIENTS, SECRET, VALIDATION_HASH, VALUE, VARS_DIR, GenKey
+from pyclan.vars.layout import (
+    CLAN_LINK_DIRS,
+    CLAN_SECRET,
+    RECIPIENTS,
+    SECRET,
+    SET_BY_HAND,
+    VALIDATION_HASH,
+    VALUE,
+    GenKey,
+    per_machine_root,
+    shared_root,
+)
 
-SET_BY_HAND = ".set-by-hand"  # files of the generator set with `vars set` since it last ran
-CLAN_SECRET = "secret"  # Clan's sops backend: <file>/secret is a sops JSON document
-CLAN_LINK_DIRS = ("machines", "users", "groups")  # Clan's per-secret recipient links into sops/
 IMPORT_COMMAND = "pyclan vars import --from-clan"
 AGE_HEADER = b"age-encryption.org/v1\n"
 _LEFTOVER = re.compile(r"^\..+\.(tmp|old)-[0-9a-f]{12}$")
@@ -114,12 +122,11 @@ def folder_reasons(folder: Path) -> list[str]:
 
 def generator_folders(clan_dir: Path) -> list[tuple[GenKey, Path]]:
     """Every generator folder on disk (shared first, then per machine), hidden entries excluded."""
-    base = clan_dir / VARS_DIR
     out: list[tuple[GenKey, Path]] = []
-    shared = base / "shared"
+    shared = shared_root(clan_dir)
     if shared.is_dir() and not shared.is_symlink():
         out += [(GenKey(p.name), p) for p in sorted(shared.iterdir()) if _gen_entry(p)]
-    per_machine = base / "per-machine"
+    per_machine = per_machine_root(clan_dir)
     if per_machine.is_dir() and not per_machine.is_symlink():
         for mdir in sorted(per_machine.iterdir()):
             if mdir.is_dir() and not mdir.is_symlink() and not mdir.name.startswith("."):

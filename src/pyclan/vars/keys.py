@@ -22,12 +22,15 @@ from pathlib import Path
 from pyclan import safepath
 from pyclan.vars import age
 from pyclan.vars.layout import (
+    ADMINS_REL,
     MACHINE_KEY_DIR,
     MACHINE_KEY_FILE,
     MACHINE_KEY_RECIPIENTS,
     admins_dir,
+    machine_key_dir_rel,
     machine_key_path,
     machine_pub_path,
+    machine_pub_rel,
     vars_error,
 )
 from pyclan.vars.store import atomic_write, swap_in
@@ -35,7 +38,7 @@ from pyclan.vars.store import atomic_write, swap_in
 KEY_FILE_ENV = "PYCLAN_AGE_KEY_FILE"
 KEYGEN_HINT = "run `pyclan vars keygen` (or point $PYCLAN_AGE_KEY_FILE at your age key)"
 NOT_RECIPIENT_HINT = (
-    "your age key is not (or no longer) a recipient; make sure keys/admins/ holds your public key "
+    f"your age key is not (or no longer) a recipient; make sure {ADMINS_REL}/ holds your public key "
     "(`pyclan vars keygen`) and ask an admin who can read the secrets to run `pyclan vars generate`"
 )
 
@@ -158,7 +161,7 @@ def admin_recipients(clan_dir: Path) -> dict[str, str]:
             if text is not None:
                 found[pub.stem] = age.parse_recipient(text, str(pub.relative_to(clan_dir)))
     if not found:
-        raise vars_error("keys/admins", "the clan has no admin keys: secrets would be readable by nobody",
+        raise vars_error(ADMINS_REL, "the clan has no admin keys: secrets would be readable by nobody",
                          hint=KEYGEN_HINT)
     return found
 
@@ -242,16 +245,16 @@ def verify_machine_key(clan_dir: Path, machine: str, admin_ids: list[age.Identit
     private key is an error: secrets are never encrypted to a key nobody can vouch for.
     """
     pub = machine_public_key(clan_dir, machine)
-    rel = f"keys/machines/{machine}.pub"
+    rel, key_dir = machine_pub_rel(machine), machine_key_dir_rel(machine)
     fresh = (f"to give the machine a new key pair on purpose, remove both {rel} and "
-             f"vars/per-machine/{machine}/{MACHINE_KEY_DIR}/ and run `pyclan vars generate --yes`")
+             f"{key_dir}/ and run `pyclan vars generate --yes`")
     if pub is None:
         raise vars_error(rel, f"machine '{machine}' has no public key", hint=fresh)
     if not safepath.is_file(clan_dir, machine_key_path(clan_dir, machine)):
         raise vars_error(
-            f"vars/per-machine/{machine}/{MACHINE_KEY_DIR}/{MACHINE_KEY_FILE}",
+            f"{key_dir}/{MACHINE_KEY_FILE}",
             f"the private age key of machine '{machine}' is missing, but {rel} exists",
-            hint=f"restore it from git (`git checkout -- vars/per-machine/{machine}/{MACHINE_KEY_DIR}`), or {fresh}",
+            hint=f"restore it from git (`git checkout -- {key_dir}`), or {fresh}",
         )
     held = age.public_key(machine_identity(clan_dir, machine, admin_ids))
     if held != pub:

@@ -19,7 +19,7 @@ from pyclan import safepath
 from pyclan.errors import ClanError, Problem
 from pyclan.vars import age, keys
 from pyclan.vars.context import VarsContext
-from pyclan.vars.layout import GenKey, machine_key_path, vars_error
+from pyclan.vars.layout import ADMINS_REL, MACHINE_KEYS_REL, GenKey, machine_key_path, vars_error
 from pyclan.vars.store import StoredSecret
 
 
@@ -161,6 +161,6 @@ def confirm_changes(ctx: VarsContext, changes: list[RecipientChange], yes: bool)
         raise vars_error("recipients", "not confirmed: nothing was changed")
     raise vars_error(
         "recipients", head,
-        hint="check that every added key belongs to an admin or machine you trust (keys/admins/, "
-        "keys/machines/), then run again with --yes",
+        hint=f"check that every added key belongs to an admin or machine you trust ({ADMINS_REL}/, "
+        f"{MACHINE_KEYS_REL}/), then run again with --yes",
     )

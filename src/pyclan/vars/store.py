@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pyclan import safepath
-from pyclan.vars.layout import RECIPIENTS, SECRET, VALIDATION_HASH, VALUE, VARS_DIR, GenKey, gen_dir
+from pyclan.vars.layout import RECIPIENTS, SECRET, VALIDATION_HASH, VALUE, GenKey, gen_dir
 
 _LEFTOVER = re.compile(r"^\.(?P<name>.+)\.(?P<kind>tmp|old)-[0-9a-f]{12}$")
 _AT_FDCWD = -100
@@ -167,14 +167,6 @@ class VarsStore:
     def validation_hash(self, key: GenKey) -> str | None:
         data = self._read(self.dir(key) / VALIDATION_HASH)
         return (data.decode(errors="replace").strip() or None) if data is not None else None
-
-    def stored_generators(self, machine: str | None) -> list[str]:
-        """Generator folders on disk for a machine (or shared), hidden entries excluded."""
-        base = self.clan_dir / VARS_DIR / ("shared" if machine is None else f"per-machine/{machine}")
-        if not safepath.is_dir(self.clan_dir, base):
-            return []
-        return sorted(p.name for p in base.iterdir()
-                      if not p.name.startswith(".") and p.is_dir() and not p.is_symlink())
 
     # -- writing -------------------------------------------------------------------------------
     def write(

@@ -14,6 +14,7 @@ from pyclan import safepath
 from pyclan.config.generators import Generator
 from pyclan.config.machine_config import Origin
 from pyclan.errors import ClanError
+from pyclan.vars.layout import GenKey, value_path
 
 SECRETS_DIR_ON_HOST = "/var/lib/pyclan/secrets"
 NOT_GENERATED = "has not been generated yet"  # in the message of a var read before `vars generate`
@@ -30,8 +31,7 @@ def secret_host_path(generator: str, file: str) -> str:
 
 
 def public_value_path(clan_dir: Path, generator: Generator, file: str, machine: str) -> Path:
-    base = clan_dir / "vars" / ("shared" if generator.share else f"per-machine/{machine}")
-    return base / generator.name / file / "value"
+    return value_path(clan_dir, GenKey(generator.name, None if generator.share else machine), file)
 
 
 class VarsView:

@@ -84,7 +84,7 @@ export async function fleetView(view) {
     if (!names.length || !confirm(`Deploy ${names.length} machine(s)? ${names.slice(0, 5).join(", ")}${names.length > 5 ? ", …" : ""}`)) {
       return undefined;
     }
-    return runWithProgress(actions, "machines update", "update_machines", { machines: names, yes: true });
+    return runWithProgress(actions, "machines update", "update_machines", { machines: names, options: { yes: true } });
   };
   render();
 }

@@ -31,7 +31,7 @@ export async function machineView(view, name) {
       el("button", { onclick: () => runWithProgress(actions, "vars generate", "run_generators", { machines: [name], yes: true }) },
         "Generate vars"),
       el("button.primary", { onclick: () => runWithProgress(actions, "machines update", "update_machines",
-        { machines: [name], yes: true }) }, "Update")),
+        { machines: [name], options: { yes: true } }) }, "Update")),
     actions);
 
   const varsSlot = el("div");

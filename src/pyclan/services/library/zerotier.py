@@ -15,30 +15,23 @@ service renders the networks to join and the controller's network database under
 `zerotier-one.service` when something changed and the daemon is installed. Install zerotier-one
 from ZeroTier's apt repository to make it live.
 
-Identities are made in Python (no `zerotier-idtool`): a Curve25519 + Ed25519 key pair whose
-memory-hard hash (SHA-512 + Salsa20 over 2 MiB, ZeroTier's "type 0" identity proof of work)
-starts with a byte below 17; the address is the hash's last 5 bytes. The result is an identity
-zerotier-one accepts (`locallyValidate`). This takes ~15 hash attempts on average: ~5 s per identity
-with the system's libsodium (Salsa20 in C), ~20 s in pure Python where libsodium is missing.
+Identities are made in Python (no `zerotier-idtool`), in `_zerotier_identity.py`; the activation
+hook is the POSIX-sh file `_zerotier_apply.sh` next to this module.
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import ipaddress
 import json
 import re
 import secrets
-import struct
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cache
+from importlib import resources
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyclan.errors import ClanError
@@ -58,209 +51,17 @@ from pyclan.services import (
 )
 from pyclan.services.exports import ExportMap, build_scope_key
 from pyclan.services.library._common import HOOK_STATE_DIR, SYSTEMD_BOOTED, sh_quote
+from pyclan.services.library._zerotier_identity import (
+    ZeroTierIdentity,
+    generate_identity,
+    node_id_of,
+    rfc4193_address,
+)
 
 SERVICE_NAME = "zerotier"
 ZT_HOME = "/var/lib/zerotier-one"
 SRC_DIR = "/etc/zerotier/pyclan"  # what the activation hook installs from
 NETWORKING_PRIORITY = 900  # Clan: below `internet` (2000) and the default (1000)
-
-# ==================================================================================================
-# ZeroTier identities ("type 0": C25519), implemented from ZeroTier's public identity format.
-# ==================================================================================================
-
-_HASHCASH_FIRST_BYTE_LESS_THAN = 17
-_GEN_MEMORY = 2 * 1024 * 1024
-_SALSA_CONSTANTS = (0x61707865, 0x3320646E, 0x79622D32, 0x6B206574)  # "expand 32-byte k"
-_M32 = 0xFFFFFFFF
-
-
-def _salsa20_python(key: bytes, nonce: bytes, nbytes: int) -> bytes:
-    """Salsa20/20 key stream, all blocks at once: each 32-bit word is a big int with one 64-bit lane
-    per block, so every round is a few dozen big-int operations instead of a Python loop per block."""
-    n = nbytes // 64
-    lane_ones = int.from_bytes(b"\xff\xff\xff\xff\x00\x00\x00\x00" * n, "little")  # 2^32-1 in every lane
-    unit = lane_ones // _M32  # 1 in every lane
-
-    def splat(v: int) -> int:
-        return unit * v
-
-    k = struct.unpack("<8I", key)
-    nn = struct.unpack("<2I", nonce)
-    lo = int.from_bytes(b"".join(struct.pack("<Q", i & _M32) for i in range(n)), "little")
-    hi = int.from_bytes(b"".join(struct.pack("<Q", i >> 32) for i in range(n)), "little")
-    start = [
-        splat(_SALSA_CONSTANTS[0]), splat(k[0]), splat(k[1]), splat(k[2]),
-        splat(k[3]), splat(_SALSA_CONSTANTS[1]), splat(nn[0]), splat(nn[1]),
-        lo, hi, splat(_SALSA_CONSTANTS[2]), splat(k[4]),
-        splat(k[5]), splat(k[6]), splat(k[7]), splat(_SALSA_CONSTANTS[3]),
-    ]  # fmt: skip
-    x = list(start)
-    m = lane_ones
-
-    def quarter(a: int, b: int, c: int, d: int) -> None:
-        for dst, s1, s2, r in ((b, a, d, 7), (c, b, a, 9), (d, c, b, 13), (a, d, c, 18)):
-            v = (x[s1] + x[s2]) & m
-            x[dst] ^= ((v << r) & m) | ((v >> (32 - r)) & m)
-
-    double_round = (
-        (0, 4, 8, 12), (5, 9, 13, 1), (10, 14, 2, 6), (15, 3, 7, 11),  # columns
-        (0, 1, 2, 3), (5, 6, 7, 4), (10, 11, 8, 9), (15, 12, 13, 14),  # rows
-    )  # fmt: skip
-    for _ in range(10):
-        for a, b, c, d in double_round:
-            quarter(a, b, c, d)
-    out = bytearray(64 * n)
-    for w in range(16):
-        lanes = ((x[w] + start[w]) & m).to_bytes(8 * n, "little")
-        for j in range(4):
-            out[w * 4 + j :: 64] = lanes[j::8]
-    return bytes(out)
-
-
-@cache
-def _libsodium_stream() -> Callable[[bytes, bytes, int], bytes] | None:
-    """Salsa20 from the system's libsodium (Debian: libsodium23), or None if it is not installed."""
-    name = ctypes.util.find_library("sodium")
-    if name is None:
-        return None
-    try:
-        lib = ctypes.CDLL(name)
-        fn = lib.crypto_stream_salsa20
-    except (OSError, AttributeError):
-        return None
-    fn.argtypes = [ctypes.c_char_p, ctypes.c_ulonglong, ctypes.c_char_p, ctypes.c_char_p]
-    fn.restype = ctypes.c_int
-
-    def stream(key: bytes, nonce: bytes, nbytes: int) -> bytes:
-        buf = ctypes.create_string_buffer(nbytes)
-        if fn(buf, nbytes, nonce, key) != 0:
-            raise RuntimeError("libsodium crypto_stream_salsa20 failed")
-        return buf.raw
-
-    return stream
-
-
-def salsa20_stream(key: bytes, nonce: bytes, nbytes: int, *, use_libsodium: bool = True) -> bytes:
-    """`nbytes` (a multiple of 64) of the Salsa20/20 key stream for a 32-byte key and 8-byte nonce."""
-    fast = _libsodium_stream() if use_libsodium else None
-    return fast(key, nonce, nbytes) if fast is not None else _salsa20_python(key, nonce, nbytes)
-
-
-def memory_hard_hash(public_key: bytes, *, use_libsodium: bool = True) -> bytes:
-    """ZeroTier's identity hash of a 64-byte public key (the 64-byte digest).
-
-    SHA-512 of the key seeds Salsa20; 2 MiB are filled chaining each 64-byte block into the next, then
-    the digest is mixed with data-dependent swaps through that memory, one Salsa20 block per step.
-    Words are handled as big-endian integers throughout (swaps and XOR do not care about byte order).
-    """
-    digest = hashlib.sha512(public_key).digest()
-    blocks = _GEN_MEMORY // 64
-    steps = _GEN_MEMORY // 16  # two 8-byte words per step
-    stream = salsa20_stream(digest[:32], digest[32:40], _GEN_MEMORY + 64 * steps, use_libsodium=use_libsodium)
-    # memory block i = key stream block 0 ^ … ^ block i (CBC-like over zeros): a prefix XOR by doubling
-    total = int.from_bytes(stream[:_GEN_MEMORY], "big")
-    shift = 512
-    while shift < blocks * 512:
-        total ^= total >> shift
-        shift *= 2
-    words = list(struct.unpack(f">{_GEN_MEMORY // 8}Q", total.to_bytes(_GEN_MEMORY, "big")))
-    frombytes = int.from_bytes
-    mix = [frombytes(stream[off : off + 64], "big") for off in range(_GEN_MEMORY, len(stream), 64)]
-    shifts = [448 - 64 * i for i in range(8)]
-    mask64 = 0xFFFFFFFFFFFFFFFF
-    index_mask = _GEN_MEMORY // 8 - 1
-    d = frombytes(digest, "big")
-    for step in range(steps):
-        s = shifts[words[2 * step] & 7]
-        idx = words[2 * step + 1] & index_mask
-        w = (d >> s) & mask64
-        d ^= ((w ^ words[idx]) << s) ^ mix[step]
-        words[idx] = w
-    return d.to_bytes(64, "big")
-
-
-@dataclass(frozen=True)
-class ZeroTierIdentity:
-    """A ZeroTier identity: 40-bit address, 64-byte public key (X25519 ‖ Ed25519), optional private key."""
-
-    address: str  # 10 hex digits
-    public: bytes
-    private: bytes | None = None
-
-    def public_string(self) -> str:
-        return f"{self.address}:0:{self.public.hex()}"
-
-    def secret_string(self) -> str:
-        if self.private is None:
-            raise ValueError("this identity has no private key")
-        return f"{self.public_string()}:{self.private.hex()}"
-
-    @classmethod
-    def parse(cls, text: str) -> ZeroTierIdentity:
-        """Parse `address:0:public[:private]` (identity.public / identity.secret)."""
-        parts = text.strip().split(":")
-        if len(parts) not in (3, 4) or parts[1] != "0" or len(parts[0]) != 10:
-            raise ValueError(f"not a type-0 ZeroTier identity: {text[:40]!r}…")
-        public = bytes.fromhex(parts[2])
-        private = bytes.fromhex(parts[3]) if len(parts) == 4 else None
-        if len(public) != 64 or (private is not None and len(private) != 64):
-            raise ValueError("ZeroTier identity keys must be 64 bytes")
-        int(parts[0], 16)
-        return cls(parts[0].lower(), public, private)
-
-    def locally_validate(self, *, use_libsodium: bool = True) -> bool:
-        """What zerotier-one checks before it accepts an identity: proof of work and address."""
-        if _reserved_address(self.address):
-            return False
-        digest = memory_hard_hash(self.public, use_libsodium=use_libsodium)
-        return digest[0] < _HASHCASH_FIRST_BYTE_LESS_THAN and digest[59:].hex() == self.address
-
-    def keys_match(self) -> bool:
-        """Whether the private key belongs to the public key (both halves)."""
-        if self.private is None:
-            return False
-        dh = x25519.X25519PrivateKey.from_private_bytes(self.private[:32]).public_key()
-        ed = ed25519.Ed25519PrivateKey.from_private_bytes(self.private[32:]).public_key()
-        raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        return dh.public_bytes(*raw) + ed.public_bytes(*raw) == self.public
-
-
-def _reserved_address(address: str) -> bool:
-    return address.startswith("ff") or int(address, 16) == 0
-
-
-def generate_identity(*, use_libsodium: bool = True) -> ZeroTierIdentity:
-    """A new identity, searching key pairs until the hash meets ZeroTier's proof of work."""
-    raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
-    ed = ed25519.Ed25519PrivateKey.generate()
-    ed_seed = ed.private_bytes(
-        serialization.Encoding.Raw, serialization.PrivateFormat.Raw, serialization.NoEncryption()
-    )
-    ed_public = ed.public_key().public_bytes(*raw)
-    while True:
-        dh_private = secrets.token_bytes(32)
-        dh_public = x25519.X25519PrivateKey.from_private_bytes(dh_private).public_key().public_bytes(*raw)
-        public = dh_public + ed_public
-        digest = memory_hard_hash(public, use_libsodium=use_libsodium)
-        address = digest[59:].hex()
-        if digest[0] < _HASHCASH_FIRST_BYTE_LESS_THAN and not _reserved_address(address):
-            return ZeroTierIdentity(address, public, dh_private + ed_seed)
-
-
-def rfc4193_address(network_id: str, node_id: str) -> ipaddress.IPv6Address:
-    """A member's IPv6 address in a network with RFC4193 assignment (`fd` + nwid + `9993` + node id)."""
-    nwid = int(network_id, 16).to_bytes(8, "big")
-    node = int(node_id, 16).to_bytes(5, "big")
-    return ipaddress.IPv6Address(b"\xfd" + nwid + b"\x99\x93" + node)
-
-
-def node_id_of(value: str) -> str:
-    """The node id in an `allowedIps` entry: a member's RFC4193 address or the 10-hex-digit id itself."""
-    text = value.strip().lower()
-    if len(text) == 10 and all(c in "0123456789abcdef" for c in text):
-        return text
-    return ipaddress.IPv6Address(text).packed[11:].hex()
-
 
 # ==================================================================================================
 # The service
@@ -702,94 +503,27 @@ moon.exports(_member_exports)
 # -- per machine: identity and the hook that applies everything ----------------------------------------
 
 
+@cache
+def _apply_template() -> str:
+    return resources.files(__package__).joinpath("_zerotier_apply.sh").read_text(encoding="utf-8")
+
+
 def apply_script(identity_secret: str) -> str:
     """POSIX sh: install identity, joined networks, controller database and moons into zerotier-one's home.
 
     Idempotent. A file is (re)installed only when pyclan's rendering of it changed since the last
     run (zerotier-one rewrites its controller database, so the installed copy is not compared), and
-    zerotier-one is restarted only then, and only if it is installed.
+    zerotier-one is restarted only then, and only if it is installed. The script is the packaged
+    `_zerotier_apply.sh`; its `@NAME@` placeholders are filled in here (the secret's path quoted).
     """
-    return f"""#!/bin/sh
-# Managed by pyclan (service zerotier): installs {SRC_DIR} into zerotier-one's home.
-set -eu
-ZT={ZT_HOME}
-SRC={SRC_DIR}
-STATE={HOOK_STATE_DIR}/zerotier
-changed=0
-put() {{  # put SOURCE REL MODE: install SOURCE as $ZT/REL if it changed since the last run
-    if [ ! -e "$ZT/$2" ] || ! cmp -s "$1" "$STATE/$2"; then
-        mkdir -p "$(dirname "$ZT/$2")" "$(dirname "$STATE/$2")"
-        cp "$1" "$ZT/$2.pyclan-tmp" && chmod "$3" "$ZT/$2.pyclan-tmp" && mv "$ZT/$2.pyclan-tmp" "$ZT/$2"
-        cp "$1" "$STATE/$2" && chmod 0600 "$STATE/$2"
-        changed=1
-    fi
-}}
-drop() {{  # drop REL: remove $ZT/REL (and a member directory next to a network file)
-    rm -rf "$ZT/$1" "$STATE/$1"
-    case "$1" in *.json) rm -rf "$ZT/${{1%.json}}" "$STATE/${{1%.json}}" ;; esac
-    changed=1
-}}
-mkdir -p "$ZT/networks.d" "$STATE"
-chmod 0700 "$ZT" "$STATE"
-put {sh_quote(identity_secret)} identity.secret 0600
-pub=$(mktemp)
-cut -d: -f1-3 {sh_quote(identity_secret)} > "$pub"  # identity.public: the secret without its private part
-put "$pub" identity.public 0644
-rm -f "$pub"
-# join the declared networks; leave networks that are no longer declared (as Clan does)
-for f in "$SRC"/join/*; do
-    [ -e "$f" ] || continue
-    nwid=$(basename "$f")
-    [ -e "$ZT/networks.d/$nwid.conf" ] || {{ : > "$ZT/networks.d/$nwid.conf"; changed=1; }}
-done
-for f in "$ZT"/networks.d/*.conf; do
-    [ -e "$f" ] || continue
-    nwid=$(basename "$f" .conf)
-    case "$nwid" in *.local) continue ;; esac
-    [ -e "$SRC/join/$nwid" ] || {{ rm -f "$f" "$ZT/networks.d/$nwid.local.conf"; changed=1; }}
-done
-# the controller's database: networks and authorised members, as rendered by pyclan
-for f in "$SRC"/controller/*.json "$SRC"/controller/*/member/*.json; do
-    [ -e "$f" ] || continue
-    put "$f" "controller.d/network/${{f#"$SRC"/controller/}}" 0600
-done
-for f in "$STATE"/controller.d/network/*.json "$STATE"/controller.d/network/*/member/*.json; do
-    [ -e "$f" ] || continue
-    rel=${{f#"$STATE"/}}
-    [ -e "$SRC/controller/${{rel#controller.d/network/}}" ] || drop "$rel"
-done
-# moons: sign this machine's moon definition with zerotier-idtool when it is installed
-for f in "$SRC"/moon/*.json; do
-    [ -e "$f" ] || continue
-    if command -v zerotier-idtool >/dev/null 2>&1; then
-        [ -e "$ZT/moon.json" ] || zerotier-idtool initmoon "$ZT/identity.public" > "$ZT/moon.json"
-        endpoints=$(cat "$f")
-        sed "s|\\"stableEndpoints\\": *\\[[^]]*\\]|\\"stableEndpoints\\": $endpoints|" \\
-            "$ZT/moon.json" > "$ZT/moon.json.new"
-        mv "$ZT/moon.json.new" "$ZT/moon.json"
-        mkdir -p "$ZT/moons.d"
-        (cd "$ZT/moons.d" && zerotier-idtool genmoon "$ZT/moon.json" >/dev/null)
-    else
-        echo "zerotier: zerotier-idtool is not installed; moon $f is not signed" >&2
-    fi
-done
-if {SYSTEMD_BOOTED} && systemctl cat zerotier-one.service >/dev/null 2>&1; then
-    if [ "$changed" = 1 ]; then
-        systemctl restart zerotier-one.service
-    else
-        systemctl start zerotier-one.service
-    fi
-    if command -v zerotier-cli >/dev/null 2>&1; then
-        for f in "$SRC"/orbit/*; do
-            [ -e "$f" ] || continue
-            moon=$(basename "$f")
-            zerotier-cli orbit "$moon" "$moon" >/dev/null || echo "zerotier: cannot orbit moon $moon" >&2
-        done
-    fi
-else
-    echo "zerotier: zerotier-one is not installed; its configuration is staged in $ZT" >&2
-fi
-"""
+    values = {
+        "@ZT_HOME@": ZT_HOME,
+        "@SRC_DIR@": SRC_DIR,
+        "@HOOK_STATE_DIR@": HOOK_STATE_DIR,
+        "@SYSTEMD_BOOTED@": SYSTEMD_BOOTED,
+        "@IDENTITY_SECRET@": sh_quote(identity_secret),
+    }
+    return re.sub("|".join(map(re.escape, values)), lambda m: values[m.group(0)], _apply_template())
 
 
 # zerotier-one is active and listens on its port, where it is installed (as the hook, it is not an error

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
+from clans import MakeClan
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError, Problem
 from pyclan.services.registry import checked_service
 from pyclan.services.service import Constraints, NoSettings, RoleConstraint, Service
-
-MakeClan = Callable[..., Clan]
 
 SERVICE = """
 from pydantic import BaseModel

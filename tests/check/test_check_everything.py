@@ -4,19 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from clans import MakeClan
 from typer.testing import CliRunner
 
 from pyclan import api
 from pyclan.check import open_for_check, run_check
 from pyclan.clan import Clan, open_clan
-from pyclan.cli.main import _register, app
+from pyclan.cli.main import app
 from pyclan.errors import ClanError
-
-MakeClan = Callable[..., Clan]
 
 META = """
 [meta]
@@ -201,7 +200,6 @@ def test_cli_check_prints_problems_warnings_and_exits_1(make_clan: MakeClan) -> 
         '[instances.x]\nmodule = { name = "svc", input = "self" }\nroles.peer.machines.jon.settings.read_var = true\n'
         "roles.peer.machines.sara.settings.crash = true\n",
     )
-    _register()
     runner = CliRunner()
     result = runner.invoke(app, ["-C", str(clan.dir), "check"])
     assert result.exit_code == 1

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 
 import pytest
+from clans import MakeClan
 
-from pyclan.clan import Clan
 from pyclan.errors import ClanError
-
-MakeClan = Callable[..., Clan]
 
 # A test service recording what perInstance/perMachine receive, as files.
 PROBE = """

@@ -19,7 +19,7 @@ from pyclan.errors import ClanError
 from pyclan.inventory.load import load_inventory_data
 from pyclan.inventory.schema import inventory_json_schema
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VALIDATOR = jsonschema.Draft202012Validator(inventory_json_schema())
 
 

@@ -20,11 +20,8 @@ from pyclan.errors import ClanError
 
 
 @pytest.fixture
-def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """No local hosts, caches and keys inside the test's folder."""
-    monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
-    monkeypatch.setenv("PYCLAN_HOSTS_DIR", str(tmp_path / "no-local-hosts"))
+def env(tmp_path: Path) -> Path:
+    """The test's folder (no local hosts, caches and keys: tests/conftest.py's isolated_environment)."""
     return tmp_path
 
 

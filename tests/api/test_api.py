@@ -92,7 +92,14 @@ def test_missing_machine_is_one_error_everywhere(tmp_path: Path) -> None:
         "delete_machine": {"name": "my-machin"},
         "check_vars": {"machines": ["my-machin"]},
         "update_machines": {"machines": ["my-machin"]},
+        "install_machine": {"machine": "my-machin"},
         "rollback_machine": {"machine": "my-machin"},
+        "list_generations": {"machine": "my-machin"},
+        "machines_status": {"machines": ["my-machin"]},
+        "run_generators": {"machines": ["my-machin"]},
+        "set_var": {"machine": "my-machin", "var_id": "x/y", "value": "v"},
+        "ping_machines": {"machines": ["my-machin"]},
+        "list_backups": {"machine": "my-machin"},
     }
     for name, args in calls.items():
         result = api.call(name, {**args, "flake": flake})
@@ -125,3 +132,20 @@ def test_warnings_are_objects_like_errors(tmp_path: Path) -> None:
     assert ("deprecated-option", "meta.tld") in kinds
     assert ("unknown-machine", "tags.extra") in kinds
     assert all(set(w) == {"kind", "path", "message"} for w in data["warnings"])
+
+
+def test_update_and_install_take_one_options_object_with_a_described_schema(tmp_path: Path) -> None:
+    """The rollout's many settings are one `options` object: each field typed, defaulted and described."""
+    described = {f["name"]: f for f in api.describe()}
+    for name in ("update_machines", "install_machine"):
+        parameters = described[name]["parameters"]["properties"]
+        assert "dry_run" not in parameters and "options" in parameters, name
+        options = parameters["options"]
+        assert options["additionalProperties"] is False
+        assert {"dry_run", "host_key_check", "target_host", "connect_timeout", "repair"} <= set(options["properties"])
+        assert all(field.get("description") for field in options["properties"].values()), name
+    flake = _starter(tmp_path)
+    wrong = api.call("update_machines", {"flake": flake, "options": {"dry_run": "maybe"}})
+    assert wrong["errors"][0]["path"] == "options.dry_run"
+    unknown = api.call("install_machine", {"machine": "my-machine", "flake": flake, "options": {"colour": "red"}})
+    assert unknown["errors"][0]["path"] == "options.colour"

@@ -583,7 +583,6 @@ def test_input_data_not_mutated() -> None:
 
 
 def test_find_clan_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CLAN_DIR", raising=False)
     (tmp_path / "c").mkdir()
     root = clan(tmp_path / "c", META)
     deep = root / "services" / "sub"
@@ -602,8 +601,7 @@ def test_find_clan_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_clan_dir(flake=root) == root.resolve()  # -C wins over $CLAN_DIR
 
 
-def test_find_clan_dir_not_found(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CLAN_DIR", raising=False)
+def test_find_clan_dir_not_found(tmp_path: Path) -> None:
     with pytest.raises(ClanError) as info:
         find_clan_dir(start=tmp_path)
     problem = info.value.problems[0]
