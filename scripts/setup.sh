@@ -16,6 +16,7 @@ APT_PACKAGES=(
   syncthing                              # syncthing service: device ids as syncthing computes them
   yggdrasil nftables                     # yggdrasil service: addresses as yggdrasil derives them; nft -c
   rsnapshot                              # localbackup service tests
+  shellcheck                             # CI: every packaged .sh file (scripts/test.sh)
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

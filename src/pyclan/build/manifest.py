@@ -24,9 +24,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.build.layout import HOST_ROOT, SECRETS, UNIT_DIR
 from pyclan.build.units import enablement_links
+from pyclan.config.machine_config import MachineConfig
 from pyclan.errors import ProblemList, did_you_mean
 
 FORMAT = 1
