@@ -29,10 +29,13 @@ def shellcheck(*args: str, text: str | None = None) -> subprocess.CompletedProce
     return subprocess.run(["shellcheck", *args], input=text, text=True, capture_output=True, check=False)
 
 
-def test_the_library_is_the_packaged_activation_sh_with_the_host_root() -> None:
-    packaged = resources.files("pyclan.build").joinpath("activation.sh").read_text(encoding="utf-8")
+def test_the_library_is_the_packaged_drift_sh_and_activation_sh_with_the_host_root() -> None:
+    files = resources.files("pyclan.build")
+    drift, packaged = (files.joinpath(n).read_text(encoding="utf-8") for n in ("drift.sh", "activation.sh"))
     assert "R=/var/lib/pyclan  #" in packaged
-    assert activation.LIBRARY.startswith(packaged.split("R=/var/lib/pyclan", 1)[0])
+    head, tail = packaged.split("R=/var/lib/pyclan  #", 1)
+    assert activation.LIBRARY.startswith(drift + "\n" + head)
+    assert tail.split("\n", 1)[1] in activation.LIBRARY and drift == activation.DRIFT
     assert f"\nR={HOST_ROOT}\n" in activation.LIBRARY
     assert activation.LIBRARY in generation_of("m", everything(), {SECRET: "d"}).script
 

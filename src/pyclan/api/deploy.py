@@ -41,8 +41,8 @@ class HostResult:
     changes: Changes | None = None
     attempted: bool = True  # false: a batched rollout stopped before this host (`error` says why)
     activation_may_be_running: bool = False  # the answer was lost; the host may still be activating
-    drift: list[str] = field(default_factory=list)  # `--repair --dry-run`: what would be put back
-    repaired: list[str] = field(default_factory=list)  # `--repair`: what was put back
+    drift: list[str] = field(default_factory=list)  # `--dry-run`: what was changed by hand and would be put back
+    repaired: list[str] = field(default_factory=list)  # what was changed by hand and was put back
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,6 @@ def update_machines(
     canary: int = 0,
     batch_size: int | None = None,
     max_failures: int | None = None,
-    repair: bool = False,
     network: str | None = None,
     flake: str | None = None,
     input_overrides: dict[str, str] | None = None,
@@ -158,7 +157,7 @@ def update_machines(
     debug: bool = False,
 ) -> list[HostResult]:
     """Deploy machines over SSH (names, or `tags`, or all): upload what changed, activate, roll
-    back on failure; `dry_run` only reports what would change."""
+    back on failure, put back what was changed by hand; `dry_run` only reports what would change."""
     from pyclan.deploy import update as deploy
 
     clan = open_flake(flake, input_overrides)
@@ -168,7 +167,7 @@ def update_machines(
     opts = _options(target_host, host_key_check, check, sandbox, connect_timeout, debug, dry_run=dry_run, jobs=jobs,
         yes=yes, rollback=rollback, confirm_timeout=confirm_timeout, timeout=timeout,
         activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-        repair=repair, network=network,
+        network=network,
     )  # fmt: skip
     reports = deploy.update(clan, chosen, opts, progress or _no_progress)  # type: ignore[arg-type]
     return [host_result(r) for r in reports]

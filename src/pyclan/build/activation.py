@@ -13,6 +13,11 @@ rename of `current` switches every file and secret at once; then paths no longer
 released. Packages, users and units are applied around that point, and a journal marks an
 unfinished activation so the next update runs it again.
 
+Packages, users, units, reloads and hooks are skipped when the digest of their inputs
+(`Manifest.steps`, the generation's `steps.list`) equals the one the host last applied
+(`state/steps`), so a one-file change runs only the file steps; the update's probe checks the
+host for drift first, and when it found some the activation runs with `repair`: every step.
+
 Last come the health checks (`check:NAME` steps): a failing check fails the activation like
 any step, and the caller switches the host back. A failed activation leaves `failed` (step and
 status) in its generation folder; a successful one removes it.
@@ -27,21 +32,28 @@ import hashlib
 import shlex
 from importlib import resources
 
-from pyclan.build.layout import HOST_ROOT, SECRETS, UNIT_DIR
+from pyclan.build.layout import HOST_ROOT, SECRETS
 from pyclan.build.manifest import Manifest
 
 _ROOT_LINE = "R=/var/lib/pyclan  # build/layout.py HOST_ROOT (checked when loaded)\n"
 
 
+def packaged(name: str) -> str:
+    """A packaged shell file of this folder (`drift.sh`, `activation.sh`)."""
+    return resources.files("pyclan.build").joinpath(name).read_text(encoding="utf-8")
+
+
 def _library() -> str:
-    """The packaged `activation.sh`, with the host root of `layout.py`."""
-    text = resources.files("pyclan.build").joinpath("activation.sh").read_text(encoding="utf-8")
+    """`drift.sh` and `activation.sh`, with the host root of `layout.py`."""
+    text = packaged("activation.sh")
     if _ROOT_LINE not in text:
         raise RuntimeError("activation.sh lost its `R=` line; build/activation.py replaces it")
-    return text.replace(_ROOT_LINE, f"R={shlex.quote(HOST_ROOT)}\n", 1)
+    return packaged("drift.sh") + "\n" + text.replace(_ROOT_LINE, f"R={shlex.quote(HOST_ROOT)}\n", 1)
 
 
 LIBRARY = _library()
+#: the host-side drift check alone (`machines status`, the update's probe); needs R and LC_ALL=C set
+DRIFT = packaged("drift.sh")
 
 #: changes whenever the library changes, so a new pyclan re-activates every host once
 ACTIVATOR = hashlib.sha256(LIBRARY.encode()).hexdigest()[:16]
@@ -182,12 +194,7 @@ def lists(manifest: Manifest) -> dict[str, bytes]:
         return "".join(f"{i}\n" for i in items).encode()
 
     units = [f"{u.name} {u.stamp} {int(u.start)} {int(u.enabled)}" for _, u in sorted(manifest.units.items())]
-    unit_files = {f"{UNIT_DIR}/{name}" for name in manifest.units}
-    systemd = [
-        f"{path} {manifest.files[path].sha256 if path in manifest.files else manifest.links[path]}"
-        for path in manifest.managed_paths()
-        if path.startswith("/etc/systemd/") and path not in unit_files
-    ]
+    systemd = manifest.systemd_files()
     return {
         "paths.list": lines(manifest.managed_paths()),
         # for `machines status`: what each file must be (the path last: it may hold spaces)
@@ -198,5 +205,6 @@ def lists(manifest: Manifest) -> dict[str, bytes]:
         "units.list": lines(units),
         "reloads.list": lines([f"{r.unit} {r.stamp} {r.action}" for _, r in sorted(manifest.reloads.items())]),
         "objects.list": lines(manifest.object_ids()),
+        "steps.list": lines([f"{step} {digest}" for step, digest in sorted(manifest.steps.items())]),
         "systemd.stamp": hashlib.sha256(lines(systemd)).hexdigest().encode() + b"\n",
     }

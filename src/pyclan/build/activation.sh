@@ -10,6 +10,7 @@ STATE=$R/state
 GEN_DIR=$(cd "$(dirname "$0")" && pwd -P)
 GEN_NO=${GEN_DIR##*/}
 W=$GEN_DIR/.work
+REPAIR=${1:-}  # `repair`: the update found drift; every step runs, none is skipped
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C
 umask 022
@@ -63,7 +64,7 @@ preflight() {
     chmod 755 "$GEN_DIR"
     mkdir -p "$STATE" "$R/backup"
     chmod 700 "$STATE" "$R/backup"
-    for f in paths users groups packages units reloads; do [ -f "$STATE/$f" ] || : > "$STATE/$f"; done
+    for f in paths users groups packages units reloads steps; do [ -f "$STATE/$f" ] || : > "$STATE/$f"; done
     if [ -s "$GEN_DIR/packages.list" ] && ! command -v apt-get >/dev/null 2>&1; then
         fail "unsupported package manager: this host has no apt-get;" \
             "pyclan installs packages with apt (Debian and its derivatives)"
@@ -73,7 +74,31 @@ preflight() {
     fi
     rm -rf "$W"; mkdir -p "$W"
     printf '%s\n' "$GEN_NO" > "$R/journal.new"; mv -f "$R/journal.new" "$R/journal"
+    plan
 }
+
+# --- steps skipped when their inputs did not change ------------------------------------------
+# steps.list holds a digest of each skippable step's inputs (packages, users, units, reloads,
+# hooks); state/steps those of the last activation that finished. A step whose digest is there
+# is skipped, unless this run repairs drift. The records of the steps that will run are dropped
+# before anything is touched, so a run killed half-way, or a failed one, does them again.
+plan() {
+    : > "$W/run"
+    [ -f "$GEN_DIR/steps.list" ] || return 0
+    while read -r s d; do
+        if [ "$REPAIR" != repair ] && has "$s $d" "$STATE/steps"; then
+            echo "@@pyclan-skipped $s"
+        else
+            echo "$s" >> "$W/run"
+        fi
+    done < "$GEN_DIR/steps.list"
+    if [ -s "$W/run" ]; then
+        awk -v run="$W/run" 'BEGIN { while ((getline s < run) > 0) drop[s] = 1 } !($1 in drop)' "$STATE/steps" \
+            > "$STATE/steps.tmp"
+        mv -f "$STATE/steps.tmp" "$STATE/steps"
+    fi
+}
+runs() { ! [ -f "$GEN_DIR/steps.list" ] || has "$1" "$W/run"; }
 
 packages() {
     step packages
@@ -115,32 +140,26 @@ set_password() {  # the hash goes through a pipe, never through a command line
 }
 
 verify_tree() {
-    # A hand edit through a managed path lands in this tree: when a generation is activated again
-    # (rollback, retry, repair), every file is checked against its declared hash, mode and owner
-    # and put back from its object where it differs, so a generation always means what it said.
-    [ -s "$GEN_DIR/files.list" ] || return 0
-    awk -v sums="$W/want.sums" -v stats="$W/want.stat" -v names="$W/tree.names" '
-        { rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1); rel = substr(rel, 2)
-          m = $2; sub(/^0+/, "", m); if (m == "") m = "0"
-          print $1 "  " rel > sums; print m " " $3 " " $4 " " rel > stats; printf "%s%c", rel, 0 > names }
-    ' "$GEN_DIR/files.list"
-    (cd "$GEN_DIR/tree" && xargs -0 sha256sum -- < "$W/tree.names" 2>/dev/null) > "$W/got.sums" || true
-    (cd "$GEN_DIR/tree" && xargs -0 stat -c '%a %U %G %n' -- < "$W/tree.names" 2>/dev/null) > "$W/got.stat" || true
-    { sort "$W/want.sums" | comm -23 - "$(sort "$W/got.sums" > "$W/got.sums.s"; echo "$W/got.sums.s")" \
-        | cut -c67-
-      sort "$W/want.stat" | comm -23 - "$(sort "$W/got.stat" > "$W/got.stat.s"; echo "$W/got.stat.s")" \
-        | cut -d' ' -f4-; } | sort -u > "$W/drifted"
-    while IFS= read -r rel; do
-        awk -v p="/$rel" '{ rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1)
-                            if (rel == p) print $1, $2, $3, $4 }' "$GEN_DIR/files.list" | {
-            read -r sha mode owner group
-            echo "restoring /$rel (changed on this host)"
-            f=$GEN_DIR/tree/$rel
-            mkdir -p -- "${f%/*}"
-            install -m "$mode" -o "$owner" -g "$group" -- "$R/objects/$sha" "$f.pyclan-new"
-            mv -f -- "$f.pyclan-new" "$f"
-        }
-    done < "$W/drifted"
+    # A hand edit through a managed path would land in this tree: when a generation is activated
+    # again (rollback, retry, repair), every file is checked against its declared hash, mode and
+    # owner and put back from its object where it differs, so a generation always means what it said.
+    drift_tree "$GEN_DIR" "$W" > "$W/tree.drift"
+    while read -r kind rest; do
+        [ "$kind" != mode ] || rest=${rest#* * * }
+        restore_file "$rest"
+    done < "$W/tree.drift"
+}
+
+restore_file() {  # restore_file /PATH: this generation's file put back from its object
+    awk -v p="$1" '{ rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1)
+                     if (rel == p) print $1, $2, $3, $4 }' "$GEN_DIR/files.list" | {
+        read -r sha mode owner group
+        echo "restoring $1 (changed on this host)"
+        f=$GEN_DIR/tree$1
+        mkdir -p -- "${f%/*}"
+        install -m "$mode" -o "$owner" -g "$group" -- "$R/objects/$sha" "$f.pyclan-new"
+        mv -f -- "$f.pyclan-new" "$f"
+    }
 }
 
 files() {
@@ -405,26 +424,28 @@ remove_packages() {
 
 finish() {
     step "done"
+    if [ -f "$GEN_DIR/steps.list" ]; then
+        cp "$GEN_DIR/steps.list" "$STATE/steps.tmp"; mv -f "$STATE/steps.tmp" "$STATE/steps"
+    fi
     date -u '+%Y-%m-%dT%H:%M:%SZ' > "$GEN_DIR/activated"
     rm -f "$GEN_DIR/failed" "$R/journal"
 }
 
 main() {
     preflight
-    packages
-    gen_groups
-    gen_users
+    if runs packages; then packages; fi
+    if runs users; then gen_groups; gen_users; fi
     files
-    gen_passwords
+    if runs users; then gen_passwords; fi
     links
-    stop_removed_units
+    if runs units; then stop_removed_units; fi
     switch
     release_paths
-    units
-    reloads
-    gen_hooks
-    remove_users
-    remove_packages
+    if runs units; then units; fi
+    if runs reloads; then reloads; fi
+    if runs hooks; then gen_hooks; fi
+    if runs users; then remove_users; fi
+    if runs packages; then remove_packages; fi
     gen_checks
     finish
 }

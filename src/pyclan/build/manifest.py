@@ -134,6 +134,7 @@ class Manifest(BaseModel):
     secrets: dict[str, SecretEntry] = Field(default_factory=dict)
     reloads: dict[str, ReloadEntry] = Field(default_factory=dict)
     checks: list[CheckEntry] = Field(default_factory=list)  # by name
+    steps: dict[str, str] = Field(default_factory=dict)  # skippable activation step → digest of its inputs
 
     def to_bytes(self) -> bytes:
         """Canonical form: the bytes whose sha256 is the generation id."""
@@ -151,9 +152,62 @@ class Manifest(BaseModel):
         """Every path that becomes a symlink into the generation (files and links)."""
         return sorted({*self.files, *self.links})
 
+    def systemd_files(self) -> list[str]:
+        """`path content-or-target` of managed files below /etc/systemd other than unit files (drop-ins, …):
+        a change needs a daemon-reload."""
+        unit_files = {f"{UNIT_DIR}/{name}" for name in self.units}
+        return [
+            f"{path} {self.files[path].sha256 if path in self.files else self.links[path]}"
+            for path in self.managed_paths()
+            if path.startswith("/etc/systemd/") and path not in unit_files
+        ]
+
+    def step_digests(self) -> dict[str, str]:
+        """What each skippable activation step reads, hashed: the host skips a step whose digest
+        equals the one it last applied. Hooks may read anything but the units (their files and
+        enablement links), so they run when any other file, link, secret, package, user or hook changed."""
+        unit_files = {f"{UNIT_DIR}/{name}" for name in self.units}
+        files = {p: f for p, f in self.files.items() if p not in unit_files}
+        links = {p: t for p, t in self.links.items() if t not in unit_files}
+        users = {
+            "groups": self.groups, "users": self.users,
+            "passwords": {u.name: self._content_digest(u.password_file) for u in self.users.values()
+                          if u.password_file},
+            "ssh_dirs": sorted(p for p in self.files if p.endswith("/.ssh/authorized_keys")),
+        }
+        parts: dict[str, Any] = {
+            "packages": self.packages,
+            "users": users,
+            "units": {"units": self.units, "systemd": self.systemd_files()},
+            "reloads": self.reloads,
+            "hooks": {"hooks": self.hooks, "files": files, "links": links, "secrets": self.secrets,
+                      "packages": self.packages, "users": users},
+        }
+        return {step: _digest({"activator": self.activator, "step": part}) for step, part in parts.items()}
+
+    def _content_digest(self, path: str) -> str:
+        if path in self.secrets:
+            return self.secrets[path].digest
+        if path in self.files:
+            return self.files[path].sha256
+        return "-"  # a file pyclan does not manage: only its path is known
+
     def object_ids(self) -> list[str]:
         ids = {f.sha256 for f in self.files.values()} | {h.sha256 for h in self.hooks}
         return sorted(ids)
+
+
+def _digest(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, BaseModel):
+            return v.model_dump(mode="json")
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return sha256(json.dumps(plain(value), sort_keys=True).encode())[:16]
 
 
 def check_path(path: str) -> str | None:
@@ -437,9 +491,12 @@ def build_manifest(
         machine=machine, activator=activator, files=b.files, links=b.links, packages=packages, groups=groups,
         users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
     )
+    manifest.steps = manifest.step_digests()
     return manifest, b.objects
 
 
 def empty_manifest(machine: str, activator: str = "") -> Manifest:
     """Generation 0 of every host: nothing declared (rolling back to it undoes pyclan)."""
-    return Manifest(machine=machine, activator=activator)
+    manifest = Manifest(machine=machine, activator=activator)
+    manifest.steps = manifest.step_digests()
+    return manifest
