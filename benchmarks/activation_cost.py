@@ -3,8 +3,9 @@
 The same workload as `deploy_scale.py` (10 files, a user, an enabled unit) on N local hosts;
 `pyclan.deploy.update.update` is called in this process, so the figures are the per-host time
 of the update itself (connect, probe, upload, activation, confirmation), median of the runs,
-with no-op and one-file-change runs interleaved. It also prints which activation steps ran and
-which were skipped in the last one-file change.
+with no-op and one-file-change runs interleaved — and, since wall time on a loaded machine says
+little, the number of processes each update started on a host (the host's last pid before and
+after, in its own pid namespace), which does not depend on load.
 
     sudo python benchmarks/activation_cost.py [--hosts 3] [--runs 7] [--confirm-timeout 30]
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -27,6 +29,14 @@ from pyclan.clan import open_clan
 from pyclan.deploy.update import UpdateOptions, update
 from pyclan.hosts import control as hosts
 from pyclan.hosts.config import HostsConfig
+
+
+def last_pid(name: str, cfg: HostsConfig) -> int:
+    """The host's most recent pid (its pid namespace): the difference counts the processes started."""
+    [info] = [h for h in hosts.status(config=cfg) if h.name == name]
+    out = subprocess.run(hosts.ssh_command(info, "cut -d' ' -f5 /proc/loadavg", config=cfg),
+                         capture_output=True, text=True, check=True).stdout
+    return int(out.strip())
 
 
 def main() -> None:
@@ -53,23 +63,25 @@ def main() -> None:
             assert all(r.ok for r in update(open_clan(root, {}), names, opts))
             noop: list[float] = []
             change: list[float] = []
-            last = []
+            forks: dict[str, list[int]] = {"noop": [], "change": []}
             for i in range(args.runs):
+                before = last_pid(names[0], cfg)
                 reports = update(open_clan(root, {}), names, opts)
+                forks["noop"].append(last_pid(names[0], cfg) - before - 1)
                 assert all(r.ok and not r.changed for r in reports), reports
                 noop += [r.seconds for r in reports]
                 write_clan(root, names, str(i + 2))
+                before = last_pid(names[0], cfg)
                 last = update(open_clan(root, {}), names, opts)
+                forks["change"].append(last_pid(names[0], cfg) - before - 1)
                 assert all(r.ok and r.changed for r in last), last
                 change += [r.seconds for r in last]
         finally:
             hosts.down(names, config=cfg)
     print(f"{args.hosts} hosts, {args.runs} runs, confirm timeout {args.confirm_timeout} s: "
-          f"no-op {statistics.median(noop) * 1000:.0f} ms/host, "
-          f"one file changed {statistics.median(change) * 1000:.0f} ms/host")
-    steps = last[0].extra.get("steps")
-    if steps:
-        print("steps of the last one-file change:", " ".join(steps))
+          f"no-op {statistics.median(noop) * 1000:.0f} ms/host ({statistics.median(forks['noop']):.0f} processes "
+          f"on the host), one file changed {statistics.median(change) * 1000:.0f} ms/host "
+          f"({statistics.median(forks['change']):.0f} processes)")
 
 
 if __name__ == "__main__":

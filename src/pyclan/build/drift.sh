@@ -25,31 +25,31 @@ drift_links() {  # managed paths that are not pyclan's symlink into $R/static
 drift_tree() {  # files of G's tree whose content, mode or owner differ from its files.list
     [ -s "$1/files.list" ] || return 0
     # files.list: SHA MODE OWNER GROUP /PATH (the path last: it may hold spaces)
-    awk -v sums="$2/want.sums" -v stats="$2/want.stat" -v names="$2/tree.names" '
-        { rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1); rel = substr(rel, 2)
-          m = $2; sub(/^0+/, "", m); if (m == "") m = "0"
-          print $1 "  " rel > sums; print m " " $3 " " $4 " " rel > stats; printf "%s%c", rel, 0 > names }
-    ' "$1/files.list"
+    awk '{ rel = $0; for (i = 0; i < 4; i++) rel = substr(rel, index(rel, " ") + 1); printf "%s%c", substr(rel, 2), 0 }' \
+        "$1/files.list" > "$2/tree.names"
+    (cd "$1/tree" && xargs -0 sha256sum -- < "$2/tree.names" 2>/dev/null) > "$2/got.sums" || true
+    (cd "$1/tree" && xargs -0 stat -c '%a %U %G %n' -- < "$2/tree.names" 2>/dev/null) > "$2/got.stat" || true
     # sha256sum escapes a name holding a backslash (a leading \, and \\ for \): undone here
-    (cd "$1/tree" && xargs -0 sha256sum -- < "$2/tree.names" 2>/dev/null) \
-        | sed '/^\\/ { s/^\\//; s/\\\\/\\/g; }' | sort > "$2/got.sums" || true
-    (cd "$1/tree" && xargs -0 stat -c '%a %U %G %n' -- < "$2/tree.names" 2>/dev/null) | sort > "$2/got.stat" || true
-    sort "$2/want.sums" | comm -23 - "$2/got.sums" | cut -c67- > "$2/bad.sums"
-    sort "$2/want.stat" | comm -23 - "$2/got.stat" > "$2/bad.stat"
-    awk -v got="$2/got.stat" -v bad="$2/bad.sums" '
+    awk -v sums="$2/got.sums" -v stats="$2/got.stat" '
+        function rest(line, n) { for (i = 0; i < n; i++) line = substr(line, index(line, " ") + 1); return line }
         BEGIN {
-            while ((getline line < got) > 0) { rel = line; for (i = 0; i < 3; i++) rel = substr(rel, index(rel, " ") + 1)
-                                               now[rel] = substr(line, 1, length(line) - length(rel) - 1) }
-            while ((getline rel < bad) > 0) { content[rel] = 1; print (rel in now ? "modified /" : "removed /") rel }
+            while ((getline line < sums) > 0) {
+                if (substr(line, 1, 1) == "\\") { line = substr(line, 2); gsub(/\\\\/, "\\", line) }
+                sum["/" substr(line, 67)] = substr(line, 1, 64)
+            }
+            while ((getline line < stats) > 0) { rel = rest(line, 3); now["/" rel] = substr(line, 1, length(line) - length(rel) - 1) }
         }
-        { rel = $0; for (i = 0; i < 3; i++) rel = substr(rel, index(rel, " ") + 1)
-          if (!(rel in content) && (rel in now)) print "mode " now[rel] " /" rel }
-    ' "$2/bad.stat"
+        { p = rest($0, 4); m = $2; sub(/^0+/, "", m); if (m == "") m = "0"
+          if (!(p in now)) print "removed " p
+          else if (sum[p] != $1) print "modified " p
+          else if (now[p] != m " " $3 " " $4) print "mode " now[p] " " p }
+    ' "$1/files.list"
 }
 
 drift_units() {  # managed units that failed, or that should run and were stopped (a finished oneshot was not)
     [ -s "$1/units.list" ] && [ -d /run/systemd/system ] || return 0
-    cut -d' ' -f1 "$1/units.list" | xargs systemctl show -p ActiveState -p Type -- > "$2/units.show" 2>/dev/null || true
+    # shellcheck disable=SC2046  # unit names are checked at build time: one word each
+    systemctl show -p ActiveState -p Type -- $(cut -d' ' -f1 "$1/units.list") > "$2/units.show" 2>/dev/null || true
     awk -v list="$1/units.list" '
         BEGIN { RS = ""; FS = "\n"; while ((getline line < list) > 0) { split(line, w, " "); n++; unit[n] = w[1]; start[n] = w[3] } }
         { i++; state = ""; type = ""
