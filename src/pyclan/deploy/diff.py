@@ -80,5 +80,7 @@ def compare(
         elif before.stamp != unit.stamp:
             ch.units_restarted.append(name)
     ch.units_stopped = sorted(o.units.keys() - new.units.keys())
-    ch.hooks = [h.name for h in new.hooks]
+    # hooks run when their inputs changed (see Manifest.step_digests); a manifest without digests: always
+    if not o.steps or o.steps.get("hooks") != new.steps.get("hooks"):
+        ch.hooks = [h.name for h in new.hooks]
     return ch
