@@ -83,22 +83,21 @@ preflight() {
 # is skipped, unless this run repairs drift. The records of the steps that will run are dropped
 # before anything is touched, so a run killed half-way, or a failed one, does them again.
 plan() {
-    : > "$W/run"
+    RUN=" packages users units reloads hooks "  # a generation without steps.list: every step
     [ -f "$GEN_DIR/steps.list" ] || return 0
-    while read -r s d; do
-        if [ "$REPAIR" != repair ] && has "$s $d" "$STATE/steps"; then
-            echo "@@pyclan-skipped $s"
-        else
-            echo "$s" >> "$W/run"
-        fi
-    done < "$GEN_DIR/steps.list"
-    if [ -s "$W/run" ]; then
-        awk -v run="$W/run" 'BEGIN { while ((getline s < run) > 0) drop[s] = 1 } !($1 in drop)' "$STATE/steps" \
-            > "$STATE/steps.tmp"
-        mv -f "$STATE/steps.tmp" "$STATE/steps"
-    fi
+    # one awk: the steps to run (into $W/run), the records of the others (kept in state/steps)
+    awk -v repair="$REPAIR" -v keep="$STATE/steps.tmp" -v run="$W/run" '
+        FILENAME == ARGV[1] { done[$0] = 1; next }
+        repair == "repair" || !($0 in done) { todo[$1] = 1; printf "%s ", $1 > run; step[++n] = $0; next }
+        { print "@@pyclan-skipped " $1; step[++n] = $0 }
+        END { printf "" > run; printf "" > keep
+              for (i = 1; i <= n; i++) { split(step[i], w, " "); if (!(w[1] in todo)) print step[i] > keep } }
+    ' "$STATE/steps" "$GEN_DIR/steps.list"
+    mv -f "$STATE/steps.tmp" "$STATE/steps"
+    read -r RUN < "$W/run" || true
+    RUN=" $RUN "
 }
-runs() { ! [ -f "$GEN_DIR/steps.list" ] || has "$1" "$W/run"; }
+runs() { case $RUN in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 
 packages() {
     step packages
@@ -143,7 +142,7 @@ verify_tree() {
     # A hand edit through a managed path would land in this tree: when a generation is activated
     # again (rollback, retry, repair), every file is checked against its declared hash, mode and
     # owner and put back from its object where it differs, so a generation always means what it said.
-    drift_tree "$GEN_DIR" "$W" > "$W/tree.drift"
+    drift_files "$GEN_DIR" "$W" tree > "$W/tree.drift"
     while read -r kind rest; do
         [ "$kind" != mode ] || rest=${rest#* * * }
         restore_file "$rest"

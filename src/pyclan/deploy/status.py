@@ -28,10 +28,10 @@ if TYPE_CHECKING:
     from pyclan.clan import Clan
 
 # The drift of the current generation, as `drift KIND WHAT` lines: appended to the update's probe
-# (same round trip) and to STATUS. R is set by the script it is part of.
+# (same round trip) and to STATUS, which both set R and `cur` (the current generation's number).
 DRIFT_OF_CURRENT = DRIFT + r"""
 export LC_ALL=C
-cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}
+if [ -z "${cur+set}" ]; then cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}; fi
 if [ -n "$cur" ] && [ -f "$R/generations/$cur/files.list" ]; then
     W=$(mktemp -d)
     drift "$R/generations/$cur" "$W" | sed 's/^/drift /'
