@@ -5,7 +5,7 @@ The same workload as `deploy_scale.py` (10 files, a user, an enabled unit) on N 
 of the update itself (connect, probe, upload, activation, confirmation), median of the runs,
 with no-op and one-file-change runs interleaved — and, since wall time on a loaded machine says
 little, the number of processes each update started on a host (the host's last pid before and
-after, in its own pid namespace), which does not depend on load.
+after, in its own pid namespace) and the CPU time of its SSH sessions, which depend little on load.
 
     sudo python benchmarks/activation_cost.py [--hosts 3] [--runs 7] [--confirm-timeout 30]
 
@@ -31,12 +31,14 @@ from pyclan.hosts import control as hosts
 from pyclan.hosts.config import HostsConfig
 
 
-def last_pid(name: str, cfg: HostsConfig) -> int:
-    """The host's most recent pid (its pid namespace): the difference counts the processes started."""
+def host_counters(name: str, cfg: HostsConfig) -> tuple[int, float]:
+    """The host's most recent pid (its own pid namespace: the difference counts the processes
+    started) and the CPU time (ms) of every finished SSH session so far (sshd's children)."""
     [info] = [h for h in hosts.status(config=cfg) if h.name == name]
-    out = subprocess.run(hosts.ssh_command(info, "cut -d' ' -f5 /proc/loadavg", config=cfg),
-                         capture_output=True, text=True, check=True).stdout
-    return int(out.strip())
+    script = "cut -d' ' -f5 /proc/loadavg; awk '{ print $16 + $17 }' /proc/$(cat /run/sshd.pid)/stat"
+    out = subprocess.run(hosts.ssh_command(info, script, config=cfg), capture_output=True, text=True,
+                         check=True).stdout.split()
+    return int(out[0]), int(out[1]) * 1000 / os.sysconf("SC_CLK_TCK")
 
 
 def main() -> None:
@@ -64,24 +66,30 @@ def main() -> None:
             noop: list[float] = []
             change: list[float] = []
             forks: dict[str, list[int]] = {"noop": [], "change": []}
+            cpu: dict[str, list[float]] = {"noop": [], "change": []}
             for i in range(args.runs):
-                before = last_pid(names[0], cfg)
+                before, used = host_counters(names[0], cfg)
                 reports = update(open_clan(root, {}), names, opts)
-                forks["noop"].append(last_pid(names[0], cfg) - before - 1)
+                after, now = host_counters(names[0], cfg)
+                forks["noop"].append(after - before - 4)  # less the counting's own processes
+                cpu["noop"].append(now - used)
                 assert all(r.ok and not r.changed for r in reports), reports
                 noop += [r.seconds for r in reports]
                 write_clan(root, names, str(i + 2))
-                before = last_pid(names[0], cfg)
+                before, used = host_counters(names[0], cfg)
                 last = update(open_clan(root, {}), names, opts)
-                forks["change"].append(last_pid(names[0], cfg) - before - 1)
+                after, now = host_counters(names[0], cfg)
+                forks["change"].append(after - before - 4)
+                cpu["change"].append(now - used)
                 assert all(r.ok and r.changed for r in last), last
                 change += [r.seconds for r in last]
         finally:
             hosts.down(names, config=cfg)
     print(f"{args.hosts} hosts, {args.runs} runs, confirm timeout {args.confirm_timeout} s: "
-          f"no-op {statistics.median(noop) * 1000:.0f} ms/host ({statistics.median(forks['noop']):.0f} processes "
-          f"on the host), one file changed {statistics.median(change) * 1000:.0f} ms/host "
-          f"({statistics.median(forks['change']):.0f} processes)")
+          f"no-op {statistics.median(noop) * 1000:.0f} ms/host ({statistics.median(forks['noop']):.0f} processes, "
+          f"{statistics.median(cpu['noop']):.0f} ms CPU on the host), one file changed "
+          f"{statistics.median(change) * 1000:.0f} ms/host ({statistics.median(forks['change']):.0f} processes, "
+          f"{statistics.median(cpu['change']):.0f} ms CPU)")
 
 
 if __name__ == "__main__":
