@@ -1,9 +1,10 @@
 """What pyclan runs on a host, as small POSIX-sh programs, and how their answers are read.
 
 An update is two round trips over one connection: `probe` (what generation is current, is an
-activation unfinished, which objects are missing) and `apply` (a tar of the missing objects,
-the generation folder and its secrets on stdin; unpack, activate, roll back on failure, clean
-up old generations). A host that is up to date needs only the probe.
+activation unfinished, which objects are missing; update.py appends the drift check) and
+`apply` (a tar of the missing objects, the generation folder and its secrets on stdin; unpack,
+activate, roll back on failure, clean up old generations). A host that is up to date needs only
+the probe.
 
 Magic rollback: after a successful activation `apply` arms a host-side timer (a transient
 systemd unit, so it outlives the SSH session) that switches back to the previous generation
