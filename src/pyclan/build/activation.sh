@@ -82,15 +82,20 @@ preflight() {
 # hooks); state/steps those of the last activation that finished. A step whose digest is there
 # is skipped, unless this run repairs drift. The records of the steps that will run are dropped
 # before anything is touched, so a run killed half-way, or a failed one, does them again.
+# state/steps names the generation whose activation wrote it (`@generation N`); it counts only
+# while that generation, or this one, is current: an activation by an older pyclan (a rollback
+# to a generation it made) changes the host without knowing of these records.
 plan() {
     RUN=" packages users units reloads hooks "  # a generation without steps.list: every step
     [ -f "$GEN_DIR/steps.list" ] || return 0
+    cur=$(readlink "$R/current" 2>/dev/null || true)
     # one awk: the steps to run (into $W/run), the records of the others (kept in state/steps)
-    awk -v repair="$REPAIR" -v keep="$STATE/steps.tmp" -v run="$W/run" '
-        FILENAME == ARGV[1] { done[$0] = 1; next }
+    awk -v repair="$REPAIR" -v keep="$STATE/steps.tmp" -v run="$W/run" -v gen="$GEN_NO" -v cur="${cur##*/}" '
+        FILENAME == ARGV[1] { if ($1 == "@generation") owner = $2; else done[$0] = 1; next }
+        FNR == 1 && owner != cur && owner != gen { split("", done) }
         repair == "repair" || !($0 in done) { todo[$1] = 1; printf "%s ", $1 > run; step[++n] = $0; next }
         { print "@@pyclan-skipped " $1; step[++n] = $0 }
-        END { printf "" > run; printf "" > keep
+        END { printf "" > run; print "@generation " gen > keep
               for (i = 1; i <= n; i++) { split(step[i], w, " "); if (!(w[1] in todo)) print step[i] > keep } }
     ' "$STATE/steps" "$GEN_DIR/steps.list"
     mv -f "$STATE/steps.tmp" "$STATE/steps"
@@ -424,7 +429,8 @@ remove_packages() {
 finish() {
     step "done"
     if [ -f "$GEN_DIR/steps.list" ]; then
-        cp "$GEN_DIR/steps.list" "$STATE/steps.tmp"; mv -f "$STATE/steps.tmp" "$STATE/steps"
+        { echo "@generation $GEN_NO"; cat "$GEN_DIR/steps.list"; } > "$STATE/steps.tmp"
+        mv -f "$STATE/steps.tmp" "$STATE/steps"
     fi
     date -u '+%Y-%m-%dT%H:%M:%SZ' > "$GEN_DIR/activated"
     rm -f "$GEN_DIR/failed" "$R/journal"
