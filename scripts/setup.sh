@@ -18,6 +18,7 @@ APT_PACKAGES=(
   rsnapshot                              # localbackup service tests
   ddclient                               # dyndns service: real ddclient against a dyndns2 endpoint
   chromium                               # pyclan serve: the web UI's browser test (Playwright)
+  shellcheck                             # CI: every packaged .sh file (scripts/test.sh)
 )
 
 if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null; then

@@ -7,4 +7,6 @@ bash scripts/setup.sh
 .venv/bin/ruff check src tests benchmarks
 .venv/bin/mypy src
 .venv/bin/lint-imports
+# every packaged shell file (e.g. the activation library, src/pyclan/build/activation.sh)
+find src -name '*.sh' -print0 | xargs -0 -r shellcheck  # each file names its shell (shebang or `# shellcheck shell=sh`)
 exec .venv/bin/pytest "$@"

@@ -162,7 +162,7 @@ def test_unreachable_after_activation_switches_back_by_itself(
     assert on_host(M, "cat /var/lib/pyclan/generations/2/failed").stdout == "unconfirmed 0\n"
 
 
-def test_status_shows_a_hand_edit_and_repair_puts_it_back(
+def test_status_shows_a_hand_edit_and_a_plain_update_puts_it_back(
     local_clan: Any, local_update: Any, read_files: Any, on_host: Any, private_roots: PrivateRoots
 ) -> None:
     local_update(local_clan.set({M: first()}), [M])
@@ -171,7 +171,7 @@ def test_status_shows_a_hand_edit_and_repair_puts_it_back(
     on_host(M, f"echo edited > {CONF}")  # through the managed symlink, into the generation's tree
     [drifted] = status(local_clan.open(), [M], connector=private_roots.connect)
     assert drifted.state == "up to date" and any(CONF in what for _, what in drifted.drift), drifted
-    [repaired] = local_update(local_clan.open(), [M], repair=True)
+    [repaired] = local_update(local_clan.open(), [M])  # a plain update repairs
     assert repaired.error is None and repaired.extra.get("repaired"), repaired
     assert read_files(M, [CONF]) == {CONF: "version 1\n"}
 

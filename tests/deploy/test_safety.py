@@ -195,8 +195,8 @@ def test_status_answer_is_read_into_state_and_drift() -> None:
     from pyclan.deploy.status import STATUS, parse_status
 
     assert subprocess.run(["sh", "-n"], input=STATUS, text=True, check=False).returncode == 0
-    text = ("current 4 abc\npending 4 3\nmodified /etc/a b\nmode 600 root root /etc/with space\n"
-            "failed-unit x.service\nmissing-package hello\n")
+    text = ("current 4 abc\npending 4 3\ndrift modified /etc/a b\ndrift mode 600 root root /etc/with space\n"
+            "drift failed-unit x.service\ndrift missing-package hello\n")
     st = parse_status("m", text, "abc")
     assert (st.state, st.generation, st.note) == ("up to date", 4, "generation 4 awaits its confirmation")
     assert st.drift == [("modified", "/etc/a b"), ("mode", "/etc/with space (now 600 root:root)"),

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from pyclan.deploy.update import UpdateOptions, rollback, update
+from pyclan.deploy.update import rollback, update
 from pyclan.hosts import control as hosts
 
 sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
@@ -70,18 +70,27 @@ def test_status_reports_state_and_every_kind_of_drift_and_changes_nothing(
     }
     assert read_files(ssh_run, host, [EDITED, SWAPPED]) == before  # nothing was repaired or touched
 
-    # `update --repair` puts it all back (`--dry-run` first shows what it would repair)
-    proc = clan.cli("machines", "update", M, "--repair", "--dry-run", "--json")
+    # a plain `update` puts it all back; `--dry-run` first shows what it would repair, per file with a diff
+    proc = clan.cli("machines", "update", M, "--dry-run", "--json")
     [would] = json.loads(proc.stdout)
     assert would["changed"] and f"changed by hand: {EDITED}" in would["drift"], would
+    diffs = {f["path"]: f for f in would["changes"]["files"]}
+    assert diffs[EDITED]["kind"] == "repair" and "-by hand" in diffs[EDITED]["diff"].splitlines(), diffs
+    assert "-other" in diffs[SWAPPED]["diff"].splitlines() and f"+{SWAPPED}" in diffs[SWAPPED]["diff"].splitlines()
+    text = clan.cli("machines", "update", M, "--dry-run").stdout
+    assert f"repair {EDITED}" in text and "    -by hand" in text, text
     assert read_files(ssh_run, host, [EDITED, SWAPPED]) == before
-    [fixed] = update(clan.open(), [M], UpdateOptions(repair=True))
-    assert fixed.error is None and fixed.generation == 1, (fixed, fixed.output)
-    assert "unit stopped: app.service" in fixed.extra["repaired"]
+    [fixed] = update(clan.open(), [M])
+    assert fixed.error is None and fixed.generation == 1 and fixed.changed, (fixed, fixed.output)
+    assert {"unit stopped: app.service", f"removed: {WANTS}", f"mode or owner changed: {MODE} (now 600 root:root)",
+            f"changed by hand: {EDITED}", "package removed: hello"} <= set(fixed.extra["repaired"]), fixed.extra
     assert status()[M]["drift"] == []
     assert read_files(ssh_run, host, [EDITED, GONE, SWAPPED]) == {p: f"{p}\n" for p in (EDITED, GONE, SWAPPED)}
-    [again] = update(clan.open(), [M], UpdateOptions(repair=True))
+    assert ssh_run(host, "systemctl is-enabled app.service; systemctl is-active app.service").returncode == 0
+    [again] = update(clan.open(), [M])
     assert again.error is None and not again.changed  # nothing left to repair: one round trip
+    proc = clan.cli("machines", "update", M, "--repair", "--json")  # still accepted: it is the default
+    assert proc.returncode == 0 and not json.loads(proc.stdout)[0]["changed"], proc.stderr
 
     # generations are immutable: a hand edit goes into generation 1's own tree, yet a rollback
     # to generation 1 after an update restores what generation 1 declared

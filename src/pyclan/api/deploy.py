@@ -41,8 +41,8 @@ class HostResult:
     changes: Changes | None = None
     attempted: bool = True  # false: a batched rollout stopped before this host (`error` says why)
     activation_may_be_running: bool = False  # the answer was lost; the host may still be activating
-    drift: list[str] = field(default_factory=list)  # `--repair --dry-run`: what would be put back
-    repaired: list[str] = field(default_factory=list)  # `--repair`: what was put back
+    drift: list[str] = field(default_factory=list)  # `--dry-run`: what was changed by hand and would be put back
+    repaired: list[str] = field(default_factory=list)  # what was changed by hand and was put back
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,6 @@ class DeployOptions:
     """Then N machines at a time (null: all the rest at once)."""
     max_failures: int | None = None
     """Start no new batch once this many hosts failed (null: never stop; with a canary: 1)."""
-    repair: bool = False
-    """Also put back what was changed by hand on hosts that are up to date (see `machines_status`)."""
     debug: bool = False
     """Keep Python tracebacks of internal errors."""
 
@@ -190,7 +188,7 @@ def update_machines(
     progress: Progress | None = None,
 ) -> list[HostResult]:
     """Deploy machines over SSH (names, or `tags`, or all): upload what changed, activate, roll
-    back on failure; `options.dry_run` only reports what would change."""
+    back on failure, put back what was changed by hand; `options.dry_run` only reports what would change."""
     from pyclan.deploy import update as deploy
 
     clan = open_flake(flake, input_overrides)

@@ -1,0 +1,1 @@
+"""Build: a machine's configuration → a generation (manifest, objects, activation script)."""

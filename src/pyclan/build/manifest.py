@@ -20,6 +20,7 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -133,6 +134,7 @@ class Manifest(BaseModel):
     secrets: dict[str, SecretEntry] = Field(default_factory=dict)
     reloads: dict[str, ReloadEntry] = Field(default_factory=dict)
     checks: list[CheckEntry] = Field(default_factory=list)  # by name
+    steps: dict[str, str] = Field(default_factory=dict)  # skippable activation step → digest of its inputs
 
     def to_bytes(self) -> bytes:
         """Canonical form: the bytes whose sha256 is the generation id."""
@@ -150,9 +152,62 @@ class Manifest(BaseModel):
         """Every path that becomes a symlink into the generation (files and links)."""
         return sorted({*self.files, *self.links})
 
+    def systemd_files(self) -> list[str]:
+        """`path content-or-target` of managed files below /etc/systemd other than unit files (drop-ins, …):
+        a change needs a daemon-reload."""
+        unit_files = {f"{UNIT_DIR}/{name}" for name in self.units}
+        return [
+            f"{path} {self.files[path].sha256 if path in self.files else self.links[path]}"
+            for path in self.managed_paths()
+            if path.startswith("/etc/systemd/") and path not in unit_files
+        ]
+
+    def step_digests(self) -> dict[str, str]:
+        """What each skippable activation step reads, hashed: the host skips a step whose digest
+        equals the one it last applied. Hooks may read anything but the units (their files and
+        enablement links), so they run when any other file, link, secret, package, user or hook changed."""
+        unit_files = {f"{UNIT_DIR}/{name}" for name in self.units}
+        files = {p: f for p, f in self.files.items() if p not in unit_files}
+        links = {p: t for p, t in self.links.items() if t not in unit_files}
+        users = {
+            "groups": self.groups, "users": self.users,
+            "passwords": {u.name: self._content_digest(u.password_file) for u in self.users.values()
+                          if u.password_file},
+            "ssh_dirs": sorted(p for p in self.files if p.endswith("/.ssh/authorized_keys")),
+        }
+        parts: dict[str, Any] = {
+            "packages": self.packages,
+            "users": users,
+            "units": {"units": self.units, "systemd": self.systemd_files()},
+            "reloads": self.reloads,
+            "hooks": {"hooks": self.hooks, "files": files, "links": links, "secrets": self.secrets,
+                      "packages": self.packages, "users": users},
+        }
+        return {step: _digest({"activator": self.activator, "step": part}) for step, part in parts.items()}
+
+    def _content_digest(self, path: str) -> str:
+        if path in self.secrets:
+            return self.secrets[path].digest
+        if path in self.files:
+            return self.files[path].sha256
+        return "-"  # a file pyclan does not manage: only its path is known
+
     def object_ids(self) -> list[str]:
         ids = {f.sha256 for f in self.files.values()} | {h.sha256 for h in self.hooks}
         return sorted(ids)
+
+
+def _digest(value: Any) -> str:
+    def plain(v: Any) -> Any:
+        if isinstance(v, BaseModel):
+            return v.model_dump(mode="json")
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        return v
+
+    return sha256(json.dumps(plain(value), sort_keys=True).encode())[:16]
 
 
 def check_path(path: str) -> str | None:
@@ -227,64 +282,83 @@ def _hook_order(hooks: Mapping[str, Any], machine: str, problems: ProblemList) -
     return order
 
 
-def build_manifest(
-    machine: str, config: MachineConfig, secret_digests: Mapping[str, str], activator: str = ""
-) -> tuple[Manifest, dict[str, bytes]]:
-    """Resolve `config` into a manifest and the objects it refers to.
+@dataclass
+class _Build:
+    """What the per-kind functions below share while one manifest is built."""
 
-    `secret_digests` maps each secret's host path to the digest of its encrypted value.
-    Raises a ClanError listing every problem (bad paths, names, clashes, cycles).
-    """
-    problems = ProblemList()
-    objects: dict[str, bytes] = {}
-    files: dict[str, FileEntry] = {}
-    links: dict[str, str] = {}
-    where = f"machines.{machine}"
+    machine: str
+    config: MachineConfig
+    problems: ProblemList = field(default_factory=ProblemList)
+    objects: dict[str, bytes] = field(default_factory=dict)
+    files: dict[str, FileEntry] = field(default_factory=dict)
+    links: dict[str, str] = field(default_factory=dict)
 
-    def obj(data: bytes) -> str:
+    @property
+    def where(self) -> str:
+        return f"machines.{self.machine}"
+
+    def error(self, what: str, message: str, hint: str | None = None, kind: str = "deploy-error") -> None:
+        self.problems.add(kind, f"{self.where}.{what}", message, hint=hint)
+
+    def obj(self, data: bytes) -> str:
+        """Store `data` as an object; its key is its sha256."""
         key = sha256(data)
-        objects[key] = data
+        self.objects[key] = data
         return key
 
-    def add_file(path: str, entry: FileEntry, what: str) -> None:
+    def add_file(self, path: str, entry: FileEntry, what: str) -> None:
         reason = check_path(path)
         if reason:
-            problems.add("deploy-error", f"{where}.{what}", f"path {path!r} {reason}")
-        elif path in files or path in links:
-            problems.add("deploy-error", f"{where}.{what}", f"{path} is defined twice (file, unit, user or link)")
+            self.error(what, f"path {path!r} {reason}")
+        elif path in self.files or path in self.links:
+            self.error(what, f"{path} is defined twice (file, unit, user or link)")
         else:
-            files[path] = entry
+            self.files[path] = entry
 
-    def add_link(path: str, target: str, what: str) -> None:
+    def add_link(self, path: str, target: str, what: str) -> None:
         reason = check_path(path)
         if reason:
-            problems.add("deploy-error", f"{where}.{what}", f"path {path!r} {reason}")
-        elif path in files:
-            problems.add("deploy-error", f"{where}.{what}", f"{path} is both a file and a link")
+            self.error(what, f"path {path!r} {reason}")
+        elif path in self.files:
+            self.error(what, f"{path} is both a file and a link")
         else:
-            links[path] = target
+            self.links[path] = target
 
-    for path, f in sorted(config.files.items()):
-        entry = FileEntry(sha256=obj(f.content.encode()), mode=f.mode, owner=f.owner, group=f.group)
-        add_file(path, entry, f"files.{path}")
 
-    # groups: members that are users of this config go to the users' group lists
-    member_of: dict[str, set[str]] = {}
+_NAME_HINT = "use lowercase letters, digits, '_' and '-', at most 32 characters"
+
+
+def _valid_name(name: str) -> bool:
+    return bool(_NAME_RE.match(name)) and len(name) <= 32
+
+
+def _files(b: _Build) -> None:
+    for path, f in sorted(b.config.files.items()):
+        entry = FileEntry(sha256=b.obj(f.content.encode()), mode=f.mode, owner=f.owner, group=f.group)
+        b.add_file(path, entry, f"files.{path}")
+
+
+def _groups(b: _Build) -> dict[str, GroupEntry]:
+    """Groups; members that are users of this config go to the users' group lists instead."""
     groups: dict[str, GroupEntry] = {}
-    for name, g in sorted(config.groups.items()):
-        if not _NAME_RE.match(name) or len(name) > 32:
-            problems.add("deploy-error", f"{where}.groups.{name}", f"invalid group name {name!r}",
-                         hint="use lowercase letters, digits, '_' and '-', at most 32 characters")
-        for m in g.members:
-            member_of.setdefault(m, set()).add(name)
-        extra = tuple(sorted(m for m in g.members if m not in config.users))
+    for name, g in sorted(b.config.groups.items()):
+        if not _valid_name(name):
+            b.error(f"groups.{name}", f"invalid group name {name!r}", hint=_NAME_HINT)
+        extra = tuple(sorted(m for m in g.members if m not in b.config.users))
         groups[name] = GroupEntry(name=name, gid=g.gid, system=g.system, members=extra)
+    return groups
 
+
+def _users(b: _Build) -> dict[str, UserEntry]:
+    """Users with every supplementary group; their `authorized_keys` become files."""
+    member_of: dict[str, set[str]] = {}
+    for group, g in b.config.groups.items():
+        for m in g.members:
+            member_of.setdefault(m, set()).add(group)
     users: dict[str, UserEntry] = {}
-    for name, u in sorted(config.users.items()):
-        if not _NAME_RE.match(name) or len(name) > 32:
-            problems.add("deploy-error", f"{where}.users.{name}", f"invalid user name {name!r}",
-                         hint="use lowercase letters, digits, '_' and '-', at most 32 characters")
+    for name, u in sorted(b.config.users.items()):
+        if not _valid_name(name):
+            b.error(f"users.{name}", f"invalid user name {name!r}", hint=_NAME_HINT)
             continue
         home = u.home or ("/root" if name == "root" else f"/home/{name}")
         supplementary = tuple(sorted(set(u.groups) | member_of.get(name, set())))
@@ -295,92 +369,134 @@ def build_manifest(
         )
         if u.authorized_keys:
             text = "".join(k.strip() + "\n" for k in u.authorized_keys)
-            entry = FileEntry(sha256=obj(text.encode()), mode="0600", owner=name, group=u.group or name)
-            add_file(f"{home.rstrip('/')}/.ssh/authorized_keys", entry, f"users.{name}.authorized_keys")
+            entry = FileEntry(sha256=b.obj(text.encode()), mode="0600", owner=name, group=u.group or name)
+            b.add_file(f"{home.rstrip('/')}/.ssh/authorized_keys", entry, f"users.{name}.authorized_keys")
+    return users
 
-    units: dict[str, UnitEntry] = {}
-    unit_files: dict[str, str] = {}
-    for name, unit in sorted(config.units.items()):
+
+def _unit_files(b: _Build) -> dict[str, str]:
+    """Unit files and their enablement links become managed paths; unit name → object key."""
+    keys: dict[str, str] = {}
+    for name, unit in sorted(b.config.units.items()):
         if not _UNIT_RE.match(name):
-            problems.add("deploy-error", f"{where}.units.{name}", f"invalid systemd unit name {name!r}",
-                         hint="a unit name ends in .service, .socket, .timer, .target, .path, .mount, … ")
+            b.error(f"units.{name}", f"invalid systemd unit name {name!r}",
+                    hint="a unit name ends in .service, .socket, .timer, .target, .path, .mount, … ")
             continue
-        key = obj(unit.content.encode())
-        unit_files[name] = key
-        add_file(f"{UNIT_DIR}/{name}", FileEntry(sha256=key, mode="0644", owner="root", group="root"), f"units.{name}")
+        key = keys[name] = b.obj(unit.content.encode())
+        b.add_file(f"{UNIT_DIR}/{name}", FileEntry(sha256=key, mode="0644", owner="root", group="root"),
+                   f"units.{name}")
         if unit.enabled:
             for link, target in sorted(enablement_links(name, unit.content).items()):
-                add_link(link, target, f"units.{name}")
+                b.add_link(link, target, f"units.{name}")
+    return keys
 
+
+def _secrets(b: _Build, digests: Mapping[str, str]) -> dict[str, SecretEntry]:
+    """Secret references (digest of the encrypted value); a non-canonical path becomes a link."""
     secrets: dict[str, SecretEntry] = {}
-    for path, s in sorted(config.secrets.items()):
-        digest = secret_digests.get(path)
+    for path, s in sorted(b.config.secrets.items()):
+        digest = digests.get(path)
         if digest is None:
-            problems.add("vars-error", f"{where}.secrets.{path}",
-                         f"secret {s.generator}/{s.file} has not been generated yet",
-                         hint=f"run `pyclan vars generate {machine}`")
+            b.error(f"secrets.{path}", f"secret {s.generator}/{s.file} has not been generated yet",
+                    hint=f"run `pyclan vars generate {b.machine}`", kind="vars-error")
             continue
         secrets[path] = SecretEntry(path=path, generator=s.generator, file=s.file, shared=s.shared,
                                     owner=s.owner, group=s.group, mode=s.mode, digest=digest)
         canonical = f"{SECRETS}/{s.generator}/{s.file}"
         if path != canonical:
-            add_link(path, canonical, f"secrets.{path}")
+            b.add_link(path, canonical, f"secrets.{path}")
+    return secrets
 
-    def stamp(first: str, triggers: tuple[str, ...], what: str) -> str:
-        parts = [first]
-        for trigger in triggers:
-            if trigger in files:
-                parts.append(f"{trigger}={files[trigger].sha256}")
-            elif trigger in secrets:
-                parts.append(f"{trigger}={secrets[trigger].digest}")
-            elif trigger in config.secrets:
-                continue  # not generated yet: reported above
-            else:
-                hint = did_you_mean(trigger, [*files, *secrets])
-                problems.add("deploy-error", f"{where}.{what}",
-                             f"{what.rsplit('.', 1)[-1]} names {trigger!r}, which this machine's configuration "
-                             "does not manage", hint=hint or "name a file or secret path of the same machine")
-        return sha256("\n".join(parts).encode())[:16]
 
-    for name, unit in sorted(config.units.items()):
-        if name not in unit_files:
-            continue
-        units[name] = UnitEntry(name=name, sha256=unit_files[name], enabled=unit.enabled, start=unit.start,
-                                restart_on=tuple(unit.restart_on),
-                                stamp=stamp(unit_files[name], unit.restart_on, f"units.{name}.restart_on"))
+def _stamp(b: _Build, secrets: Mapping[str, SecretEntry], first: str, triggers: tuple[str, ...], what: str) -> str:
+    """A digest that changes exactly when `first` or one of the `triggers` paths changes."""
+    parts = [first]
+    for trigger in triggers:
+        if trigger in b.files:
+            parts.append(f"{trigger}={b.files[trigger].sha256}")
+        elif trigger in secrets:
+            parts.append(f"{trigger}={secrets[trigger].digest}")
+        elif trigger in b.config.secrets:
+            continue  # not generated yet: reported by _secrets
+        else:
+            hint = did_you_mean(trigger, [*b.files, *secrets])
+            b.error(what, f"{what.rsplit('.', 1)[-1]} names {trigger!r}, which this machine's configuration "
+                    "does not manage", hint=hint or "name a file or secret path of the same machine")
+    return sha256("\n".join(parts).encode())[:16]
 
+
+def _units(b: _Build, keys: Mapping[str, str], secrets: Mapping[str, SecretEntry]) -> dict[str, UnitEntry]:
+    """Units with their restart stamps (after every file is known: `restart_on` may name any)."""
+    units: dict[str, UnitEntry] = {}
+    for name, unit in sorted(b.config.units.items()):
+        if name in keys:
+            stamp = _stamp(b, secrets, keys[name], unit.restart_on, f"units.{name}.restart_on")
+            units[name] = UnitEntry(name=name, sha256=keys[name], enabled=unit.enabled, start=unit.start,
+                                    restart_on=tuple(unit.restart_on), stamp=stamp)
+    return units
+
+
+def _reloads(b: _Build, secrets: Mapping[str, SecretEntry]) -> dict[str, ReloadEntry]:
     reloads: dict[str, ReloadEntry] = {}
-    for name, r in sorted(config.reloads.items()):
-        if not _UNIT_RE.match(name) or name in config.units:
-            why = "pyclan owns this unit: use restart_on" if name in config.units else "invalid systemd unit name"
-            problems.add("deploy-error", f"{where}.reloads.{name}", f"{why} {name!r}")
+    for name, r in sorted(b.config.reloads.items()):
+        if not _UNIT_RE.match(name) or name in b.config.units:
+            why = "pyclan owns this unit: use restart_on" if name in b.config.units else "invalid systemd unit name"
+            b.error(f"reloads.{name}", f"{why} {name!r}")
             continue
         action = "restart" if r.restart else "reload-or-restart"
-        reloads[name] = ReloadEntry(unit=name, on=r.on, action=action, stamp=stamp(action, r.on, f"reloads.{name}.on"))
+        stamp = _stamp(b, secrets, action, r.on, f"reloads.{name}.on")
+        reloads[name] = ReloadEntry(unit=name, on=r.on, action=action, stamp=stamp)
+    return reloads
 
-    for name in config.packages:
+
+def _packages(b: _Build) -> list[str]:
+    for name in b.config.packages:
         if not _PACKAGE_RE.match(name):
-            problems.add("deploy-error", f"{where}.packages", f"invalid Debian package name {name!r}",
-                         hint="package names use lowercase letters, digits, '+', '-' and '.'")
+            b.error("packages", f"invalid Debian package name {name!r}",
+                    hint="package names use lowercase letters, digits, '+', '-' and '.'")
+    return sorted(set(b.config.packages))
 
-    order = _hook_order(config.hooks, machine, problems)
-    hooks = [
-        HookEntry(name=n, sha256=obj(config.hooks[n].script.encode()), after=tuple(config.hooks[n].after))
-        for n in order
-    ]
-    for name in config.hooks:
-        if not re.match(r"^[A-Za-z0-9_.@:-]+$", name):
-            problems.add("deploy-error", f"{where}.hooks.{name}", f"invalid hook name {name!r}",
-                         hint="use letters, digits and _ . @ : -")
-    checks = _check_entries(config, where, problems)
-    problems.raise_if_any()
+
+def _hooks(b: _Build) -> list[HookEntry]:
+    """Hooks in execution order, their scripts as objects."""
+    for name in b.config.hooks:
+        if not _CHECK_NAME_RE.match(name):
+            b.error(f"hooks.{name}", f"invalid hook name {name!r}", hint="use letters, digits and _ . @ : -")
+    hooks = b.config.hooks
+    return [HookEntry(name=n, sha256=b.obj(hooks[n].script.encode()), after=tuple(hooks[n].after))
+            for n in _hook_order(hooks, b.machine, b.problems)]
+
+
+def build_manifest(
+    machine: str, config: MachineConfig, secret_digests: Mapping[str, str], activator: str = ""
+) -> tuple[Manifest, dict[str, bytes]]:
+    """Resolve `config` into a manifest and the objects it refers to.
+
+    `secret_digests` maps each secret's host path to the digest of its encrypted value.
+    Raises a ClanError listing every problem (bad paths, names, clashes, cycles).
+    """
+    b = _Build(machine, config)
+    _files(b)
+    groups = _groups(b)
+    users = _users(b)
+    unit_keys = _unit_files(b)
+    secrets = _secrets(b, secret_digests)
+    units = _units(b, unit_keys, secrets)  # stamps last: they name files and secrets of any kind
+    reloads = _reloads(b, secrets)
+    packages = _packages(b)
+    hooks = _hooks(b)
+    checks = _check_entries(config, b.where, b.problems)
+    b.problems.raise_if_any()
     manifest = Manifest(
-        machine=machine, activator=activator, files=files, links=links, packages=sorted(set(config.packages)),
-        groups=groups, users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
+        machine=machine, activator=activator, files=b.files, links=b.links, packages=packages, groups=groups,
+        users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
     )
-    return manifest, objects
+    manifest.steps = manifest.step_digests()
+    return manifest, b.objects
 
 
 def empty_manifest(machine: str, activator: str = "") -> Manifest:
     """Generation 0 of every host: nothing declared (rolling back to it undoes pyclan)."""
-    return Manifest(machine=machine, activator=activator)
+    manifest = Manifest(machine=machine, activator=activator)
+    manifest.steps = manifest.step_digests()
+    return manifest

@@ -108,8 +108,8 @@ def update_cmd(
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, help="Then N machines at a time.")] = None,
     max_failures: Annotated[int | None, typer.Option("--max-failures", min=1, help="Start no new batch once K "
                             "hosts failed (default with --canary: 1).")] = None,
-    repair: Annotated[bool, typer.Option("--repair", help="Also put back what was changed by hand on hosts "
-                      "that are up to date (see `machines status`).")] = False,
+    repair: Annotated[bool, typer.Option("--repair", hidden=True, help="Accepted for compatibility: every "
+                      "update puts back what was changed by hand.")] = False,
     json_out: JsonOpt = False,
     network: NetworkOpt = None,
     flake_dir: FlakeOpt = None,
@@ -125,7 +125,6 @@ def update_cmd(
             connect_timeout=connect_timeout, yes=yes, network=network, debug=CURRENT.debug, dry_run=dry_run,
             jobs=jobs, rollback=not no_rollback, confirm_timeout=confirm_timeout, timeout=timeout,
             activation_timeout=activation_timeout, canary=canary, batch_size=batch_size, max_failures=max_failures,
-            repair=repair,
         )  # fmt: skip
         reports = deploy_api.update_machines(selected, options=options, progress=view.update, **clan_args(flake_dir))
     _report_and_exit(reports, json_out, dry_run)

@@ -34,7 +34,7 @@ class Changes:
     units_started: list[str] = field(default_factory=list)
     units_restarted: list[str] = field(default_factory=list)
     units_stopped: list[str] = field(default_factory=list)
-    hooks: list[str] = field(default_factory=list)  # run on every activation
+    hooks: list[str] = field(default_factory=list)  # run because a file, link, secret, package, user or hook changed
 
     def empty(self) -> bool:
         return not any(v for k, v in asdict(self).items() if k != "hooks")

@@ -17,7 +17,7 @@ the host (magic rollback). This module does that, and turns every outcome into a
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from pyclan.deploy import remote
 from pyclan.deploy.connection import Connection, Connector, ssh
@@ -212,11 +212,11 @@ async def lost_answer(target: Target, safety: Safety, gen_id: str, error: ClanEr
 
 async def activate(
     conn: Connection, target: Target, gen_id: str | None, safety: Safety, progress: Progress = no_progress,
-    data: bytes | None = None, existing: int | None = None,
+    data: bytes | None = None, existing: int | None = None, repair: bool = False,
 ) -> HostReport:
-    """Apply (upload `data`, or re-activate generation `existing`) and see it through."""
+    """Apply (upload `data`, or re-activate generation `existing`) and see it through; `repair`: skip no step."""
     try:
-        act = await remote.apply(conn, data, existing, safety.apply_options())
+        act = await remote.apply(conn, data, existing, replace(safety.apply_options(), repair=repair))
     except ClanError as exc:
         return await lost_answer(target, safety, gen_id or "", exc, progress)
     report = activation_report(target, gen_id, act, safety.rollback)

@@ -15,7 +15,7 @@ from pyclan.deploy.changes import Changes, FileChange
 MAX_DIFF_LINES = 200
 
 
-def _text_diff(path: str, old: bytes | None, new: bytes | None) -> str | None:
+def text_diff(path: str, old: bytes | None, new: bytes | None) -> str | None:
     try:
         a = (old or b"").decode().splitlines(keepends=True)
         b = (new or b"").decode().splitlines(keepends=True)
@@ -44,12 +44,12 @@ def compare(
     for path in sorted(o.files.keys() | new.files.keys()):
         a, b = o.files.get(path), new.files.get(path)
         if a is None and b is not None:
-            ch.files.append(FileChange(path, "added", _text_diff(path, None, new_objects.get(b.sha256))))
+            ch.files.append(FileChange(path, "added", text_diff(path, None, new_objects.get(b.sha256))))
         elif b is None:
             ch.files.append(FileChange(path, "removed"))
         elif a is not None and a.sha256 != b.sha256:
             old_data = old_objects.get(a.sha256)
-            diff = _text_diff(path, old_data, new_objects.get(b.sha256)) if old_data is not None else None
+            diff = text_diff(path, old_data, new_objects.get(b.sha256)) if old_data is not None else None
             ch.files.append(FileChange(path, "changed", diff))
         elif a is not None and a != b:
             meta = f"{a.owner}:{a.group} {a.mode} -> {b.owner}:{b.group} {b.mode}"
@@ -80,5 +80,7 @@ def compare(
         elif before.stamp != unit.stamp:
             ch.units_restarted.append(name)
     ch.units_stopped = sorted(o.units.keys() - new.units.keys())
-    ch.hooks = [h.name for h in new.hooks]
+    # hooks run when their inputs changed (see Manifest.step_digests); a manifest without digests: always
+    if not o.steps or o.steps.get("hooks") != new.steps.get("hooks"):
+        ch.hooks = [h.name for h in new.hooks]
     return ch

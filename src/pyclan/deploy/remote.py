@@ -1,9 +1,10 @@
 """What pyclan runs on a host, as small POSIX-sh programs, and how their answers are read.
 
 An update is two round trips over one connection: `probe` (what generation is current, is an
-activation unfinished, which objects are missing) and `apply` (a tar of the missing objects,
-the generation folder and its secrets on stdin; unpack, activate, roll back on failure, clean
-up old generations). A host that is up to date needs only the probe.
+activation unfinished, which objects are missing; update.py appends the drift check) and
+`apply` (a tar of the missing objects, the generation folder and its secrets on stdin; unpack,
+activate, roll back on failure, clean up old generations). A host that is up to date needs only
+the probe.
 
 Magic rollback: after a successful activation `apply` arms a host-side timer (a transient
 systemd unit, so it outlives the SSH session) that switches back to the previous generation
@@ -86,7 +87,7 @@ chmod 755 "$R"
 LOG=$R/.apply.$$.log
 __DISARM__
 run() {  # run GENERATION LOGNAME: its activation script, output to its folder
-    (cd "$R/generations/$1" && exec sh ./activate.sh) > "$R/generations/$1/$2" 2>&1 < /dev/null
+    (cd "$R/generations/$1" && exec sh ./activate.sh "$repair") > "$R/generations/$1/$2" 2>&1 < /dev/null
 }
 
 gc() {  # old generations go, but never 0, the current one, or the one a pending confirmation needs
@@ -121,7 +122,7 @@ PYCLAN_REVERT
 
 apply() {
     set -eu
-    mode=$1 want=$2 rollback=$3 confirm=$4
+    mode=$1 want=$2 rollback=$3 confirm=$4 repair=${5:--}  # repair: the activation skips no step
     mkdir -p "$R/objects" "$R/generations" "$R/state"
     chmod 755 "$R" "$R/generations"
     chmod 700 "$R/objects" "$R/state"
@@ -293,6 +294,7 @@ class Probe:
     journal_id: str | None
     missing: tuple[str, ...]
     pending: tuple[int, int] | None = None  # (generation, previous): activated, awaiting confirmation
+    drift: tuple[str, ...] = ()  # `drift KIND WHAT` lines of an `extra` check, without the `drift `
 
     def up_to_date(self, gen_id: str) -> bool:
         return self.current_id == gen_id and self.journal is None
@@ -301,8 +303,12 @@ class Probe:
 def parse_probe(text: str) -> Probe:
     uid, current, current_id, journal, journal_id = -1, None, None, None, None
     missing: list[str] = []
+    drift: list[str] = []
     pending: tuple[int, int] | None = None
     for line in text.splitlines():
+        if line.startswith("drift "):
+            drift.append(line[6:])
+            continue
         words = line.split()
         if not words:
             continue
@@ -316,11 +322,13 @@ def parse_probe(text: str) -> Probe:
             missing.append(words[1])
         elif words[0] == "pending" and len(words) == 3 and words[1].isdigit() and words[2].isdigit():
             pending = (int(words[1]), int(words[2]))
-    return Probe(uid, current, current_id, journal, journal_id, tuple(missing), pending)
+    return Probe(uid, current, current_id, journal, journal_id, tuple(missing), pending, tuple(drift))
 
 
-async def probe(conn: Connection, object_ids: list[str], timeout: float | None = None) -> Probe:
-    result = await conn.run(_script(PROBE), input="".join(f"{o}\n" for o in object_ids).encode(), timeout=timeout)
+async def probe(conn: Connection, object_ids: list[str], timeout: float | None = None, extra: str = "") -> Probe:
+    """What the host runs and lacks; `extra` (shell, after the probe, same round trip) may print `drift …` lines."""
+    script = _script(PROBE) + extra
+    result = await conn.run(script, input="".join(f"{o}\n" for o in object_ids).encode(), timeout=timeout)
     if result.exit_status != 0:
         raise _failure(conn, "probing the host", result)
     found = parse_probe(result.text)
@@ -474,6 +482,7 @@ class ApplyOptions:
     rollback: bool = True  # switch back to the previous generation when a step or check fails
     confirm_timeout: int = 30  # seconds the host waits for `confirm` before switching back; 0: off
     timeout: float | None = None  # the controller's deadline for the whole apply
+    repair: bool = False  # the host drifted: the activation runs every step, skipping none
 
 
 async def apply(
@@ -481,7 +490,7 @@ async def apply(
 ) -> Activation:
     """Unpack `data` as a new generation and activate it, or re-activate generation `existing`."""
     mode = ("upload", "-") if data is not None else ("existing", str(existing))
-    args = (*mode, "1" if opts.rollback else "0", str(max(0, opts.confirm_timeout)))
+    args = (*mode, "1" if opts.rollback else "0", str(max(0, opts.confirm_timeout)), "repair" if opts.repair else "-")
     result = await conn.run(_script(APPLY), *args, input=data if data is not None else b"", timeout=opts.timeout)
     act = parse_apply(result.text)
     if result.exit_status != 0 and act.problem is None and act.generation is None:

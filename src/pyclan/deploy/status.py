@@ -4,15 +4,20 @@ One round trip per host, read-only: the deployed generation, and everything on t
 longer matches it — managed files edited, replaced or removed by hand (each file's content, mode
 and owner against the generation's `files.list`), managed links gone (`systemctl disable` deletes
 enablement links), units that failed or were stopped, packages removed. Nothing is changed.
+The check itself is the packaged `build/drift.sh`, which the update's probe runs as well (a
+plain update repairs what it finds) and the activation uses to verify a generation's tree.
 """
 
 from __future__ import annotations
 
 import asyncio
+import io
+import tarfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pyclan.build.activation import DRIFT
 from pyclan.build.generation import build
 from pyclan.build.layout import HOST_ROOT
 from pyclan.deploy.connection import Connection, Connector, ssh
@@ -23,6 +28,18 @@ from pyclan.errors import ClanError
 if TYPE_CHECKING:
     from pyclan.clan import Clan
 
+# The drift of the current generation, as `drift KIND WHAT` lines: appended to the update's probe
+# (same round trip) and to STATUS, which both set R and `cur` (the current generation's number).
+DRIFT_OF_CURRENT = DRIFT + r"""
+export LC_ALL=C
+if [ -z "${cur+set}" ]; then cur=$(readlink "$R/current" 2>/dev/null || true); cur=${cur##*/}; fi
+if [ -n "$cur" ] && [ -f "$R/generations/$cur/files.list" ]; then
+    W=$(mktemp -d)
+    drift "$R/generations/$cur" "$W" | sed 's/^/drift /'
+    rm -rf "$W"
+fi
+"""
+
 STATUS = r"""
 R=__ROOT__
 export LC_ALL=C
@@ -32,35 +49,8 @@ G=$R/generations/$cur
 echo "current $cur $(cat "$G/id")"
 if [ -f "$R/journal" ]; then echo "journal $(cat "$R/journal")"; fi
 if [ -f "$R/pending" ]; then echo "pending $(cat "$R/pending")"; fi
-[ -f "$G/files.list" ] || { echo "old-generation"; exit 0; }
-while IFS= read -r p; do
-    if ! [ -L "$p" ] || [ "$(readlink -- "$p")" != "$R/static$p" ]; then
-        if [ -e "$p" ] || [ -L "$p" ]; then echo "replaced $p"; else echo "removed $p"; fi
-    fi
-done < "$G/paths.list"
-while read -r sha mode owner group p; do
-    t=$G/tree$p
-    if ! [ -f "$t" ]; then echo "removed $p"; continue; fi
-    [ "$(sha256sum < "$t" | cut -d' ' -f1)" = "$sha" ] || echo "modified $p"
-    want="$(echo "$mode" | sed 's/^0*//') $owner $group"
-    got=$(stat -c '%a %U %G' -- "$t")
-    [ "$got" = "$want" ] || echo "mode $got $p"
-done < "$G/files.list"
-if [ -d /run/systemd/system ]; then
-    while read -r u _ start _; do
-        if systemctl is-failed -q -- "$u"; then echo "failed-unit $u"
-        elif [ "$start" = 1 ] && ! systemctl is-active -q -- "$u"; then echo "stopped-unit $u"
-        fi
-    done < "$G/units.list"
-fi
-if [ -s "$G/packages.list" ]; then
-    # shellcheck disable=SC2046
-    dpkg-query -W -f='${db:Status-Abbrev} ${Package}\n' $(cat "$G/packages.list") 2>/dev/null \
-        | awk '$1 ~ /^.i/ { print $2 }' | sort > "$R/.status.$$" || true
-    sort "$G/packages.list" | comm -23 - "$R/.status.$$" | sed 's/^/missing-package /'
-    rm -f "$R/.status.$$"
-fi
-"""
+[ -f "$G/files.list" ] || echo "old-generation"
+""".replace("__ROOT__", HOST_ROOT) + DRIFT_OF_CURRENT
 
 _KINDS = {"modified": "changed by hand", "replaced": "replaced by hand", "removed": "removed",
           "mode": "mode or owner changed", "failed-unit": "unit failed", "stopped-unit": "unit stopped",
@@ -93,8 +83,31 @@ class HostStatus:
                 "drift": [{"kind": k, "what": w} for k, w in self.drift], "note": self.note, "error": self.error}
 
 
+def parse_drift(lines: Sequence[str]) -> list[tuple[str, str]]:
+    """`KIND WHAT` lines of the host's drift check → (kind, what a person reads)."""
+    out: list[tuple[str, str]] = []
+    for line in lines:
+        kind, _, rest = line.partition(" ")
+        if kind == "mode" and rest.count(" ") >= 3:
+            mode, owner, group, path = rest.split(" ", 3)
+            out.append(("mode", f"{path} (now {mode} {owner}:{group})"))
+        elif kind in _KINDS:
+            out.append((kind, rest))
+    return out
+
+
+def drift_path(kind: str, what: str) -> str | None:
+    """The managed path a drift item is about (None for units and packages)."""
+    if kind in ("modified", "removed", "replaced"):
+        return what
+    if kind == "mode":
+        return what.rsplit(" (now ", 1)[0]
+    return None
+
+
 def parse_status(machine: str, text: str, wanted: str | None) -> HostStatus:
     st = HostStatus(machine, wanted_id=wanted)
+    st.drift = parse_drift([line[6:] for line in text.splitlines() if line.startswith("drift ")])
     for line in text.splitlines():
         kind, _, rest = line.partition(" ")
         if kind == "never":
@@ -109,17 +122,35 @@ def parse_status(machine: str, text: str, wanted: str | None) -> HostStatus:
             st.note = f"generation {rest.split()[0]} awaits its confirmation"
         elif kind == "old-generation":
             st.note = "deployed by an older pyclan: files were not checked"
-        elif kind == "mode" and rest.count(" ") >= 3:
-            mode, owner, group, path = rest.split(" ", 3)
-            st.drift.append(("mode", f"{path} (now {mode} {owner}:{group})"))
-        elif kind in _KINDS:
-            st.drift.append((kind, rest))
     return st
+
+
+READ_FILES = r"""
+tar -c -h -P -f - -- "$@" 2>/dev/null || true
+"""
+
+
+async def read_host_files(conn: Connection, paths: Sequence[str], timeout: float | None = None) -> dict[str, bytes]:
+    """What the host has at `paths` now, following symlinks (absent ones are left out); never called
+    with a secret's path."""
+    if not paths:
+        return {}
+    result = await conn.run(READ_FILES, *paths, timeout=timeout)
+    out: dict[str, bytes] = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(result.stdout), mode="r:") as tar:
+            for member in tar.getmembers():
+                fh = tar.extractfile(member) if member.isfile() else None
+                if fh is not None:
+                    out["/" + member.name.lstrip("/")] = fh.read()
+    except tarfile.TarError:
+        pass
+    return out
 
 
 async def drift_of(conn: Connection, machine: str, wanted: str | None, timeout: float = 60) -> HostStatus:
     """The status of the host behind `conn` (one round trip)."""
-    result = await conn.run(STATUS.replace("__ROOT__", HOST_ROOT), timeout=timeout)
+    result = await conn.run(STATUS, timeout=timeout)
     st = parse_status(machine, result.text, wanted)
     st.target = str(conn.target)
     if result.exit_status != 0:

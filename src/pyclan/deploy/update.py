@@ -3,7 +3,9 @@
 Update: constraint checks (unless disabled) → missing vars generated → every machine built →
 every host in parallel: connect once, probe, and if the host is not already on the
 generation, upload what it lacks and activate (see remote.py), then confirm over a new
-connection (see confirm.py). A host that is up to date costs one round trip and reports
+connection (see confirm.py). The probe also checks the host for drift (status.py): what was
+changed by hand is repaired by activating with `repair` (no step skipped) and reported as
+`repaired`. A host that is up to date and did not drift costs one round trip and reports
 `changed: false`. A failed activation or health check is rolled back on the host itself and
 reported with the failing step's output; so is a host that cannot be reached afterwards.
 """
@@ -19,10 +21,12 @@ from pyclan.build.generation import Generation, build, empty_generation
 from pyclan.build.manifest import Manifest
 from pyclan.build.secrets import secret_values
 from pyclan.deploy import remote
+from pyclan.deploy.changes import Changes, FileChange
 from pyclan.deploy.confirm import ACTIVATION_TIMEOUT, CONFIRM_TIMEOUT, STEP_TIMEOUT, Safety, activate
 from pyclan.deploy.connection import Connection, Connector, ssh
-from pyclan.deploy.diff import compare, needed_old_objects
+from pyclan.deploy.diff import compare, needed_old_objects, text_diff
 from pyclan.deploy.runner import HostReport, Progress, error_report, no_progress, plan_batches, run_batches
+from pyclan.deploy.status import DRIFT_OF_CURRENT, drift_line, drift_path, parse_drift, read_host_files
 from pyclan.deploy.targets import clan_host_keys, resolve_target, resolve_targets
 from pyclan.deploy.transport import CONNECT_TIMEOUT, HostKeyCheck, Target, parse_target
 from pyclan.errors import ClanError
@@ -53,7 +57,6 @@ class UpdateOptions:
     batch_size: int | None = None  # then batches of this many (None: all the rest at once)
     max_failures: int | None = None  # no new batch once this many hosts failed (None: never stop)
     network: str | None = None  # --network: reach machines over this network only
-    repair: bool = False  # an up-to-date host is checked for drift (as `status`) and re-activated if any
     connector: Connector = ssh  # how hosts are reached (tests: pyclan.deploy.local's private roots)
 
     @property
@@ -99,52 +102,70 @@ async def _changes(conn: Connection, gen: Generation, probe: remote.Probe, timeo
 async def update_host(
     clan: Clan, gen: Generation, target: Target, opts: UpdateOptions, progress: Progress = no_progress
 ) -> HostReport:
-    """Bring one host to `gen` (or, with dry_run, say what that would change)."""
+    """Bring one host to `gen` (or, with dry_run, say what that would change), repairing drift."""
     m = gen.machine
     progress(m, f"connecting to {target}")
     async with await opts.connector(target, opts.host_key_check, opts.connect_timeout) as conn:
         progress(m, "comparing")
-        probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
+        probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout, extra=DRIFT_OF_CURRENT)
         if probe.pending is not None and not opts.dry_run:
             # an earlier run activated it but never confirmed (killed?): this connection is new, so confirm
             answer = await remote.confirm(conn, *probe.pending, timeout=opts.timeout)
             progress(m, f"generation {probe.pending[0]} awaited confirmation: {answer}")
-            probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout)
-        if probe.up_to_date(gen.id) and opts.repair and probe.current is not None:
-            return await _repair(conn, target, gen, probe.current, opts, progress)
-        if probe.up_to_date(gen.id):
+            probe = await remote.probe(conn, gen.manifest.object_ids(), opts.timeout, extra=DRIFT_OF_CURRENT)
+        drift = parse_drift(probe.drift) if probe.journal is None else []
+        if probe.up_to_date(gen.id) and not drift:
             return HostReport(m, str(target), changed=False, generation=probe.current, id=gen.id)
         if opts.dry_run:
-            return await _changes(conn, gen, probe, opts.timeout)
-        if probe.journal is not None and probe.journal_id == gen.id:
-            progress(m, f"finishing the interrupted activation of generation {probe.journal}")
-            return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.journal)
-        if probe.current_id == gen.id and probe.current is not None:
-            progress(m, f"finishing the activation of generation {probe.current}")
-            return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.current)
-        secrets = secret_values(clan, m, gen.config) if gen.config is not None else {}
-        first = empty_generation(m) if probe.current is None else None
-        data = remote.payload(gen, list(probe.missing), secrets, first)
-        progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
-        return await activate(conn, target, gen.id, opts.safety, progress, data=data)
+            return await _dry_run(conn, gen, probe, drift, opts.timeout)
+        report = await _activate(clan, conn, target, gen, probe, bool(drift), opts, progress)
+        if drift and report.ok:
+            report.extra["repaired"] = [drift_line(kind, what) for kind, what in drift]
+        return report
 
 
-async def _repair(
-    conn: Connection, target: Target, gen: Generation, current: int, opts: UpdateOptions, progress: Progress
+async def _activate(
+    clan: Clan, conn: Connection, target: Target, gen: Generation, probe: remote.Probe, repair: bool,
+    opts: UpdateOptions, progress: Progress,
 ) -> HostReport:
-    """--repair: what was changed by hand on a host that is on the right generation is put back."""
-    from pyclan.deploy.status import drift_of
+    """Activate `gen`: finish an interrupted activation, repair the current one, or upload it."""
+    m = gen.machine
+    if probe.journal is not None and probe.journal_id == gen.id:
+        progress(m, f"finishing the interrupted activation of generation {probe.journal}")
+        return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.journal)
+    if probe.current_id == gen.id and probe.current is not None:
+        what = "repairing what was changed by hand on" if repair else "finishing the activation of"
+        progress(m, f"{what} generation {probe.current}")
+        return await activate(conn, target, gen.id, opts.safety, progress, existing=probe.current, repair=repair)
+    secrets = secret_values(clan, m, gen.config) if gen.config is not None else {}
+    first = empty_generation(m) if probe.current is None else None
+    data = remote.payload(gen, list(probe.missing), secrets, first)
+    progress(m, f"activating (sent {len(probe.missing)} objects, {len(data) // 1024} KiB)")
+    return await activate(conn, target, gen.id, opts.safety, progress, data=data, repair=repair)
 
-    found = await drift_of(conn, gen.machine, gen.id, opts.timeout)
-    if not found.drift:
-        return HostReport(gen.machine, str(target), changed=False, generation=current, id=gen.id)
-    lines = found.lines()
-    if opts.dry_run:
-        report = HostReport(gen.machine, str(target), changed=True, generation=current, id=gen.id)
+
+async def _dry_run(
+    conn: Connection, gen: Generation, probe: remote.Probe, drift: list[tuple[str, str]], timeout: float
+) -> HostReport:
+    """What an update would change: the generations' differences, and the drift it would repair
+    (a managed file's drift with a diff from what the host has to what the generation declares)."""
+    if probe.up_to_date(gen.id):
+        report = HostReport(gen.machine, str(conn.target), changed=True, generation=probe.current, id=gen.id,
+                            changes=Changes())
     else:
-        progress(gen.machine, f"repairing {len(lines)} change(s) made by hand")
-        report = await activate(conn, target, gen.id, opts.safety, progress, existing=current)
-    report.extra["repaired" if not opts.dry_run and report.ok else "drift"] = lines
+        report = await _changes(conn, gen, probe, timeout)
+    if not drift:
+        return report
+    report.changed = True
+    report.extra["drift"] = [drift_line(kind, what) for kind, what in drift]
+    paths = sorted({p for kind, what in drift if (p := drift_path(kind, what)) in gen.manifest.files})
+    now = await read_host_files(conn, paths, timeout) if paths and probe.current_id == gen.id else {}
+    changes = report.changes if report.changes is not None else Changes()
+    for path in paths:
+        if path in now:
+            declared = gen.objects.get(gen.manifest.files[path].sha256)
+            changes.files.append(FileChange(path, "repair", text_diff(path, now[path], declared)))
+    report.changes = changes
     return report
 
 
