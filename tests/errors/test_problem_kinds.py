@@ -18,8 +18,9 @@ def _kinds_in_source() -> set[str]:
     found: set[str] = set()
     for path in (ROOT / "src" / "pyclan").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "_KIND":
-                found.add(ast.literal_eval(node.value))
+            if (isinstance(node, ast.Assign) and ast.unparse(node.targets[0]).endswith("_KIND")
+                    and isinstance(node.value, ast.Constant)):
+                found.add(node.value.value)
             if not isinstance(node, ast.Call):
                 continue
             fn = node.func
