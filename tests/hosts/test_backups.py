@@ -10,18 +10,15 @@ home as it was after the damage; restoring everything brings alice's back too.
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, SshRun, started_hosts_fixture  # noqa: F401
 
 from pyclan.hosts.control import HostInfo
 from pyclan.vars.keys import keygen
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, SshRun, started_hosts_fixture  # noqa: F401
 
 pytestmark = pytest.mark.hosts
 

@@ -3,13 +3,9 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helpers importable
-sys.path.insert(0, str(Path(__file__).parents[1] / "vars"))
 from clan_reference import reference_admin_key, write_clan_keys, write_clan_var
 from deploy_support import DeployClan, LocalHosts, clan_ssh, started_hosts_fixture  # noqa: F401
 

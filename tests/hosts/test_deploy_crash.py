@@ -11,17 +11,10 @@ from __future__ import annotations
 
 import random
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
-
-from pyclan.build.layout import KEEP_GENERATIONS
-from pyclan.deploy.update import update
-from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (
     DeployClan,
     LocalHosts,
@@ -30,6 +23,10 @@ from deploy_support import (
     read_files,
     started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
 )
+
+from pyclan.build.layout import KEEP_GENERATIONS
+from pyclan.deploy.update import update
+from pyclan.hosts import control as hosts
 
 pytestmark = pytest.mark.hosts
 

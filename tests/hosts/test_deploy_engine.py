@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-from pyclan.deploy.update import generations, rollback, update
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (
     PASSWORD_HASH,
     DeployClan,
@@ -20,6 +15,8 @@ from deploy_support import (
     read_files,
     started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
 )
+
+from pyclan.deploy.update import generations, rollback, update
 
 pytestmark = pytest.mark.hosts
 

@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
-
-from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (
     DeployClan,
     LocalHosts,
@@ -19,6 +14,8 @@ from deploy_support import (
     read_files,
     started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
 )
+
+from pyclan.hosts import control as hosts
 
 pytestmark = pytest.mark.hosts
 

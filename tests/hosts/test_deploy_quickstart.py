@@ -9,18 +9,15 @@ from __future__ import annotations
 import json
 import re
 import shutil
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, SshRun, clan_ssh, read_files
 
 from pyclan.hosts import control as hosts
 from pyclan.vars.api import decrypt_secret, get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, SshRun, clan_ssh, read_files
 
 pytestmark = pytest.mark.hosts
 

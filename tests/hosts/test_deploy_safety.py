@@ -16,16 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, SshRun, make_deploy_clan, read_files
 
 from pyclan.deploy.update import UpdateOptions, generations, rollback, update
 from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, SshRun, make_deploy_clan, read_files
 
 pytestmark = pytest.mark.hosts
 

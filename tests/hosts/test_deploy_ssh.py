@@ -5,17 +5,9 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-
-from pyclan.deploy.shell import openssh_argv
-from pyclan.deploy.targets import resolve_target
-from pyclan.deploy.transport import HostKeyCheck
-from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (
     DeployClan,
     LocalHosts,
@@ -24,6 +16,11 @@ from deploy_support import (
     read_files,
     started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
 )
+
+from pyclan.deploy.shell import openssh_argv
+from pyclan.deploy.targets import resolve_target
+from pyclan.deploy.transport import HostKeyCheck
+from pyclan.hosts import control as hosts
 
 pytestmark = pytest.mark.hosts
 

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploy_support import LocalHosts, SshRun, make_deploy_clan, read_files
 
 from pyclan.deploy.update import rollback, update
 from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import LocalHosts, SshRun, make_deploy_clan, read_files
 
 pytestmark = pytest.mark.hosts
 

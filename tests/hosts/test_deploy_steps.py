@@ -7,18 +7,15 @@ the generation (`steps.list`); the host skips it when that digest is the one it 
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, SshRun, make_deploy_clan
 
 from pyclan.deploy.update import UpdateOptions, update
 from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, SshRun, make_deploy_clan
 
 pytestmark = pytest.mark.hosts
 

@@ -8,7 +8,6 @@ clients, labelled with their machine names.
 from __future__ import annotations
 
 import json
-import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -16,11 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, started_hosts_fixture  # noqa: F401
 
 from pyclan.vars.keys import keygen
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, started_hosts_fixture  # noqa: F401
 
 pytestmark = pytest.mark.hosts
 

@@ -15,19 +15,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
-from pyclan.clan import open_clan
-from pyclan.deploy import networks
-from pyclan.hosts.system import port_open
-from pyclan.vars.api import decrypt_secret, get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from deploy_support import (
     DeployClan,
     LocalHosts,
@@ -36,6 +28,11 @@ from deploy_support import (
     read_files,
     started_hosts_fixture,  # noqa: F401 - provides the `started_hosts` fixture
 )
+
+from pyclan.clan import open_clan
+from pyclan.deploy import networks
+from pyclan.hosts.system import port_open
+from pyclan.vars.api import decrypt_secret, get
 
 pytestmark = pytest.mark.hosts
 

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from catalogue_hosts import Deployed, deploy_service
+from deploy_support import LocalHosts
 
 from pyclan.hosts import control as hosts
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_hosts import Deployed, deploy_service
-from deploy_support import LocalHosts
 
 pytestmark = pytest.mark.hosts
 

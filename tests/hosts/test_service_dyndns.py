@@ -18,13 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_hosts import Deployed, deploy_service
+from deploy_support import LocalHosts
 
 from pyclan.hosts import control as hosts
 from pyclan.hosts.config import HostsConfig
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_hosts import Deployed, deploy_service
-from deploy_support import LocalHosts
 
 pytestmark = pytest.mark.hosts
 

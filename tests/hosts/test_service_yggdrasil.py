@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-
-from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
 from catalogue_hosts import Deployed, deploy_service
 from deploy_support import LocalHosts
+
+from pyclan.hosts import control as hosts
 
 pytestmark = pytest.mark.hosts
 

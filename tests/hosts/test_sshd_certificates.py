@@ -10,16 +10,13 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, clan_ssh
 
 from pyclan.vars.keys import keygen
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, clan_ssh
 
 pytestmark = pytest.mark.hosts
 

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.clan import Clan
 from pyclan.config.generators import GeneratorInput
@@ -18,9 +19,6 @@ from pyclan.errors import ClanError
 from pyclan.services.library._common import sha512_crypt
 from pyclan.services.library.admin import RootPasswordRun
 from pyclan.services.library.sshd import CONF
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

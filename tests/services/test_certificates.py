@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import datetime
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from catalogue_support import Built, check_and_build, example_clan
 from cryptography import x509
 
 from pyclan.clan import Clan
@@ -16,9 +16,6 @@ from pyclan.errors import ClanError
 from pyclan.services.library import _x509
 from pyclan.services.library.certificates import CA_FILE, CERT_DIR, not_after
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import Built, check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 

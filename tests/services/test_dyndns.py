@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import json
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.api import check_clan
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
 from pyclan.services.library.dyndns import CONFIG, TEMPLATE, UNIT
 from pyclan.vars.view import secret_host_path
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 ENDPOINT = Path(__file__).parent / "dyndns_endpoint.py"

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.clan import Clan
 from pyclan.config.generators import GeneratorInput
@@ -16,9 +16,6 @@ from pyclan.errors import ClanError
 from pyclan.services.library._common import sha512_crypt
 from pyclan.services.library.emergency_access import HASH_FILE, EmergencyPasswordRun
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from catalogue_support import check_and_build
 
 from pyclan.clan import Clan, open_clan
 from pyclan.config.machine_config import CheckSpec
@@ -17,9 +17,6 @@ from pyclan.services.library.borgbackup import BORG_USER, repos_check
 from pyclan.services.library.monitoring import port_owner_check
 from pyclan.services.library.zerotier import ZEROTIER_CHECK
 from pyclan.vars.keys import keygen
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build
 
 MakeClan = Callable[..., Clan]
 

@@ -7,18 +7,15 @@ archive metadata (apt-cache) and the hook runs in a private root with SDDM's uni
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
 from pyclan.services.library.kde import PACKAGES, SDDM_CONF, SESSION
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

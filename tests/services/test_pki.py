@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 from cryptography import x509
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
 from pyclan.services.library.pki import CA_FILE, CERT_DIR
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
 from pyclan.services.library.syncthing import TEMPLATE, syncthing_identity, valid_device_id
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 PHONE = "P56IOI7-MZJNU2Y-IQGDREY-DM2MGTI-MGL3BXN-PQ6W5BM-TBBZ4TJ-XZWICQ2"  # Clan's example id

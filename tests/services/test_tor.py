@@ -4,21 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from catalogue_support import check_and_build, example_clan
 
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
 from pyclan.services.library.tor import ONION_DIR, SECRET_KEY, TORRC, onion_address, onion_keypair
 from pyclan.vars.api import get
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from catalogue_support import check_and_build, example_clan
 
 MakeClan = Callable[..., Clan]
 Isolated = Callable[..., subprocess.CompletedProcess[str]]

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from deploy_support import DeployClan, LocalHosts, SshRun, clan_ssh
 
 from pyclan.hosts import control as hosts
-
-sys.path.insert(0, str(Path(__file__).parent))  # --import-mode=importlib: make the helper importable
-from deploy_support import DeployClan, LocalHosts, SshRun, clan_ssh
 
 
 def client_public_key() -> str:

@@ -21,7 +21,7 @@ from pyclan.clan import Clan, open_clan
 from pyclan.vars.generate import generate
 from pyclan.vars.keys import keygen
 
-EXAMPLES = Path(__file__).parent / "clan_examples"
+EXAMPLES = Path(__file__).parents[1] / "services" / "clan_examples"
 
 
 def example_clan(service: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Clan:
