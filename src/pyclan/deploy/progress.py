@@ -3,6 +3,11 @@
 Presentation only: the runner reports `(machine, status)` through a callback; this renders it
 with rich, live on a terminal. Without a terminal (CI, logs) it prints one plain line per host
 and phase as it happens, so a slow host never hides the others' results.
+
+The callback runs on the deploy's event loop for every host and phase, so it stays cheap: on a
+terminal the table is built only when rich refreshes (not once per update, which made 100 hosts
+cost 100 × 100 rows); without one a line is written straight to the stream (rich's print costs
+≈ 0.3 ms a line, i.e. a tenth of a no-op deploy's controller time at 100 hosts).
 """
 
 from __future__ import annotations
@@ -39,7 +44,7 @@ class ProgressView:
         self.finished: dict[str, float] = {}
         self.live: Live | None = None
         if console.is_terminal:
-            self.live = Live(self._render(), console=console, refresh_per_second=8, transient=True)
+            self.live = Live(console=console, refresh_per_second=8, transient=True, get_renderable=self._render)
 
     def _render(self) -> Table:
         table = Table(title=self.title, title_justify="left", show_edge=False)
@@ -47,7 +52,7 @@ class ProgressView:
         table.add_column("status")
         table.add_column("time", justify="right")
         now = time.monotonic()
-        for m, status in self.status.items():
+        for m, status in list(self.status.items()):  # rich's refresh thread reads while hosts report
             begun = self.started.get(m) or now
             elapsed = self.finished.get(m, now) - begun if self.started.get(m) else 0.0
             style = _done(status)
@@ -61,13 +66,12 @@ class ProgressView:
         if _done(status):
             self.finished[machine] = time.monotonic()
         self.status[machine] = status
-        if self.live is not None:
-            self.live.update(self._render())
-        else:
+        if self.live is None:
             elapsed = time.monotonic() - self.started[machine]
             line = status.splitlines()[0] if status else status
-            self.console.print(f"{machine}: {line} [{elapsed:.1f}s]", markup=False, highlight=False,
-                               soft_wrap=True)
+            out = self.console.file
+            out.write(f"{machine}: {line} [{elapsed:.1f}s]\n")
+            out.flush()
 
     def __enter__(self) -> ProgressView:
         if self.live is not None:
