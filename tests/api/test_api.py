@@ -142,7 +142,7 @@ def test_update_and_install_take_one_options_object_with_a_described_schema(tmp_
         assert "dry_run" not in parameters and "options" in parameters, name
         options = parameters["options"]
         assert options["additionalProperties"] is False
-        assert {"dry_run", "host_key_check", "target_host", "connect_timeout", "repair"} <= set(options["properties"])
+        assert {"dry_run", "host_key_check", "target_host", "connect_timeout"} <= set(options["properties"])
         assert all(field.get("description") for field in options["properties"].values()), name
     flake = _starter(tmp_path)
     wrong = api.call("update_machines", {"flake": flake, "options": {"dry_run": "maybe"}})

@@ -14,8 +14,8 @@ put() {  # put SOURCE REL MODE: install SOURCE as $ZT/REL if it changed since th
     fi
 }
 drop() {  # drop REL: remove $ZT/REL (and a member directory next to a network file)
-    rm -rf "$ZT/$1" "$STATE/$1"
-    case "$1" in *.json) rm -rf "$ZT/${1%.json}" "$STATE/${1%.json}" ;; esac
+    rm -rf "${ZT:?}/${1:?}" "${STATE:?}/${1:?}"
+    case "$1" in *.json) rm -rf "${ZT:?}/${1%.json}" "${STATE:?}/${1%.json}" ;; esac
     changed=1
 }
 mkdir -p "$ZT/networks.d" "$STATE"
