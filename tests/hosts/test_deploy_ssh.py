@@ -32,7 +32,7 @@ def clan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> DeployClan:
     monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
     home = tmp_path / "home"
     (home / ".ssh").mkdir(parents=True, mode=0o700)
-    shutil.copy(hosts.client_key_path(), home / ".ssh" / "id_ed25519")
+    shutil.copy(hosts.ensure_client_key(), home / ".ssh" / "id_ed25519")  # before any host is up
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.delenv("SSH_AUTH_SOCK", raising=False)
     return make_deploy_clan(tmp_path / "clan")

@@ -169,7 +169,7 @@ def up(
         ensure_bridge(cfg)
         ensure_proxy(cfg)
         _build_rootfs(config=cfg)
-        _ensure_client_key(cfg)
+        ensure_client_key(cfg)
         states = {s.name: s for s in load_all(cfg)}
         started: list[HostState] = []
         try:
@@ -203,7 +203,9 @@ def _raise_inotify_limits() -> None:
                 path.write_text(f"{wanted}\n")
 
 
-def _ensure_client_key(cfg: HostsConfig) -> None:
+def ensure_client_key(cfg: HostsConfig | None = None) -> Path:
+    """The key pyclan logs into local hosts with, made on first use (hosts accept it when they boot)."""
+    cfg = _cfg(cfg)
     if not cfg.client_key.exists():
         cfg.state_dir.mkdir(parents=True, exist_ok=True)
         tmp = cfg.client_key.with_name(f".id_ed25519.{os.getpid()}")
@@ -212,6 +214,7 @@ def _ensure_client_key(cfg: HostsConfig) -> None:
         run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "pyclan-hosts", "-f", str(tmp)])
         os.replace(tmp.with_name(tmp.name + ".pub"), cfg.client_key.with_name("id_ed25519.pub"))
         os.replace(tmp, cfg.client_key)
+    return cfg.client_key
 
 
 def _mkdir_like(rootfs: Path, upper: Path, rel: str) -> Path:
