@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.build import activation
 from pyclan.build.layout import MANIFEST, SCRIPT, builds_dir
 from pyclan.build.manifest import Manifest, build_manifest, empty_manifest
 from pyclan.build.secrets import secret_digests
+from pyclan.config.machine_config import MachineConfig
 
 if TYPE_CHECKING:
     from pyclan.clan import Clan

@@ -20,13 +20,14 @@ import json
 import posixpath
 import re
 from collections.abc import Mapping
-from typing import Any
+from functools import lru_cache
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from pyclan.config.machine_config import MachineConfig
 from pyclan.build.layout import HOST_ROOT, SECRETS, UNIT_DIR
 from pyclan.build.units import enablement_links
+from pyclan.config.machine_config import MachineConfig, construct
 from pyclan.errors import ProblemList, did_you_mean
 
 FORMAT = 1
@@ -42,7 +43,13 @@ def sha256(data: bytes) -> str:
 
 
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @classmethod
+    def make(cls, **values: Any) -> Self:
+        """An entry from values of *every* field that the build already checked (no validation
+        pass: a build makes one per file, user and unit of every machine)."""
+        return construct(cls, values)
 
 
 class FileEntry(_Entry):
@@ -118,7 +125,7 @@ class SecretEntry(_Entry):
 class Manifest(BaseModel):
     """What one machine must look like; `id` is the generation id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: int = FORMAT
     machine: str
@@ -155,8 +162,10 @@ class Manifest(BaseModel):
         return sorted(ids)
 
 
+@lru_cache(maxsize=1 << 16)
 def check_path(path: str) -> str | None:
-    """Why `path` cannot be a managed path, or None if it can."""
+    """Why `path` cannot be a managed path, or None if it can (cached: every machine of a fleet
+    tends to declare the same paths)."""
     if not path.startswith("/"):
         return "must be an absolute path"
     if any(c in path for c in "\n\t\r\0"):
@@ -196,7 +205,7 @@ def _check_entries(config: MachineConfig, where: str, problems: ProblemList) -> 
             problems.add("deploy-error", f"{where}.checks.{name}", f"health check {name!r}: {reason}",
                          hint="a check names a unit (x.service), a port (1-65535), an http(s) URL or a command")
             continue
-        out.append(CheckEntry(name=name, kind=c.kind, target=c.target, timeout=c.timeout))
+        out.append(CheckEntry.make(name=name, kind=c.kind, target=c.target, timeout=c.timeout))
     return out
 
 
@@ -225,6 +234,13 @@ def _hook_order(hooks: Mapping[str, Any], machine: str, problems: ProblemList) -
     for name in sorted(hooks):
         visit(name, [])
     return order
+
+
+@lru_cache(maxsize=1 << 14)
+def _file_entry(content: str, mode: str, owner: str, group: str) -> tuple[FileEntry, bytes]:
+    """A file's entry and its object (cached: a fleet's machines tend to share most files)."""
+    data = content.encode()
+    return FileEntry.make(sha256=sha256(data), mode=mode, owner=owner, group=group), data
 
 
 def build_manifest(
@@ -265,7 +281,8 @@ def build_manifest(
             links[path] = target
 
     for path, f in sorted(config.files.items()):
-        entry = FileEntry(sha256=obj(f.content.encode()), mode=f.mode, owner=f.owner, group=f.group)
+        entry, data = _file_entry(f.content, f.mode, f.owner, f.group)
+        objects[entry.sha256] = data
         add_file(path, entry, f"files.{path}")
 
     # groups: members that are users of this config go to the users' group lists
@@ -278,7 +295,7 @@ def build_manifest(
         for m in g.members:
             member_of.setdefault(m, set()).add(name)
         extra = tuple(sorted(m for m in g.members if m not in config.users))
-        groups[name] = GroupEntry(name=name, gid=g.gid, system=g.system, members=extra)
+        groups[name] = GroupEntry.make(name=name, gid=g.gid, system=g.system, members=extra)
 
     users: dict[str, UserEntry] = {}
     for name, u in sorted(config.users.items()):
@@ -288,14 +305,14 @@ def build_manifest(
             continue
         home = u.home or ("/root" if name == "root" else f"/home/{name}")
         supplementary = tuple(sorted(set(u.groups) | member_of.get(name, set())))
-        users[name] = UserEntry(
+        users[name] = UserEntry.make(
             name=name, uid=u.uid, group=u.group, groups=supplementary, shell=u.shell, home=home,
             set_home=u.home is not None, create_home=u.create_home, system=u.system, description=u.description,
             password_file=u.hashed_password_file,
         )
         if u.authorized_keys:
             text = "".join(k.strip() + "\n" for k in u.authorized_keys)
-            entry = FileEntry(sha256=obj(text.encode()), mode="0600", owner=name, group=u.group or name)
+            entry = FileEntry.make(sha256=obj(text.encode()), mode="0600", owner=name, group=u.group or name)
             add_file(f"{home.rstrip('/')}/.ssh/authorized_keys", entry, f"users.{name}.authorized_keys")
 
     units: dict[str, UnitEntry] = {}
@@ -307,7 +324,8 @@ def build_manifest(
             continue
         key = obj(unit.content.encode())
         unit_files[name] = key
-        add_file(f"{UNIT_DIR}/{name}", FileEntry(sha256=key, mode="0644", owner="root", group="root"), f"units.{name}")
+        entry = FileEntry.make(sha256=key, mode="0644", owner="root", group="root")
+        add_file(f"{UNIT_DIR}/{name}", entry, f"units.{name}")
         if unit.enabled:
             for link, target in sorted(enablement_links(name, unit.content).items()):
                 add_link(link, target, f"units.{name}")
@@ -320,7 +338,7 @@ def build_manifest(
                          f"secret {s.generator}/{s.file} has not been generated yet",
                          hint=f"run `pyclan vars generate {machine}`")
             continue
-        secrets[path] = SecretEntry(path=path, generator=s.generator, file=s.file, shared=s.shared,
+        secrets[path] = SecretEntry.make(path=path, generator=s.generator, file=s.file, shared=s.shared,
                                     owner=s.owner, group=s.group, mode=s.mode, digest=digest)
         canonical = f"{SECRETS}/{s.generator}/{s.file}"
         if path != canonical:
@@ -345,7 +363,7 @@ def build_manifest(
     for name, unit in sorted(config.units.items()):
         if name not in unit_files:
             continue
-        units[name] = UnitEntry(name=name, sha256=unit_files[name], enabled=unit.enabled, start=unit.start,
+        units[name] = UnitEntry.make(name=name, sha256=unit_files[name], enabled=unit.enabled, start=unit.start,
                                 restart_on=tuple(unit.restart_on),
                                 stamp=stamp(unit_files[name], unit.restart_on, f"units.{name}.restart_on"))
 
@@ -356,7 +374,9 @@ def build_manifest(
             problems.add("deploy-error", f"{where}.reloads.{name}", f"{why} {name!r}")
             continue
         action = "restart" if r.restart else "reload-or-restart"
-        reloads[name] = ReloadEntry(unit=name, on=r.on, action=action, stamp=stamp(action, r.on, f"reloads.{name}.on"))
+        reloads[name] = ReloadEntry.make(
+            unit=name, on=r.on, action=action, stamp=stamp(action, r.on, f"reloads.{name}.on")
+        )
 
     for name in config.packages:
         if not _PACKAGE_RE.match(name):
@@ -365,7 +385,7 @@ def build_manifest(
 
     order = _hook_order(config.hooks, machine, problems)
     hooks = [
-        HookEntry(name=n, sha256=obj(config.hooks[n].script.encode()), after=tuple(config.hooks[n].after))
+        HookEntry.make(name=n, sha256=obj(config.hooks[n].script.encode()), after=tuple(config.hooks[n].after))
         for n in order
     ]
     for name in config.hooks:
@@ -374,10 +394,11 @@ def build_manifest(
                          hint="use letters, digits and _ . @ : -")
     checks = _check_entries(config, where, problems)
     problems.raise_if_any()
-    manifest = Manifest(
-        machine=machine, activator=activator, files=files, links=links, packages=sorted(set(config.packages)),
-        groups=groups, users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
-    )
+    manifest = construct(Manifest, {
+        "format": FORMAT, "machine": machine, "activator": activator, "files": files, "links": links,
+        "packages": sorted(set(config.packages)), "groups": groups, "users": users, "units": units, "hooks": hooks,
+        "secrets": secrets, "reloads": reloads, "checks": checks,
+    })  # fmt: skip
     return manifest, objects
 
 
