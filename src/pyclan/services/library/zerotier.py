@@ -24,8 +24,6 @@ with the system's libsodium (Salsa20 in C), ~20 s in pure Python where libsodium
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import ipaddress
 import json
@@ -37,8 +35,6 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyclan.errors import ClanError
@@ -120,6 +116,9 @@ def _salsa20_python(key: bytes, nonce: bytes, nbytes: int) -> bytes:
 @cache
 def _libsodium_stream() -> Callable[[bytes, bytes, int], bytes] | None:
     """Salsa20 from the system's libsodium (Debian: libsodium23), or None if it is not installed."""
+    import ctypes  # only when an identity is made or checked (start-up time)
+    import ctypes.util
+
     name = ctypes.util.find_library("sodium")
     if name is None:
         return None
@@ -219,6 +218,9 @@ class ZeroTierIdentity:
         """Whether the private key belongs to the public key (both halves)."""
         if self.private is None:
             return False
+        from cryptography.hazmat.primitives import serialization  # only when keys are used (start-up time)
+        from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
         dh = x25519.X25519PrivateKey.from_private_bytes(self.private[:32]).public_key()
         ed = ed25519.Ed25519PrivateKey.from_private_bytes(self.private[32:]).public_key()
         raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
@@ -231,6 +233,9 @@ def _reserved_address(address: str) -> bool:
 
 def generate_identity(*, use_libsodium: bool = True) -> ZeroTierIdentity:
     """A new identity, searching key pairs until the hash meets ZeroTier's proof of work."""
+    from cryptography.hazmat.primitives import serialization  # only when keys are made (start-up time)
+    from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
+
     raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
     ed = ed25519.Ed25519PrivateKey.generate()
     ed_seed = ed.private_bytes(
