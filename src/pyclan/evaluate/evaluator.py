@@ -51,6 +51,10 @@ class _Group:
     service: Service
     instances: list[ResolvedInstance]
     views: dict[str, InstanceView] = field(default_factory=dict)
+    # instance → machine → `{name, roles}` (roles sorted), made when first read
+    refs: dict[str, _Refs] = field(default_factory=dict)
+    # machine → what pass 3 calls for it, per (role, instance) in the order R9.2 imports them
+    memberships: dict[str, list[_Call]] = field(default_factory=dict)
     _machine_instances: dict[str, list[str]] | None = None
 
     @property
@@ -69,10 +73,6 @@ class _Group:
                             names.append(inst.name)
             self._machine_instances = found
         return self._machine_instances
-    # instance → machine → `{name, roles}` (roles sorted), made when first read
-    refs: dict[str, _Refs] = field(default_factory=dict)
-    # machine → what pass 3 calls for it, per (role, instance) in the order R9.2 imports them
-    memberships: dict[str, list[_Call]] = field(default_factory=dict)
 
 
 @dataclass
