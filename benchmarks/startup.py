@@ -27,7 +27,7 @@ COMMANDS: dict[str, list[str]] = {
 }
 TARGETS = {"pyclan --help": ("cpu", 0.080), "pyclan check": ("wall", 0.200),
            "pyclan inventory resolve --json": ("wall", 0.200)}  # fmt: skip
-ENTRY = "from pyclan.cli.main import run; run()"
+ENTRY = "from pyclan.cli.launch import run; run()"
 
 
 def pyclan_argv() -> list[str]:

@@ -21,6 +21,7 @@ from pyclan.errors import ClanError, Problem
 from pyclan.evaluate.evaluator import Collected, Evaluator
 from pyclan.evaluate.resolve import ResolvedInventory, resolve
 from pyclan.inventory.load import find_clan_dir, load_inventory
+from pyclan.perf import gc_paused
 from pyclan.vars.view import NOT_GENERATED
 
 
@@ -74,16 +75,17 @@ def run_check(clan: Clan) -> CheckReport:
     from pyclan.build.generation import generation_of
     from pyclan.build.secrets import secret_digests
 
-    for machine in resolved.machine_names:
-        try:
-            config = evaluator.config(machine, partial=True)
-        except ClanError as err:
-            collected.add(err)
-            continue
-        try:
-            generation_of(machine, config, secret_digests(clan.dir, machine, config))
-        except ClanError as err:
-            collected.add(err)
+    with gc_paused():  # each machine's config and build are let go right after (memory at 100,000)
+        for machine in resolved.machine_names:
+            try:
+                config = evaluator.config(machine, partial=True)
+            except ClanError as err:
+                collected.add(err)
+                continue
+            try:
+                generation_of(machine, config, secret_digests(clan.dir, machine, config))
+            except ClanError as err:
+                collected.add(err)
     for check in resolved.checks:
         if check.severity == "error":
             collected.problems.append(

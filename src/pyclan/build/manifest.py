@@ -21,13 +21,14 @@ import posixpath
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from functools import lru_cache
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from pyclan.build.layout import HOST_ROOT, SECRETS, UNIT_DIR
 from pyclan.build.units import enablement_links
-from pyclan.config.machine_config import MachineConfig
+from pyclan.config.machine_config import MachineConfig, construct
 from pyclan.errors import ProblemList, did_you_mean
 
 FORMAT = 1
@@ -43,7 +44,13 @@ def sha256(data: bytes) -> str:
 
 
 class _Entry(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
+
+    @classmethod
+    def make(cls, **values: Any) -> Self:
+        """An entry from values of *every* field that the build already checked (no validation
+        pass: a build makes one per file, user and unit of every machine)."""
+        return construct(cls, values)
 
 
 class FileEntry(_Entry):
@@ -119,7 +126,7 @@ class SecretEntry(_Entry):
 class Manifest(BaseModel):
     """What one machine must look like; `id` is the generation id."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     format: int = FORMAT
     machine: str
@@ -210,8 +217,10 @@ def _digest(value: Any) -> str:
     return sha256(json.dumps(plain(value), sort_keys=True).encode())[:16]
 
 
+@lru_cache(maxsize=1 << 16)
 def check_path(path: str) -> str | None:
-    """Why `path` cannot be a managed path, or None if it can."""
+    """Why `path` cannot be a managed path, or None if it can (cached: every machine of a fleet
+    tends to declare the same paths)."""
     if not path.startswith("/"):
         return "must be an absolute path"
     if any(c in path for c in "\n\t\r\0"):
@@ -251,7 +260,7 @@ def _check_entries(config: MachineConfig, where: str, problems: ProblemList) -> 
             problems.add("deploy-error", f"{where}.checks.{name}", f"health check {name!r}: {reason}",
                          hint="a check names a unit (x.service), a port (1-65535), an http(s) URL or a command")
             continue
-        out.append(CheckEntry(name=name, kind=c.kind, target=c.target, timeout=c.timeout))
+        out.append(CheckEntry.make(name=name, kind=c.kind, target=c.target, timeout=c.timeout))
     return out
 
 
@@ -280,6 +289,13 @@ def _hook_order(hooks: Mapping[str, Any], machine: str, problems: ProblemList) -
     for name in sorted(hooks):
         visit(name, [])
     return order
+
+
+@lru_cache(maxsize=1 << 14)
+def _file_entry(content: str, mode: str, owner: str, group: str) -> tuple[FileEntry, bytes]:
+    """A file's entry and its object (cached: a fleet's machines tend to share most files)."""
+    data = content.encode()
+    return FileEntry.make(sha256=sha256(data), mode=mode, owner=owner, group=group), data
 
 
 @dataclass
@@ -334,7 +350,8 @@ def _valid_name(name: str) -> bool:
 
 def _files(b: _Build) -> None:
     for path, f in sorted(b.config.files.items()):
-        entry = FileEntry(sha256=b.obj(f.content.encode()), mode=f.mode, owner=f.owner, group=f.group)
+        entry, data = _file_entry(f.content, f.mode, f.owner, f.group)
+        b.objects[entry.sha256] = data
         b.add_file(path, entry, f"files.{path}")
 
 
@@ -345,7 +362,7 @@ def _groups(b: _Build) -> dict[str, GroupEntry]:
         if not _valid_name(name):
             b.error(f"groups.{name}", f"invalid group name {name!r}", hint=_NAME_HINT)
         extra = tuple(sorted(m for m in g.members if m not in b.config.users))
-        groups[name] = GroupEntry(name=name, gid=g.gid, system=g.system, members=extra)
+        groups[name] = GroupEntry.make(name=name, gid=g.gid, system=g.system, members=extra)
     return groups
 
 
@@ -362,14 +379,14 @@ def _users(b: _Build) -> dict[str, UserEntry]:
             continue
         home = u.home or ("/root" if name == "root" else f"/home/{name}")
         supplementary = tuple(sorted(set(u.groups) | member_of.get(name, set())))
-        users[name] = UserEntry(
+        users[name] = UserEntry.make(
             name=name, uid=u.uid, group=u.group, groups=supplementary, shell=u.shell, home=home,
             set_home=u.home is not None, create_home=u.create_home, system=u.system, description=u.description,
             password_file=u.hashed_password_file,
         )
         if u.authorized_keys:
             text = "".join(k.strip() + "\n" for k in u.authorized_keys)
-            entry = FileEntry(sha256=b.obj(text.encode()), mode="0600", owner=name, group=u.group or name)
+            entry = FileEntry.make(sha256=b.obj(text.encode()), mode="0600", owner=name, group=u.group or name)
             b.add_file(f"{home.rstrip('/')}/.ssh/authorized_keys", entry, f"users.{name}.authorized_keys")
     return users
 
@@ -383,7 +400,7 @@ def _unit_files(b: _Build) -> dict[str, str]:
                     hint="a unit name ends in .service, .socket, .timer, .target, .path, .mount, … ")
             continue
         key = keys[name] = b.obj(unit.content.encode())
-        b.add_file(f"{UNIT_DIR}/{name}", FileEntry(sha256=key, mode="0644", owner="root", group="root"),
+        b.add_file(f"{UNIT_DIR}/{name}", FileEntry.make(sha256=key, mode="0644", owner="root", group="root"),
                    f"units.{name}")
         if unit.enabled:
             for link, target in sorted(enablement_links(name, unit.content).items()):
@@ -400,7 +417,7 @@ def _secrets(b: _Build, digests: Mapping[str, str]) -> dict[str, SecretEntry]:
             b.error(f"secrets.{path}", f"secret {s.generator}/{s.file} has not been generated yet",
                     hint=f"run `pyclan vars generate {b.machine}`", kind="vars-error")
             continue
-        secrets[path] = SecretEntry(path=path, generator=s.generator, file=s.file, shared=s.shared,
+        secrets[path] = SecretEntry.make(path=path, generator=s.generator, file=s.file, shared=s.shared,
                                     owner=s.owner, group=s.group, mode=s.mode, digest=digest)
         canonical = f"{SECRETS}/{s.generator}/{s.file}"
         if path != canonical:
@@ -431,7 +448,7 @@ def _units(b: _Build, keys: Mapping[str, str], secrets: Mapping[str, SecretEntry
     for name, unit in sorted(b.config.units.items()):
         if name in keys:
             stamp = _stamp(b, secrets, keys[name], unit.restart_on, f"units.{name}.restart_on")
-            units[name] = UnitEntry(name=name, sha256=keys[name], enabled=unit.enabled, start=unit.start,
+            units[name] = UnitEntry.make(name=name, sha256=keys[name], enabled=unit.enabled, start=unit.start,
                                     restart_on=tuple(unit.restart_on), stamp=stamp)
     return units
 
@@ -445,7 +462,7 @@ def _reloads(b: _Build, secrets: Mapping[str, SecretEntry]) -> dict[str, ReloadE
             continue
         action = "restart" if r.restart else "reload-or-restart"
         stamp = _stamp(b, secrets, action, r.on, f"reloads.{name}.on")
-        reloads[name] = ReloadEntry(unit=name, on=r.on, action=action, stamp=stamp)
+        reloads[name] = ReloadEntry.make(unit=name, on=r.on, action=action, stamp=stamp)
     return reloads
 
 
@@ -463,7 +480,7 @@ def _hooks(b: _Build) -> list[HookEntry]:
         if not _CHECK_NAME_RE.match(name):
             b.error(f"hooks.{name}", f"invalid hook name {name!r}", hint="use letters, digits and _ . @ : -")
     hooks = b.config.hooks
-    return [HookEntry(name=n, sha256=b.obj(hooks[n].script.encode()), after=tuple(hooks[n].after))
+    return [HookEntry.make(name=n, sha256=b.obj(hooks[n].script.encode()), after=tuple(hooks[n].after))
             for n in _hook_order(hooks, b.machine, b.problems)]
 
 
@@ -487,10 +504,11 @@ def build_manifest(
     hooks = _hooks(b)
     checks = _check_entries(config, b.where, b.problems)
     b.problems.raise_if_any()
-    manifest = Manifest(
-        machine=machine, activator=activator, files=b.files, links=b.links, packages=packages, groups=groups,
-        users=users, units=units, hooks=hooks, secrets=secrets, reloads=reloads, checks=checks,
-    )
+    manifest = construct(Manifest, {
+        "format": FORMAT, "machine": machine, "activator": activator, "files": b.files, "links": b.links,
+        "packages": packages, "groups": groups, "users": users, "units": units, "hooks": hooks,
+        "secrets": secrets, "reloads": reloads, "checks": checks,
+    })  # fmt: skip
     manifest.steps = manifest.step_digests()
     return manifest, b.objects
 

@@ -77,6 +77,14 @@ class PyclanGroup(TyperGroup):
             self.commands[cmd_name] = command
         return self.commands.get(cmd_name)
 
+    def get_help(self, ctx: Any) -> str:
+        text: str = super().get_help(ctx)
+        if ctx.parent is None:  # the root help: `pyclan --help` prints it from a cache next time
+            from pyclan.cli.launch import remember_help
+
+            remember_help(text)
+        return text
+
     def format_commands(self, ctx: Any, formatter: Any) -> None:
         rows = [
             (name, self.commands[name].get_short_help_str(80) if name in self.commands else LAZY[name][2])

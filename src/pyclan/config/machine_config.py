@@ -19,9 +19,10 @@ _MODE = re.compile(_MODE_PATTERN)
 _CHECKED_MODES = frozenset({"0644", "0600", "0755", "0400", "0444", "0700", "0640", "0750"})
 
 
-def _construct(cls: type[_M], values: dict[str, Any]) -> _M:
+def construct(cls: type[_M], values: dict[str, Any]) -> _M:
     """An instance from already-checked values of *every* field, without pydantic's validation
-    pass (about twice as fast as validating, and four times faster than `model_construct`)."""
+    pass (about twice as fast as validating, and four times faster than `model_construct`).
+    For the builders here and the build (`build.manifest`): validate at the edges, construct inside."""
     obj = _new(cls)
     _set_dict(obj, values)
     _set_fields_set(obj, set(values))
@@ -57,7 +58,7 @@ HOOK_NAME_RE = re.compile(r"^[A-Za-z0-9_.@:-]+$")
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, defer_build=True)
 
 
 class FileSpec(_Frozen):
@@ -209,7 +210,7 @@ class Origin:
 class MachineConfig(BaseModel):
     """One fragment or one machine's whole configuration; builder methods return self."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", defer_build=True)
 
     files: dict[str, FileSpec] = Field(default_factory=dict)
     packages: list[str] = Field(default_factory=list)
@@ -244,7 +245,7 @@ class MachineConfig(BaseModel):
             raise ValueError(f"file path must be absolute, not {path!r}")
         if type(mode) is not str or (mode not in _CHECKED_MODES and not _MODE.match(mode)):
             raise ValueError(f"file mode must be octal like '0644', not {mode!r}")
-        self.files[path] = _construct(
+        self.files[path] = construct(
             FileSpec, {"path": path, "content": content, "mode": mode, "owner": owner, "group": group}
         )
         return self

@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel
 
-from pyclan.config.machine_config import GroupSpec, MachineConfig, Origin, UserSpec, invalid_name
+from pyclan.config.machine_config import GroupSpec, MachineConfig, Origin, UserSpec, construct, invalid_name
 from pyclan.errors import Problem
 
 T = TypeVar("T", bound=BaseModel)
@@ -113,3 +113,14 @@ def merge_fragments(
         )
     packages.sort()
     return result, problems
+
+
+_FIELDS = tuple(MachineConfig.model_fields)
+
+
+def copy_config(config: MachineConfig) -> MachineConfig:
+    """A copy whose tables can be changed without changing `config` (the specs in them are frozen)."""
+    data = config.__dict__
+    copied = construct(MachineConfig, {name: data[name].copy() for name in _FIELDS})
+    object.__setattr__(copied, "__pydantic_fields_set__", set(config.model_fields_set))
+    return copied

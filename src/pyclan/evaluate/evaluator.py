@@ -22,9 +22,9 @@ from pydantic import BaseModel
 
 from pyclan.config.generators import Generator
 from pyclan.config.machine_config import MachineConfig, Origin, SecretFileSpec
-from pyclan.config.merge import merge_fragments
+from pyclan.config.merge import copy_config, merge_fragments
 from pyclan.errors import ClanError, Problem, unknown_machine
-from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory
+from pyclan.evaluate.resolve import ResolvedInstance, ResolvedInventory, ResolvedRole
 from pyclan.perf import gc_paused
 from pyclan.services.exports import BUILTIN_INTERFACES, ExportMap, ExportValue, Scope, check_scope
 from pyclan.services.service import (
@@ -51,16 +51,65 @@ class _Group:
     service: Service
     instances: list[ResolvedInstance]
     views: dict[str, InstanceView] = field(default_factory=dict)
-    machine_instances: dict[str, list[str]] = field(default_factory=dict)  # machine → instances
-    # machine → (role, instance) in the order R9.2 imports them: roles sorted, then instances
-    memberships: dict[str, list[tuple[str, ResolvedInstance]]] = field(default_factory=dict)
-    # instance → machine → `{name, roles}` (roles sorted), made once for every member
-    refs: dict[str, dict[str, MachineRef]] = field(default_factory=dict)
-    # (role, instance) → what pass 3 needs per call, made once: function, origin, error label
-    calls: dict[tuple[str, str], tuple[Callable[[Any], Any], Origin, str]] = field(default_factory=dict)
+    # instance → machine → `{name, roles}` (roles sorted), made when first read
+    refs: dict[str, _Refs] = field(default_factory=dict)
+    # machine → what pass 3 calls for it, per (role, instance) in the order R9.2 imports them
+    memberships: dict[str, list[_Call]] = field(default_factory=dict)
+    _machine_instances: dict[str, list[str]] | None = None
+
+    @property
+    def machine_instances(self) -> dict[str, list[str]]:
+        """Machine → the instances it is a member of (made when first needed: only perMachine-level
+        functions need it)."""
+        if self._machine_instances is None:
+            found: dict[str, list[str]] = {}
+            for inst in self.instances:
+                for role in inst.roles.values():
+                    for m in role.settings:
+                        names = found.get(m)
+                        if names is None:
+                            found[m] = [inst.name]
+                        elif names[-1] != inst.name:
+                            names.append(inst.name)
+            self._machine_instances = found
+        return self._machine_instances
 
 
-def _groups(resolved: ResolvedInventory) -> list[_Group]:
+@dataclass
+class _Call:
+    """One (role, instance) of pass 3: what the call for each of its members needs, made once."""
+
+    fn: Callable[[Any], Any]
+    origin: Origin
+    label: Label
+    role: ResolvedRole
+    refs: _Refs  # member → `{name, roles}`
+    fixed: dict[str, Any]  # the context's fields that are equal for every member
+    # id(settings) → the fragment of a call that read nothing personal to its machine (see _Watched)
+    shared: dict[int, MachineConfig | None] = field(default_factory=dict)
+
+
+class _Refs:
+    """Member → `machine = {name, roles}` of one instance (R4.6), made when a function first reads
+    it; equal refs of different instances are one object (they are frozen)."""
+
+    def __init__(self, inst: ResolvedInstance, shared: dict[tuple[str, tuple[str, ...]], MachineRef]) -> None:
+        self._inst = inst
+        self._shared = shared
+        self._made: dict[str, MachineRef] = {}
+
+    def __getitem__(self, machine: str) -> MachineRef:
+        ref = self._made.get(machine)
+        if ref is None:
+            roles = tuple(self._inst.roles_of(machine))
+            if not roles:
+                raise KeyError(machine)
+            key = (machine, roles)
+            ref = self._made[machine] = self._shared.get(key) or self._shared.setdefault(key, MachineRef(*key))
+        return ref
+
+
+def _groups(resolved: ResolvedInventory, meta: dict[str, Any]) -> list[_Group]:
     groups = []
     refs: dict[tuple[str, tuple[str, ...]], MachineRef] = {}  # equal refs shared (they are frozen)
     for gid, (service, instances) in resolved.services().items():
@@ -72,28 +121,96 @@ def _groups(resolved: ResolvedInventory) -> list[_Group]:
                     for r, role in inst.roles.items()
                 }
             )
-            roles_of: dict[str, list[str]] = {}
-            for rname in sorted(inst.roles):
-                for m in inst.roles[rname].settings:
-                    roles_of.setdefault(m, []).append(rname)
-            mine = g.refs[inst.name] = {}
-            for m, roles in roles_of.items():
-                key = (m, tuple(roles))
-                ref = refs.get(key)
-                mine[m] = ref if ref is not None else refs.setdefault(key, MachineRef(*key))
-            for m in roles_of:
-                g.machine_instances.setdefault(m, []).append(inst.name)
+            g.refs[inst.name] = _Refs(inst, refs)
         for rname in sorted(service.roles):
             fn = service.roles[rname].per_instance
             if fn is None:
                 continue
             for inst in g.instances:
                 if rname in inst.roles:
-                    g.calls[rname, inst.name] = (fn, Origin(service.name, inst.name, rname), f"{gid}.roles.{rname}")
+                    fixed = {
+                        "service_name": service.name, "instance_name": inst.name, "role_name": rname,
+                        "roles": g.views[inst.name].roles, "meta": meta,
+                    }  # fmt: skip
+                    call = _Call(
+                        fn, Origin(service.name, inst.name, rname), (gid, service.name, inst.name, rname, ""),
+                        inst.roles[rname], g.refs[inst.name], fixed,
+                    )  # fmt: skip
                     for m in inst.roles[rname].settings:
-                        g.memberships.setdefault(m, []).append((rname, inst))
+                        g.memberships.setdefault(m, []).append(call)
         groups.append(g)
     return groups
+
+
+_UNSHARED: Any = object()
+
+
+class _Watched(InstanceContext[Any]):
+    """The context of a pass-3 call, noting whether the function read anything personal to its
+    machine: `machine` (also through `mk_exports`), `vars` or `extend_settings`.
+
+    A role function is a function of its context (as in Clan, where it is a Nix function). If it
+    read none of these, its result is the same for every member of that role and instance with the
+    same settings (resolve shares one settings object between members with equal definitions),
+    and is reused for them instead of calling it again: at 10,000 clients of one role that share
+    their settings, one call instead of 10,000.
+    """
+
+    _personal: bool
+
+    @classmethod
+    def of(
+        cls, call: _Call, machine: str, settings: Any, exports: Mapping[str, ExportValue], reader: VarsReader
+    ) -> _Watched:
+        ctx = _new_object(cls)
+        ctx.__dict__ = {
+            **call.fixed, "settings": settings, "exports": exports, "_personal": False,
+            "_reader": reader, "_call": call, "_member": machine,
+        }  # fmt: skip
+        return ctx
+
+    @property  # type: ignore[override]
+    def machine(self) -> MachineRef:
+        d = self.__dict__
+        d["_personal"] = True
+        ref: MachineRef | None = d.get("_ref")
+        if ref is None:
+            ref = d["_ref"] = d["_call"].refs[d["_member"]]
+        return ref
+
+    @machine.setter
+    def machine(self, value: MachineRef) -> None:
+        self.__dict__["_ref"] = value
+
+    @property  # type: ignore[override]
+    def vars(self) -> VarsReader:
+        self.__dict__["_personal"] = True
+        reader: VarsReader = self.__dict__["_reader"]
+        return reader
+
+    @vars.setter
+    def vars(self, value: VarsReader) -> None:
+        self.__dict__["_reader"] = value
+
+    @property  # type: ignore[override]
+    def _extend(self) -> Callable[[dict[str, Any]], Any]:
+        d = self.__dict__
+        d["_personal"] = True
+        if "_extend_fn" not in d:
+            call: _Call = d["_call"]
+            machine: str = d["_member"]
+            rr = call.role
+            path = f"{_label_where(call.label)}.machines.{machine}.settings"
+            d["_extend_fn"] = lambda extra: extend_settings(rr.interface, rr.defs[machine], extra, path)
+        fn: Callable[[dict[str, Any]], Any] = d["_extend_fn"]
+        return fn
+
+    @_extend.setter
+    def _extend(self, value: Callable[[dict[str, Any]], Any]) -> None:  # `dataclasses.replace(ctx, …)`
+        self.__dict__["_extend_fn"] = value
+
+
+_new_object = object.__new__
 
 
 @dataclass(frozen=True)
@@ -235,9 +352,11 @@ class Evaluator:
         self.clan_dir: Path = resolved.loaded.clan_dir
         self.meta: dict[str, Any] = resolved.inventory.meta.to_json()
         with gc_paused():
-            self.groups = _groups(resolved)
+            self.groups = _groups(resolved, self.meta)
         self._generators: tuple[dict[str, dict[str, DeclaredGenerator]], list[Problem]] | None = None
         self._exports: tuple[dict[str, ExportValue], list[Problem]] | None = None
+        # ids of shared fragments (kept alive by their `_Call`) → their merge, made once (no problems)
+        self._merged: dict[tuple[int, ...], MachineConfig] = {}
 
     # -- contexts ------------------------------------------------------------------------------
     def _instance_ctx(
@@ -467,11 +586,11 @@ class Evaluator:
         reader = self.reader(machine)
         clan_dir = self.clan_dir
         fragments: list[tuple[Origin, MachineConfig]] = []
+        reused = True  # every fragment is one that other members share (then so is the merge)
         for g in self.groups:
             s = g.service
-            if machine not in g.machine_instances:
-                continue
-            if s.per_machine_fn is not None:
+            if s.per_machine_fn is not None and machine in g.machine_instances:
+                reused = False
                 mctx = self._machine_ctx(g, machine, exports, reader)
                 label: Label = (g.gid, s.name, None, None, "per_machine")
                 try:
@@ -481,17 +600,26 @@ class Evaluator:
                         fragments.append((origin, _check_fragment(frag, label)))
                 except ClanError as err:
                     problems.add(err)
-            for rname, inst in g.memberships.get(machine, ()):
-                fn, origin, _what = g.calls[rname, inst.name]
-                ctx = self._instance_ctx(g, inst, rname, machine, exports, reader)
-                label = (g.gid, s.name, inst.name, rname, "")
+            for call in g.memberships.get(machine, ()):
+                settings = call.role.settings[machine]
+                shared = call.shared.get(id(settings), _UNSHARED)
+                if shared is not _UNSHARED:  # an earlier member's call read nothing of its own machine
+                    if shared is not None:
+                        fragments.append((call.origin, shared))
+                    continue
+                ctx = _Watched.of(call, machine, settings, exports, reader)
                 try:
-                    frag = _call(fn, ctx, label, machine, clan_dir)
+                    frag = _call(call.fn, ctx, call.label, machine, clan_dir)
                     if frag is not None:
-                        checked = frag if type(frag) is MachineConfig else _check_fragment(frag, label)
-                        fragments.append((origin, checked))
+                        frag = frag if type(frag) is MachineConfig else _check_fragment(frag, call.label)
+                        fragments.append((call.origin, frag))
                 except ClanError as err:
                     problems.add(err)
+                    continue
+                if ctx._personal:
+                    reused = False
+                else:
+                    call.shared[id(settings)] = frag
         declared = declared_all.get(machine, {})
         secrets = MachineConfig() if declared else None
         for name, decl in sorted(declared.items()):
@@ -511,7 +639,19 @@ class Evaluator:
                     )
         if secrets is not None and secrets.secrets:
             fragments.append((Origin(service="vars"), secrets))
-        merged, merge_problems = merge_fragments(machine, fragments)
+            reused = False
+        if not reused:
+            merged, merge_problems = merge_fragments(machine, fragments)
+        else:  # the same shared fragments as an earlier machine: merge them once
+            key = tuple(id(frag) for _, frag in fragments)
+            known = self._merged.get(key)
+            if known is None:
+                merged, merge_problems = merge_fragments(machine, fragments)
+                if not merge_problems:
+                    self._merged[key] = merged
+                    merged = copy_config(merged)
+            else:
+                merged, merge_problems = copy_config(known), []
         problems.problems.extend(merge_problems)
         if problems:
             raise problems.error()

@@ -59,6 +59,7 @@ class ResolvedInventory:
     # instances whose module failed are left out, members whose settings failed have no settings).
     problems: list[Problem] = field(default_factory=list)
     _dumps: dict[int, Any] = field(default_factory=dict, repr=False)
+    _names: list[str] | None = field(default=None, repr=False)  # the machines, sorted once
 
     @property
     def inventory(self) -> Inventory:
@@ -66,7 +67,9 @@ class ResolvedInventory:
 
     @property
     def machine_names(self) -> list[str]:
-        return sorted(self.inventory.machines)
+        if self._names is None or len(self._names) != len(self.inventory.machines):
+            self._names = sorted(self.inventory.machines)
+        return list(self._names)
 
     def services(self) -> dict[str, tuple[Service, list[ResolvedInstance]]]:
         """Service groups (R3.1): group id → (module of the first instance, its instances)."""
@@ -83,17 +86,28 @@ class ResolvedInventory:
 
     def to_json(self) -> dict[str, Any]:
         """The `pyclan inventory resolve --json` shape that tools depend on."""
-        machines: dict[str, Any] = {m: {"tags": self.tags.get(m, []), "instances": {}} for m in self.machine_names}
+        tags = self.tags
+        machines: dict[str, Any] = {}
+        instances_of: dict[str, dict[str, Any]] = {}  # machine → its "instances" object
+        for m in self.machine_names:
+            mine = instances_of[m] = {}
+            machines[m] = {"tags": tags.get(m, []), "instances": mine}
         members: dict[str, dict[str, list[str]]] = {}
         for iname in sorted(self.instances):
             inst = self.instances[iname]
-            members[iname] = {r: list(role.members) for r, role in sorted(inst.roles.items())}
-            for rname, role in sorted(inst.roles.items()):
+            roles = sorted(inst.roles.items())
+            members[iname] = {r: list(role.members) for r, role in roles}
+            for rname, role in roles:
+                # members sharing a settings object (resolve shares equal ones) share its JSON too
+                dumped: dict[int, dict[str, Any]] = {}
                 for m, settings in role.settings.items():
-                    entry = machines[m]["instances"].setdefault(
-                        iname, {"service": inst.module_name, "input": inst.input, "roles": {}}
-                    )
-                    entry["roles"][rname] = {"settings": self.dump_settings(settings)}
+                    value = dumped.get(id(settings))
+                    if value is None:
+                        value = dumped[id(settings)] = {"settings": self.dump_settings(settings)}
+                    entry = instances_of[m].get(iname)
+                    if entry is None:
+                        entry = instances_of[m][iname] = {"service": inst.module_name, "input": inst.input, "roles": {}}
+                    entry["roles"][rname] = value
         return {
             "machines": machines,
             "members": members,
@@ -127,8 +141,10 @@ def _resolve(
     warnings: list[str] = list(loaded.warnings)
     tags = effective_tags(inv)
     tag_members = machines_with_tag(inv)
-    tag_sets = {m: frozenset(t) for m, t in tags.items()}
+    interned: dict[frozenset[str], frozenset[str]] = {}  # machines with equal tags share one set (faster lookups)
+    tag_sets = {m: interned.setdefault(fs, fs) for m, t in tags.items() for fs in (frozenset(t),)}
     machine_names = set(inv.machines)
+    all_sorted = sorted(machine_names)
     available_tags = _json_list(_carried_tags(inv.machines, tags))
     files = loaded.settings_files
     instances: dict[str, ResolvedInstance] = {}
@@ -197,14 +213,24 @@ def _resolve(
             defs_of: dict[str, list[SettingsDef]] = {}
             # Members without own settings and with the same matching tags share one result.
             shared: dict[tuple[str, ...], tuple[BaseModel, list[SettingsDef]]] = {}
-            for m in sorted(members):
-                own = role.machines.get(m)
+            by_tags: dict[frozenset[str], tuple[BaseModel, list[SettingsDef]]] = {}  # the same, by tag set
+            # a large role: picking its members from all machines (sorted once) beats sorting them
+            big = len(members) * 8 > len(all_sorted)
+            sorted_members = [m for m in all_sorted if m in members] if big else sorted(members)
+            own_blocks = role.machines
+            for m in sorted_members:
+                own = own_blocks.get(m) if own_blocks else None
                 own_settings = own.settings if own is not None and own.settings else None
                 mtags = tag_sets[m]
-                applied = tuple(t for t, _ in tag_defs if t in mtags)
-                if own_settings is None and applied in shared:
-                    settings[m], defs_of[m] = shared[applied]
-                    continue
+                if own_settings is None:
+                    known = by_tags.get(mtags)
+                    if known is not None:
+                        settings[m], defs_of[m] = known
+                        continue
+                    applied = tuple(t for t, _ in tag_defs if t in mtags)
+                    if applied in shared:
+                        settings[m], defs_of[m] = by_tags[mtags] = shared[applied]
+                        continue
                 mpath = _settings_path(iname, rname, m)
                 defs = list(role_def)
                 if own_settings is not None:
@@ -218,7 +244,7 @@ def _resolve(
                 settings[m] = model
                 defs_of[m] = defs
                 if own_settings is None:
-                    shared[applied] = (model, defs)
+                    shared[applied] = by_tags[mtags] = (model, defs)
 
             if not members and role_def:
                 # Nobody evaluates these yet (R5.4): check them on their own (R5.9 view), so a bad value
@@ -229,7 +255,7 @@ def _resolve(
 
             resolved_roles[rname] = ResolvedRole(
                 name=rname,
-                members=sorted(members),
+                members=sorted_members,
                 settings=settings,
                 defs=defs_of,
                 role_only=_role_only_view(interface, role_def, _settings_path(iname, rname)),
@@ -250,7 +276,8 @@ def _resolve(
     if strict:
         problems.raise_if_any()
     result = ResolvedInventory(
-        loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings, problems=problems.items
+        loaded=loaded, instances=instances, tags=tags, checks=[], warnings=warnings, problems=problems.items,
+        _names=all_sorted,
     )
     for service, group in result.services().values():
         group_members = {i.name: {r: role.members for r, role in i.roles.items()} for i in group}

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -334,13 +335,23 @@ def _too_big(file: str, size: int, limit: int, unit: str = "bytes") -> Problem:
         "",
         f"the file is too large ({size:,} {unit}; at most {limit:,} are read)",
         file=file,
-        hint="split the inventory (machines/<name>/ folders, inventory.json) or remove generated content",
+        hint="split the inventory (machines/<name>/ folders, inventory.json) or remove generated content"
+        + (f"; a larger inventory.json is allowed with {JSON_LIMIT_ENV}=<MiB>" if file.endswith(".json") else ""),
     )
+
+
+JSON_LIMIT_ENV = "PYCLAN_INVENTORY_JSON_MIB"  # a larger inventory.json limit, for fleets past ~40,000 machines
+
+
+def _json_limit() -> int:
+    """MAX_JSON_BYTES, or the MiB the user allows in $PYCLAN_INVENTORY_JSON_MIB (never less)."""
+    given = os.environ.get(JSON_LIMIT_ENV, "")
+    return max(MAX_JSON_BYTES, int(given) << 20) if given.isdigit() else MAX_JSON_BYTES
 
 
 def size_problem(file: str, size: int, unit: str = "bytes") -> Problem | None:
     """A problem if a file of `size` is over its limit (checked before it is read or parsed)."""
-    limit = MAX_JSON_BYTES if file.endswith(".json") else MAX_TOML_BYTES
+    limit = _json_limit() if file.endswith(".json") else MAX_TOML_BYTES
     return _too_big(file, size, limit, unit) if size > limit else None
 
 
@@ -399,9 +410,48 @@ def _describe_path(path: Sequence[Any]) -> str:
     return text if len(text) <= 80 else text[:79] + "…"
 
 
+def _plainly_valid(value: Any) -> bool:
+    """True if `value_problem` has nothing to report, found cheaply (one pass per nesting level,
+    the strings of a level checked together, no paths); False if the full walk must look."""
+    level = [value]
+    for _depth in range(MAX_DEPTH + 1):
+        below: list[Any] = []
+        strings: list[Any] = []
+        for node in level:
+            kind = type(node)
+            if kind is str:
+                strings.append(node)
+            elif kind is dict:
+                strings.extend(node)
+                below.extend(node.values())
+            elif kind is list:
+                below.extend(node)
+            elif kind is int:
+                if not INT_MIN <= node <= INT_MAX:
+                    return False
+            elif kind is float:
+                if not math.isfinite(node):
+                    return False
+            elif kind is not bool and node is not None:
+                return False  # a duplicate-key object, a huge integer, a TOML date: the full walk decides
+        if strings:
+            try:
+                text = "".join(strings)
+            except TypeError:  # a key that is not a string
+                return False
+            if not _is_unicode(text):
+                return False
+        if not below:
+            return True
+        level = below
+    return False  # nested deeper than MAX_DEPTH
+
+
 def value_problem(value: Any, file: str) -> Problem | None:
     """A problem if parsed data nests deeper than MAX_DEPTH, holds an integer outside Nix's
     64-bit range, or a string that is not valid Unicode (a lone surrogate from a JSON escape)."""
+    if _plainly_valid(value):
+        return None
     stack: list[tuple[Any, tuple[Any, ...]]] = [(value, ())]
     while stack:
         node, path = stack.pop()

@@ -19,9 +19,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
-
 from pyclan.config.machine_config import STATE_DIR, MachineConfig
 from pyclan.errors import ClanError
 from pyclan.services import GeneratorInput
@@ -164,6 +161,9 @@ def random_password(groups: int = 4, size: int = 5) -> str:
 
 def openssh_ed25519_keypair(comment: str = "") -> tuple[str, str]:
     """A new ed25519 key: (private key in OpenSSH format, public key line with newline)."""
+    from cryptography.hazmat.primitives import serialization  # only when keys are made (start-up time)
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
     key = ed25519.Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
@@ -174,6 +174,9 @@ def openssh_ed25519_keypair(comment: str = "") -> tuple[str, str]:
 
 def openssh_rsa_keypair(bits: int = 4096, comment: str = "") -> tuple[str, str]:
     """A new RSA key: (private key in OpenSSH format, public key line with newline)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
     key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()

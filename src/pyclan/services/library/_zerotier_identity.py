@@ -10,8 +10,6 @@ Also here: the addresses derived from a node id (RFC4193).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import hashlib
 import ipaddress
 import secrets
@@ -19,9 +17,6 @@ import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
 
 _HASHCASH_FIRST_BYTE_LESS_THAN = 17
 _GEN_MEMORY = 2 * 1024 * 1024
@@ -75,6 +70,8 @@ def _salsa20_python(key: bytes, nonce: bytes, nbytes: int) -> bytes:
 @cache
 def _libsodium_stream() -> Callable[[bytes, bytes, int], bytes] | None:
     """Salsa20 from the system's libsodium (Debian: libsodium23), or None if it is not installed."""
+    import ctypes  # only when an identity is made or checked (start-up time)
+    import ctypes.util
     name = ctypes.util.find_library("sodium")
     if name is None:
         return None
@@ -172,6 +169,8 @@ class ZeroTierIdentity:
 
     def keys_match(self) -> bool:
         """Whether the private key belongs to the public key (both halves)."""
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
         if self.private is None:
             return False
         dh = x25519.X25519PrivateKey.from_private_bytes(self.private[:32]).public_key()
@@ -186,6 +185,8 @@ def _reserved_address(address: str) -> bool:
 
 def generate_identity(*, use_libsodium: bool = True) -> ZeroTierIdentity:
     """A new identity, searching key pairs until the hash meets ZeroTier's proof of work."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, x25519
     raw = serialization.Encoding.Raw, serialization.PublicFormat.Raw
     ed = ed25519.Ed25519PrivateKey.generate()
     ed_seed = ed.private_bytes(

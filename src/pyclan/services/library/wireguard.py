@@ -25,8 +25,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import x25519
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from pyclan.errors import ClanError
@@ -240,6 +238,9 @@ def keys_generator_name(instance: str) -> str:
 
 def wireguard_keypair() -> tuple[str, str]:
     """(private, public) as `wg genkey | tee priv | wg pubkey` prints them: base64, clamped private key."""
+    from cryptography.hazmat.primitives import serialization  # only when keys are made (start-up time)
+    from cryptography.hazmat.primitives.asymmetric import x25519
+
     raw = bytearray(x25519.X25519PrivateKey.generate().private_bytes_raw())
     raw[0] &= 248
     raw[31] = (raw[31] & 127) | 64
