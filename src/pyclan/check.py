@@ -83,7 +83,7 @@ def run_check(clan: Clan) -> CheckReport:
                 collected.add(err)
                 continue
             try:
-                generation_of(machine, config, secret_digests(clan.dir, machine, config))
+                generation_of(machine, config, secret_digests(clan.dir, machine, config), steps=False)
             except ClanError as err:
                 collected.add(err)
     for check in resolved.checks:

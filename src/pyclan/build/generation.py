@@ -58,9 +58,12 @@ class Generation:
         return builds_dir() / self.machine / self.id
 
 
-def generation_of(machine: str, config: MachineConfig, secret_digests: Mapping[str, str]) -> Generation:
-    """Pure: resolve `config` into a generation (raises ClanError on invalid configs)."""
-    manifest, objects = build_manifest(machine, config, secret_digests, activator=activation.ACTIVATOR)
+def generation_of(
+    machine: str, config: MachineConfig, secret_digests: Mapping[str, str], steps: bool = True
+) -> Generation:
+    """Pure: resolve `config` into a generation (raises ClanError on invalid configs); without
+    `steps` (for validation only) the step digests the host compares are not computed."""
+    manifest, objects = build_manifest(machine, config, secret_digests, activator=activation.ACTIVATOR, steps=steps)
     return Generation(machine, manifest, objects, config)
 
 
