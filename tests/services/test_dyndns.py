@@ -271,3 +271,23 @@ def test_real_porkbun_updater_posts_porkbuns_json_with_the_prompted_secret_key(
         assert request["method"] == "POST" and request["content_type"] == "application/json"
         assert request["json"] == {"apikey": "pk1_public", "secretapikey": secret_key, "content": "192.0.2.20",
                                    "ttl": "600"}
+
+
+def test_porkbun_ipv6_records_ask_the_ip_url_with_the_default_https_server(make_clan: MakeClan) -> None:
+    clan = make_clan("""
+        [meta]
+        name = "d"
+        [machines.m]
+        [instances.dyndns]
+        roles.default.machines.m = {}
+        roles.default.settings.ipUrl = "https://ip6.example/"
+        [instances.dyndns.roles.default.settings.settings.v6]
+        provider = "porkbun"
+        domain = "a.org"
+        secret_field_name = "secret_api_key"
+        extraSettings = { api_key = "pk1_k", ip_version = "ipv6", host = "*", server = "api.test:8443" }
+    """)
+    cfg = clan.evaluator.config("m")
+    assert cfg.files[PORKBUN_LIST].content.splitlines()[2:] == [
+        "https://api.test:8443 a.org AAAA * pk1_k dyndns-porkbun-a.org - url:https://ip6.example/"]
+    assert TEMPLATE not in cfg.files and UNIT not in cfg.units  # no ddclient without ddclient entries
