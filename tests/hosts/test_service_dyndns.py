@@ -1,9 +1,10 @@
-"""dyndns on a local host: ddclient updates a dyndns2 endpoint with the host's address and the prompted password.
+"""dyndns on a local host: ddclient updates a dyndns2 endpoint with the host's address and the prompted password,
+and pyclan's porkbun updater sends Porkbun's JSON call with the prompted secret API key, side by side.
 
-The endpoint (`tests/services/dyndns_endpoint.py`) listens on the controller's side of the hosts' bridge; the
-host reads its address from `eth0`, so nothing leaves the test network. The same host then shows a health check
-of a real service rolling an update back: the node exporter's port is taken, its check fails, and the host is on
-its previous generation again, with the check's output in the report.
+The endpoint (`tests/services/dyndns_endpoint.py`) listens on the controller's side of the hosts' bridge and
+speaks both; the host reads its address from `eth0`, so nothing leaves the test network. The same host then
+shows a health check of a real service rolling an update back: the node exporter's port is taken, its check
+fails, and the host is on its previous generation again, with the check's output in the report.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ pytestmark = pytest.mark.hosts
 M = "cat-dyn1"
 SECRET = "dyndns-dyn-example.org"
 PASSWORD = "pr0mpted'pass#word"
+PORKBUN_SECRET = "dyndns-porkbun-example.net"
+PORKBUN_KEY = "sk1_prompted-porkbun-secret"
 ENDPOINT = Path(__file__).parents[1] / "services" / "dyndns_endpoint.py"
 TOML = """
 [meta]
@@ -41,6 +44,11 @@ roles.default.machines.cat-dyn1.settings.interface = "eth0"
 provider = "dyn"
 domain = "example.org"
 extraSettings = { host = "@,home", username = "jon", server = "http://@SERVER@" }
+[instances.dyndns.roles.default.machines.cat-dyn1.settings.settings.pb]
+provider = "porkbun"
+domain = "example.net"
+secret_field_name = "secret_api_key"
+extraSettings = { host = "www", api_key = "pk1_host-test", server = "http://@SERVER@" }
 """
 MONITORING = """
 [instances.monitoring]
@@ -73,7 +81,7 @@ def setup(
         toml = TOML.replace("@SERVER@", f"{hosts_config.bridge_address}:{port}")
         with pytest.MonkeyPatch.context() as mp:
             deployed = deploy_service(lambda names, fresh=False: local_hosts(names), tmp, mp, [M], toml,
-                                      {SECRET: {SECRET: PASSWORD}})
+                                      {SECRET: {SECRET: PASSWORD}, PORKBUN_SECRET: {PORKBUN_SECRET: PORKBUN_KEY}})
             yield Setup(deployed, log)
     finally:
         endpoint.terminate()
@@ -95,6 +103,23 @@ def test_ddclient_updates_the_endpoint_with_the_hosts_address_and_the_prompted_p
     out = setup.deployed.run(host, "systemctl is-active dyndns.service; systemctl is-enabled ddclient.service; "
                                    "stat -c '%U %a' /var/lib/dyndns/ddclient.conf", check=False).stdout.split()
     assert out == ["active", "disabled", "dyndns", "600"]  # Debian's own ddclient.service is off
+
+
+def test_porkbun_updater_sends_the_hosts_address_and_the_prompted_secret_key(setup: Setup) -> None:
+    host = setup.deployed.hosts[M]
+    end = time.monotonic() + 90
+    while not [r for r in _requests(setup.log) if r["method"] == "POST"]:
+        assert time.monotonic() < end, "no porkbun update: " + setup.deployed.run(
+            host, "journalctl -u dyndns-porkbun.service --no-pager | tail -20", check=False).stdout
+        time.sleep(0.5)
+    [update] = [r for r in _requests(setup.log) if r["method"] == "POST"]
+    assert update["path"] == "/api/json/v3/dns/editByNameType/example.net/A/www"
+    assert update["json"] == {"apikey": "pk1_host-test", "secretapikey": PORKBUN_KEY, "content": host.address}
+    out = setup.deployed.run(host, "systemctl is-active dyndns-porkbun.timer; "
+                                   "systemctl show -p Result --value dyndns-porkbun.service; "
+                                   "journalctl -u dyndns-porkbun.service --no-pager", check=False).stdout
+    assert out.split()[:2] == ["active", "success"], out
+    assert "www.example.net A: set to" in out and PORKBUN_KEY not in out  # the journal has no secret
 
 
 def test_a_failing_check_of_a_real_service_rolls_the_host_back(setup: Setup) -> None:

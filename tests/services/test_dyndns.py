@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -10,10 +11,18 @@ from typing import Any
 import pytest
 from catalogue_support import check_and_build, example_clan
 
-from pyclan.api import check_clan
 from pyclan.clan import Clan
 from pyclan.errors import ClanError
-from pyclan.services.library.dyndns import CONFIG, TEMPLATE, UNIT
+from pyclan.services.library.dyndns import (
+    CONFIG,
+    PORKBUN_LIST,
+    PORKBUN_SCRIPT,
+    PORKBUN_TIMER,
+    PORKBUN_UNIT,
+    TEMPLATE,
+    UNIT,
+    porkbun_script,
+)
 from pyclan.vars.view import secret_host_path
 
 MakeClan = Callable[..., Clan]
@@ -32,6 +41,21 @@ roles.default.settings.interface = "dyn0"
 provider = "dyn"
 domain = "example.com"
 extraSettings = { host = "@,nas", username = "alice", server = "http://127.0.0.1:18080" }
+"""
+PORKBUN_SECRET = "dyndns-porkbun-example.net"
+PORKBUN_CLAN = """
+[meta]
+name = "ddns"
+[machines.home]
+[instances.dyndns]
+roles.default.machines.home = {}
+roles.default.settings.period = 1
+roles.default.settings.interface = "dyn0"
+[instances.dyndns.roles.default.settings.settings.pb]
+provider = "porkbun"
+domain = "example.net"
+secret_field_name = "secret_api_key"
+extraSettings = { host = "@,nas", api_key = "pk1_public", ttl = 600, server = "@SERVER@" }
 """
 
 
@@ -53,14 +77,47 @@ def test_clans_readme_example_checks_and_builds(tmp_path: Path, monkeypatch: pyt
     assert [(c.name, c.kind, c.target) for c in manifest.checks] == [("dyndns-running", "unit", UNIT)]
 
 
-def test_clans_porkbun_example_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    clan = example_clan("dyndns-porkbun", tmp_path, monkeypatch)
-    report = check_clan(str(clan.dir))
-    assert not report.ok
-    [problem] = [p for p in report.errors if p.path.endswith(".provider")]
-    assert problem.path == "instances.dyndns.roles.default.machines.jon.settings.settings.all-jon-blog.provider"
-    assert "'porkbun' is not available in pyclan" in problem.message and "ddclient 3.10" in problem.message
-    assert "namecheap" in (problem.hint or "")
+def test_clans_porkbun_example_checks_and_builds_with_pyclans_own_updater(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gen, secret = "dyndns-porkbun-jon.blog", "sk1_porkbun-secret-key"
+    built = check_and_build(example_clan("dyndns-porkbun", tmp_path, monkeypatch), {gen: {gen: secret}})
+    generator = built.clan.evaluator.generators()["jon"][gen].generator
+    assert generator.share and generator.prompts[gen].type == "hidden" and generator.prompts[gen].persist
+    generation = built.generations["jon"]
+    manifest = generation.manifest
+    assert "curl" in manifest.packages and "ddclient" not in manifest.packages
+    assert sorted(manifest.units) == [PORKBUN_UNIT, PORKBUN_TIMER] and TEMPLATE not in manifest.files
+    assert [(c.name, c.target) for c in manifest.checks] == [("dyndns-porkbun-timer", PORKBUN_TIMER)]
+    assert secret_host_path(gen, gen) in manifest.secrets
+    records = generation.objects[manifest.files[PORKBUN_LIST].sha256].decode().splitlines()[2:]
+    assert records == [f"https://api.porkbun.com jon.blog A {name} pk1_public-example-key {gen} - "
+                       "url:https://api.ipify.org" for name in ("@", "home", "test")]
+    assert all(secret.encode() not in blob for blob in generation.objects.values())  # only the host has it
+    assert generation.objects[manifest.files[PORKBUN_SCRIPT].sha256].decode() == porkbun_script()
+
+
+def test_porkbun_units_pass_the_key_as_a_credential_and_run_every_period(make_clan: MakeClan) -> None:
+    clan = make_clan(PORKBUN_CLAN.replace("@SERVER@", "http://127.0.0.1:18081"))
+    cfg = clan.evaluator.config("home")
+    unit = cfg.units[PORKBUN_UNIT].content
+    secret = secret_host_path(PORKBUN_SECRET, PORKBUN_SECRET)
+    assert f"LoadCredential={PORKBUN_SECRET}:{secret}\n" in unit
+    assert f"ExecStart=/bin/sh {PORKBUN_SCRIPT} {PORKBUN_LIST}\n" in unit  # no key on the command line
+    assert "User=dyndns\n" in unit and "Type=oneshot\n" in unit
+    timer = cfg.units[PORKBUN_TIMER].content
+    assert "OnUnitActiveSec=1min\n" in timer and "OnActiveSec=0\n" in timer
+    assert not cfg.units[PORKBUN_UNIT].start and cfg.units[PORKBUN_TIMER].start
+    assert cfg.files[PORKBUN_LIST].content.splitlines()[2:] == [
+        f"http://127.0.0.1:18081 example.net {kind} {name} pk1_public {PORKBUN_SECRET} 600 if:dyn0"
+        for kind, name in (("A", "@"), ("A", "nas"))]  # fmt: skip
+    assert cfg.files[PORKBUN_SCRIPT].mode == "0755" and cfg.files[PORKBUN_LIST].mode == "0644"
+
+
+def test_porkbun_updater_is_shellcheck_clean() -> None:
+    done = subprocess.run(["shellcheck", "--shell=sh", "-"], input=porkbun_script(), text=True,
+                          capture_output=True, check=False)
+    assert done.returncode == 0, done.stdout + done.stderr
 
 
 @pytest.mark.parametrize(("settings", "path", "words"), [
@@ -76,6 +133,18 @@ def test_clans_porkbun_example_is_a_clear_error(tmp_path: Path, monkeypatch: pyt
      "settings.x.extraSettings.host", "is not a record name"),
     ('{ provider = "namecheap", domain = "a.org", extraSettings.server = "x; rm -rf /" }',
      "settings.x.extraSettings.server", "is not a server name"),
+    ('{ provider = "porkbun", domain = "a.org", extraSettings.api_key = "pk1_x" }',
+     "settings.x.secret_field_name", 'secret_field_name = "secret_api_key"'),
+    ('{ provider = "porkbun", domain = "a.org", secret_field_name = "api_key", extraSettings.secret_api_key = "s" }',
+     "settings.x.secret_field_name", "must not be written in the inventory"),
+    ('{ provider = "porkbun", domain = "a.org", secret_field_name = "secret_api_key" }',
+     "settings.x.extraSettings", "needs extraSettings.api_key"),
+    ('{ provider = "porkbun", domain = "a.org", secret_field_name = "secret_api_key", '
+     'extraSettings = { api_key = "pk1 x" } }', "settings.x.extraSettings.api_key", "is not a Porkbun API key"),
+    ('{ provider = "porkbun", domain = "a.org", secret_field_name = "secret_api_key", '
+     'extraSettings = { api_key = "pk1", username = "jon" } }', "settings.x.extraSettings.username",
+     "has no meaning for porkbun"),
+    ('{ provider = "porkbum", domain = "a.org" }', "settings.x.provider", "did you mean 'porkbun'"),
 ])  # fmt: skip
 def test_bad_settings_name_the_setting(make_clan: MakeClan, settings: str, path: str, words: str) -> None:
     clan = make_clan(f"[meta]\nname = \"d\"\n[machines.m]\n[instances.dyndns]\nroles.default.machines.m = {{}}\n"
@@ -160,3 +229,65 @@ def test_real_ddclient_sends_the_prompted_password_to_a_dyndns2_endpoint(
     assert request["query"]["hostname"] == "example.com,nas.example.com" and request["query"]["myip"] == "192.0.2.10"
     assert (request["user"], request["password"]) == ("alice", password)
     assert "SUCCESS" in done.stdout + done.stderr
+
+
+def test_real_porkbun_updater_posts_porkbuns_json_with_the_prompted_secret_key(
+    make_clan: MakeClan, generate_vars: Callable[..., Any], isolated: Callable[..., Any], tmp_path: Path
+) -> None:
+    clan = make_clan(PORKBUN_CLAN.replace("@SERVER@", "http://127.0.0.1:18081"))
+    secret_key = "sk1_0123456789abcdef-secret"
+    made = generate_vars(clan, {PORKBUN_SECRET: {PORKBUN_SECRET: secret_key}})
+    cfg = clan.evaluator.config("home")
+    files = {PORKBUN_LIST: cfg.files[PORKBUN_LIST].content.encode(), **made.host_files("home"),
+             PORKBUN_SCRIPT: cfg.files[PORKBUN_SCRIPT].content.encode()}
+    secret = secret_host_path(PORKBUN_SECRET, PORKBUN_SECRET)
+    log = tmp_path / "requests.jsonl"
+    # as systemd runs it: user dyndns, the key in a credentials directory only it can read
+    run = (f"setpriv --reuid dyndns --regid dyndns --clear-groups env CREDENTIALS_DIRECTORY=/run/creds "
+           f"STATE_DIRECTORY=/var/lib/dyndns sh {PORKBUN_SCRIPT} {PORKBUN_LIST}")
+    done = isolated(f"""
+        ip link add dyn0 type veth peer name dyn1 && ip addr add 192.0.2.20/24 dev dyn0 && ip link set dyn0 up
+        useradd --system --home-dir /var/lib/dyndns --shell /usr/sbin/nologin dyndns
+        install -d -o dyndns -g dyndns -m 0750 /var/lib/dyndns
+        chmod 0755 /etc/pyclan /etc/pyclan/dyndns {PORKBUN_SCRIPT} && chmod 0644 {PORKBUN_LIST}  # as deployed
+        install -d -o dyndns -m 0500 /run/creds && install -o dyndns -m 0400 {secret} /run/creds/{PORKBUN_SECRET}
+        python3 {ENDPOINT} 127.0.0.1 18081 {log} > /root/port &
+        n=0; until [ -s /root/port ] || [ $n -ge 100 ]; do sleep 0.1; n=$((n + 1)); done
+        {run}; echo "first: $?"
+        {run}; echo "second: $?"
+        echo 'sk1_bad"key' > /run/creds/{PORKBUN_SECRET}
+        ip addr flush dev dyn0 && ip addr add 192.0.2.21/24 dev dyn0
+        {run}; echo "bad key: $?"
+        kill $!
+    """, files=files, check=False)
+    out = done.stdout + done.stderr
+    assert "first: 0" in out and "second: 0" in out and "bad key: 1" in out, out
+    assert "the secret API key dyndns-porkbun-example.net is empty or has characters Porkbun keys do not have" in out
+    assert "nas.example.net A: set to 192.0.2.20" in out and secret_key not in out
+    requests = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [r["path"] for r in requests] == [  # the second run changed nothing, the bad key sent nothing
+        "/api/json/v3/dns/editByNameType/example.net/A", "/api/json/v3/dns/editByNameType/example.net/A/nas"]
+    for request in requests:
+        assert request["method"] == "POST" and request["content_type"] == "application/json"
+        assert request["json"] == {"apikey": "pk1_public", "secretapikey": secret_key, "content": "192.0.2.20",
+                                   "ttl": "600"}
+
+
+def test_porkbun_ipv6_records_ask_the_ip_url_with_the_default_https_server(make_clan: MakeClan) -> None:
+    clan = make_clan("""
+        [meta]
+        name = "d"
+        [machines.m]
+        [instances.dyndns]
+        roles.default.machines.m = {}
+        roles.default.settings.ipUrl = "https://ip6.example/"
+        [instances.dyndns.roles.default.settings.settings.v6]
+        provider = "porkbun"
+        domain = "a.org"
+        secret_field_name = "secret_api_key"
+        extraSettings = { api_key = "pk1_k", ip_version = "ipv6", host = "*", server = "api.test:8443" }
+    """)
+    cfg = clan.evaluator.config("m")
+    assert cfg.files[PORKBUN_LIST].content.splitlines()[2:] == [
+        "https://api.test:8443 a.org AAAA * pk1_k dyndns-porkbun-a.org - url:https://ip6.example/"]
+    assert TEMPLATE not in cfg.files and UNIT not in cfg.units  # no ddclient without ddclient entries

@@ -6,6 +6,12 @@ secret `dyndns-<provider>-<domain>`) and renders those settings as a ddclient 3.
 each entry of `settings` becomes one ddclient host line with the provider's ddclient protocol
 (`PROTOCOLS`). ddclient has no web UI, so `server.enable` is an error.
 
+ddclient 3.10 has no protocol for Porkbun, the provider of Clan's own README example, so porkbun
+entries go to pyclan's own updater instead: the packaged POSIX-sh `_dyndns_porkbun.sh`, run with curl
+by `dyndns-porkbun.service` on `dyndns-porkbun.timer` (every `period`), which calls Porkbun's JSON
+API v3 (`editByNameType`) with the record list `/etc/pyclan/dyndns/porkbun.list` (no secrets in it)
+and the secret API key as a systemd credential (LoadCredential), sent to curl on its standard input.
+
 One daemon per machine, as Clan's: `dyndns.service` runs `ddclient -foreground` as user
 `dyndns` (home /var/lib/dyndns). The hook `dyndns` writes /var/lib/dyndns/ddclient.conf from the
 rendered template and the secrets (ddclient has no password file option), stops Debian's own
@@ -18,7 +24,9 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -35,6 +43,21 @@ TEMPLATE = "/etc/pyclan/dyndns/ddclient.conf"
 UNIT = f"{NAME}.service"
 SECRET_LINE = "@pyclan-secret "  # a template line `@pyclan-secret <path>` becomes `password='<secret>'`
 DEFAULT_WEB = {"ipv4": "ipify-ipv4", "ipv6": "ipify-ipv6"}  # ddclient's names of api.ipify.org / api6
+PORKBUN = "porkbun"
+PORKBUN_API = "https://api.porkbun.com"
+PORKBUN_UNIT = f"{NAME}-porkbun.service"
+PORKBUN_TIMER = f"{NAME}-porkbun.timer"
+PORKBUN_SCRIPT = "/etc/pyclan/dyndns/porkbun-update.sh"
+PORKBUN_LIST = "/etc/pyclan/dyndns/porkbun.list"
+PORKBUN_WEB = {"ipv4": "https://api.ipify.org", "ipv6": "https://api6.ipify.org"}
+PORKBUN_KEYS = {  # extraSettings keys of a porkbun entry (ddns-updater's names)
+    "host": "comma-separated records of the domain ('@' is the domain itself; default '@')",
+    "ip_version": "'ipv4' (default, an A record) or 'ipv6' (AAAA)",
+    "ipv6_suffix": "only ''",
+    "api_key": "the account's public API key (pk1_...); the secret API key is the prompted secret",
+    "ttl": "time to live of the records",
+    "server": "the API's server, host[:port] (https) or 'http://host[:port]' (default api.porkbun.com)",
+}
 
 SecretField = Literal["password", "token", "api_key", "secret_api_key"]
 ExtraValue = str | int | bool
@@ -88,6 +111,7 @@ _LOGIN = re.compile(r"^[A-Za-z0-9@._+-]+$")
 _SERVER = re.compile(r"^(https?://)?[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._/-]*)?$")
 _URL = re.compile(r"^https?://[A-Za-z0-9.:\[\]-]+(:[0-9]{1,5})?(/[A-Za-z0-9._~/?&=%-]*)?$")
 _IFACE = re.compile(r"^[A-Za-z0-9_.:-]{1,15}$")
+_API_KEY = re.compile(r"^[A-Za-z0-9_-]{1,200}$")
 
 
 class WebServer(BaseModel):
@@ -161,13 +185,14 @@ def _fail(path: str, message: str, hint: str) -> ClanError:
 def _protocol(entry: Entry, path: str) -> Protocol:
     protocol = PROTOCOLS.get(entry.provider)
     if protocol is None:
-        close = difflib.get_close_matches(entry.provider, list(PROTOCOLS), n=1)
+        providers = sorted([*PROTOCOLS, PORKBUN])
+        close = difflib.get_close_matches(entry.provider, providers, n=1)
         guess = f"did you mean '{close[0]}'? " if close else ""
         raise _fail(
             f"{path}.provider",
             f"the dyndns provider '{entry.provider}' is not available in pyclan: Debian 12's ddclient 3.10 has no "
-            "protocol for it",
-            f"{guess}providers: {', '.join(sorted(PROTOCOLS))}",
+            "protocol for it (and pyclan's own updater speaks only porkbun)",
+            f"{guess}providers: {', '.join(providers)}",
         )
     return protocol
 
@@ -257,18 +282,76 @@ def _entry_options(entry: Entry, protocol: Protocol, path: str) -> tuple[list[st
     return options, tls
 
 
+def _porkbun_records(entry: Entry, settings: Default, path: str) -> list[str]:
+    """Lines of porkbun.list for one entry: `BASE DOMAIN TYPE NAME APIKEY CREDENTIAL TTL SOURCE`.
+
+    Every field is checked here to be one word of safe characters: the updater splits lines on spaces.
+    """
+    extra = entry.extraSettings
+    if entry.secret_field_name != "secret_api_key":
+        raise _fail(f"{path}.secret_field_name",
+                    f"porkbun's prompted secret is its secret API key, not {entry.secret_field_name!r}: the secret "
+                    "key must not be written in the inventory",
+                    'set secret_field_name = "secret_api_key" and the public key in extraSettings.api_key')
+    unknown = sorted(set(extra) - set(PORKBUN_KEYS))
+    if unknown:
+        raise _fail(f"{path}.extraSettings.{unknown[0]}",
+                    f"extraSettings key '{unknown[0]}' has no meaning for porkbun",
+                    "keys pyclan understands for porkbun: " + "; ".join(f"{k}: {v}" for k, v in PORKBUN_KEYS.items()))
+    if "api_key" not in extra:
+        raise _fail(f"{path}.extraSettings", "porkbun needs extraSettings.api_key (the public API key, pk1_...)",
+                    "set extraSettings.api_key; the secret API key is prompted by `pyclan vars generate`")
+    api_key = _text(extra["api_key"], "api_key", path)
+    if not _API_KEY.match(api_key):
+        raise _fail(f"{path}.extraSettings.api_key", f"{api_key!r} is not a Porkbun API key",
+                    "Porkbun's keys are letters, digits, '_' and '-' (pk1_...)")
+    version = _text(extra.get("ip_version", "ipv4"), "ip_version", path)
+    if version not in PORKBUN_WEB:
+        raise _fail(f"{path}.extraSettings.ip_version", f"ip_version {version!r} is not available",
+                    "use 'ipv4' or 'ipv6' (one entry per address family)")
+    if extra.get("ipv6_suffix", "") != "":
+        raise _fail(f"{path}.extraSettings.ipv6_suffix", "pyclan's porkbun updater cannot replace the suffix of an "
+                    "IPv6 address", "remove ipv6_suffix (or set it to '')")
+    base = PORKBUN_API
+    if "server" in extra:
+        server = _text(extra["server"], "server", path)
+        if not _SERVER.match(server):
+            raise _fail(f"{path}.extraSettings.server", f"{server!r} is not a server name with an optional port",
+                        "write host[:port], https://host[:port] or http://host[:port]")
+        base = (server if "://" in server else f"https://{server}").rstrip("/")
+    ttl = "-"
+    if "ttl" in extra:
+        raw = extra["ttl"]
+        if isinstance(raw, bool) or not str(raw).isdigit():
+            raise _fail(f"{path}.extraSettings.ttl", f"ttl must be a number of seconds, not {raw!r}", "e.g. ttl = 600")
+        ttl = str(raw)
+    if settings.interface is not None:
+        source = f"if:{settings.interface}"
+    else:
+        source = f"url:{settings.ipUrl or PORKBUN_WEB[version]}"
+    record_type = "A" if version == "ipv4" else "AAAA"
+    names = _hosts(entry, Protocol("", None, zone=False, short_hosts=True), path)
+    return [f"{base} {entry.domain} {record_type} {name} {api_key} {secret_id(entry)} {ttl} {source}\n"
+            for name in names]
+
+
 @dataclass(frozen=True)
 class Rendered:
-    template: str
-    secrets: dict[str, str]  # secret id → file the hook reads
+    template: str | None  # ddclient.conf with placeholders (None: no ddclient entries)
+    secrets: dict[str, str]  # secret id → file the ddclient hook reads
+    porkbun: str | None = None  # porkbun.list (None: no porkbun entries)
+    credentials: dict[str, str] = field(default_factory=dict)  # porkbun secret id → file (LoadCredential)
 
 
 def render_config(settings: Default, where: str, secret_path: Mapping[str, str]) -> Rendered:
-    """ddclient.conf with one `@pyclan-secret <path>` line per entry where its password goes."""
+    """ddclient.conf with one `@pyclan-secret <path>` line per entry where its password goes, and porkbun.list."""
     if settings.interface is not None and settings.ipUrl is not None:
         raise _fail(f"{where}.interface", "interface and ipUrl both say where the address comes from",
                     "set only one of them")
     entries: list[str] = []
+    records: list[str] = []
+    secrets: dict[str, str] = {}
+    credentials: dict[str, str] = {}
     tls_wanted: set[bool] = set()
     for key, entry in sorted(settings.settings.items()):
         path = f"{where}.settings.{key}"
@@ -280,6 +363,10 @@ def render_config(settings: Default, where: str, secret_path: Mapping[str, str])
                         f"remove extraSettings.{entry.secret_field_name}; `pyclan vars generate` asks for it")
         if not _DOMAIN.match(entry.domain):
             raise _fail(f"{path}.domain", f"{entry.domain!r} is not a domain name", "e.g. example.com")
+        if entry.provider == PORKBUN:
+            records += _porkbun_records(entry, settings, path)
+            credentials[secret_id(entry)] = secret_path[secret_id(entry)]
+            continue
         protocol = _protocol(entry, path)
         options, tls = _entry_options(entry, protocol, path)
         if tls is not None:
@@ -291,6 +378,7 @@ def render_config(settings: Default, where: str, secret_path: Mapping[str, str])
             + f"{SECRET_LINE}{secret_path[secret_id(entry)]}\n"
             + ",".join(_hosts(entry, protocol, path)) + "\n"
         )
+        secrets[secret_id(entry)] = secret_path[secret_id(entry)]
     if len(tls_wanted) > 1:
         raise _fail(f"{where}.settings", "ddclient uses TLS for every server or for none; some servers here are "
                     "http:// and some https://", "give every server the same scheme")
@@ -300,8 +388,12 @@ def render_config(settings: Default, where: str, secret_path: Mapping[str, str])
         f"daemon={settings.period * 60}\n"
         f"ssl={ssl}\n"
     )
-    return Rendered(head + "".join(f"\n{e}" for e in entries),
-                    {secret_id(e): secret_path[secret_id(e)] for e in settings.settings.values()})
+    porkbun = None
+    if records:
+        porkbun = ("# Managed by pyclan (dyndns service): Porkbun records, one a line:\n"
+                   "# BASE DOMAIN TYPE NAME APIKEY CREDENTIAL TTL SOURCE\n" + "".join(records))
+    template = head + "".join(f"\n{e}" for e in entries) if entries else None
+    return Rendered(template, secrets, porkbun, credentials)
 
 
 def render_unit() -> str:
@@ -319,6 +411,34 @@ def render_unit() -> str:
         },
         "Install": {"WantedBy": "multi-user.target"},
     })
+
+
+@cache
+def porkbun_script() -> str:
+    """pyclan's own Porkbun updater: the packaged `_dyndns_porkbun.sh` (CI runs shellcheck on it)."""
+    return resources.files(__package__).joinpath("_dyndns_porkbun.sh").read_text(encoding="utf-8")
+
+
+def render_porkbun_units(period: int, credentials: Mapping[str, str]) -> tuple[str, str]:
+    """A oneshot run of the updater as `dyndns`, the secret keys as credentials; a timer every `period` minutes."""
+    svc = systemd_unit({
+        "Unit": {"Description": "Dynamic DNS updater for Porkbun (pyclan dyndns service)",
+                 "After": "network-online.target", "Wants": "network-online.target"},
+        "Service": {
+            "Type": "oneshot", "User": NAME, "Group": NAME,
+            "StateDirectory": NAME, "StateDirectoryMode": "0750", "WorkingDirectory": HOME,
+            "LoadCredential": [f"{name}:{path}" for name, path in sorted(credentials.items())],
+            "ExecStart": f"/bin/sh {PORKBUN_SCRIPT} {PORKBUN_LIST}",
+            "NoNewPrivileges": True, "PrivateTmp": True, "PrivateDevices": True, "ProtectSystem": "strict",
+            "ProtectHome": True, "ProtectKernelModules": True, "ProtectKernelTunables": True,
+        },
+    })
+    timer = systemd_unit({
+        "Unit": {"Description": "Dynamic DNS updates for Porkbun every period (pyclan dyndns service)"},
+        "Timer": {"OnActiveSec": "0", "OnUnitActiveSec": f"{period}min", "AccuracySec": "1s"},
+        "Install": {"WantedBy": "timers.target"},
+    })
+    return svc, timer
 
 
 def render_hook() -> str:
@@ -373,17 +493,27 @@ def default(ctx: InstanceContext[Default]) -> MachineConfig | None:
         return None  # as Clan: nothing to update, no daemon
     secrets = {secret_id(e): ctx.vars.secret_path(secret_id(e), secret_id(e)) for e in settings.settings.values()}
     rendered = render_config(settings, _where(ctx), secrets)
-    return (
+    cfg = (
         MachineConfig()
-        .package("ddclient")
         .group(NAME, system=True)
         .user(NAME, group=NAME, system=True, home=HOME, create_home=False, shell="/usr/sbin/nologin",
               description="User for dyndns service")
-        .file(TEMPLATE, rendered.template, mode="0644")
-        .unit(UNIT, render_unit(), start=False)  # the hook starts it once the passwords are in place
-        .hook(NAME, render_hook())
-        .check("dyndns-running", unit=UNIT, timeout=15)
     )
+    if rendered.template is not None:
+        (cfg.package("ddclient")
+            .file(TEMPLATE, rendered.template, mode="0644")
+            .unit(UNIT, render_unit(), start=False)  # the hook starts it once the passwords are in place
+            .hook(NAME, render_hook())
+            .check("dyndns-running", unit=UNIT, timeout=15))
+    if rendered.porkbun is not None:
+        svc, timer = render_porkbun_units(settings.period, rendered.credentials)
+        (cfg.package("curl", "iproute2")
+            .file(PORKBUN_SCRIPT, porkbun_script(), mode="0755")
+            .file(PORKBUN_LIST, rendered.porkbun, mode="0644")
+            .unit(PORKBUN_UNIT, svc, enabled=False, start=False)
+            .unit(PORKBUN_TIMER, timer)
+            .check("dyndns-porkbun-timer", unit=PORKBUN_TIMER, timeout=15))
+    return cfg
 
 
 @default.generators
