@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shlex
@@ -58,6 +59,9 @@ class Target:
     ssh_config: bool = True  # read ~/.ssh/config
     jump: str | None = None  # jump hosts, `[user@]host[:port]`, comma-separated (ssh -J)
     host_keys: tuple[str, ...] = ()  # keys the clan itself declares for the machine (trusted like known_hosts)
+    #: (message, hint) when nothing answers at the address: a local host whose process runs, not
+    #: probed beforehand (its only route), says so as the probe would have
+    silent: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -332,11 +336,15 @@ async def connect(
             "in ~/.ssh/config" if target.identity is None else f"the host does not accept {target.identity}",
         ) from None
     except TimeoutError:
+        if target.silent is not None:
+            raise _error(target, *target.silent) from None
         raise _error(
             target, f"cannot connect to {target}: no answer within {timeout:.0f} s",
             hint=f"is the machine up and reachable? (address from {target.source})",
         ) from None
     except (OSError, asyncssh.Error, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        if target.silent is not None and _nothing_answers(exc):
+            raise _error(target, *target.silent) from None
         raise _error(
             target, f"cannot connect to {target}: {_describe(exc)}",
             hint=f"is the machine up and reachable, with sshd running? (address from {target.source})",
@@ -376,6 +384,15 @@ def _config_may_name_known_hosts() -> bool:
     except OSError:
         return True
     return "knownhostsfile" in text or "include" in text
+
+
+def _nothing_answers(exc: BaseException) -> bool:
+    """The TCP connection itself failed (refused, or no route to the host)."""
+    if isinstance(exc, asyncssh.Error):
+        return False
+    return isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN)
+    )
 
 
 def _host_key_error(target: Target, check: HostKeyCheck, verdict: _Verdict) -> ClanError:
