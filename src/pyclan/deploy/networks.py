@@ -16,7 +16,7 @@ import socket
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from pyclan.deploy.transport import Target
@@ -350,8 +350,9 @@ def first_reachable(
 # -- choosing a target -----------------------------------------------------------------------------
 
 
-def running_local_host(machine: str) -> tuple[HostInfo, bool] | None:
-    """The machine's local host if its process runs, and whether it answers on port 22."""
+def running_local_host(machine: str, probe: bool = True) -> tuple[HostInfo, bool | None] | None:
+    """The machine's local host if its process runs, and whether it answers on port 22 (None:
+    not probed, `probe=False`; the connection will tell)."""
     from pyclan.hosts.config import HostsConfig
     from pyclan.hosts.state import load
     from pyclan.hosts.system import alive, port_open
@@ -362,6 +363,8 @@ def running_local_host(machine: str) -> tuple[HostInfo, bool] | None:
         return None
     if state is None or state.phase != "running" or not alive(state.pid, state.pid_start):
         return None
+    if not probe:
+        return state.info(running=True), None
     answers = port_open(state.address, SSH_PORT)
     return state.info(running=answers), answers
 
@@ -420,17 +423,25 @@ def route_over(networks: Sequence[Network], machine: str, name: str, timeout: fl
 
 
 def best_route(
-    networks: Sequence[Network], machine: str, local: tuple[HostInfo, bool] | None, timeout: float = PROBE_TIMEOUT
+    networks: Sequence[Network], machine: str, local: tuple[HostInfo, bool | None] | None,
+    timeout: float = PROBE_TIMEOUT,
 ) -> Target | None:
-    """The machine's target over its networks (then its local host); None if it has no route at all."""
+    """The machine's target over its networks (then its local host); None if it has no route at all.
+
+    A local host not probed (`answers` None) is the only route: it is connected to directly, and
+    the connection reports it as silent if nothing answers on port 22."""
     info, answers = local if local is not None else (None, False)
-    routes = machine_routes(networks, machine, info if answers else None)
+    routes = machine_routes(networks, machine, info if answers is not False else None)
     if not routes:
         if info is not None:  # the process runs, sshd does not answer
             raise local_host_silent_error(machine, info)
         return None
     if len(routes) == 1 and not routes[0].problem:
-        return routes[0].target()  # nothing to choose from: the connection itself will tell
+        target = routes[0].target()  # nothing to choose from: the connection itself will tell
+        if info is not None and answers is None and routes[0].network == LOCAL_HOST:
+            problem = local_host_silent_error(machine, info).problems[0]
+            target = replace(target, silent=(problem.message, problem.hint or ""))
+        return target
     if routes[-1].network == LOCAL_HOST and len(routes) > 1:  # the local host answered already: probe the others
         route, tried = first_reachable(routes[:-1], timeout)
         route = route or routes[-1]

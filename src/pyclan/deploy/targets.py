@@ -56,8 +56,16 @@ def resolve_target(
     clan: Clan, machine: str, override: str | None = None, *, local: bool = True, network: str | None = None,
     nets: list[networks.Network] | None = None,
 ) -> Target:
-    """The target of `machine`; a ClanError with a hint if none is known or none answers."""
-    running = networks.running_local_host(machine) if local else None
+    """The target of `machine`; a ClanError with a hint if none is known or none answers.
+
+    A running local host is probed (TCP, port 22) only when it competes with network routes;
+    otherwise it is connected to directly, and the connect timeout bounds a silent one.
+    """
+    probe = False
+    if local and not override and not network and not clan.loaded.inventory.machines[machine].deploy.targetHost:
+        nets = nets if nets is not None else networks.clan_networks(clan)
+        probe = bool(networks.machine_routes(nets, machine))
+    running = networks.running_local_host(machine, probe=probe) if local else None
     target = _find_target(clan, machine, override, running, network, nets)
     if not override and not network:
         _refuse_absent_local_host(target)
@@ -116,7 +124,8 @@ def _refuse_absent_local_host(target: Target) -> None:
 
 
 def _find_target(
-    clan: Clan, machine: str, override: str | None, running: tuple[HostInfo, bool] | None, network: str | None,
+    clan: Clan, machine: str, override: str | None, running: tuple[HostInfo, bool | None] | None,
+    network: str | None,
     nets: list[networks.Network] | None,
 ) -> Target:
     if override:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import re
 import shlex
@@ -58,6 +59,9 @@ class Target:
     ssh_config: bool = True  # read ~/.ssh/config
     jump: str | None = None  # jump hosts, `[user@]host[:port]`, comma-separated (ssh -J)
     host_keys: tuple[str, ...] = ()  # keys the clan itself declares for the machine (trusted like known_hosts)
+    #: (message, hint) when nothing answers at the address: a local host whose process runs, not
+    #: probed beforehand (its only route), says so as the probe would have
+    silent: tuple[str, str] | None = None
 
     def __str__(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
@@ -120,6 +124,44 @@ def _known_hosts_files(target: Target) -> list[Path]:
     return [Path("~/.ssh/known_hosts").expanduser()]
 
 
+class KnownHostsCache:
+    """known_hosts files parsed once per command, not once per connection.
+
+    asyncssh parses a known_hosts file given by path for every connection: with N hosts and N
+    keys that is quadratic (100 hosts: ~0.45 s CPU). Here a file is read on every use (cheap),
+    and parsed again only when its bytes differ from the last parse, so an appended (tofu) or
+    edited file is seen by the very next connection, exactly as before.
+    """
+
+    def __init__(self) -> None:
+        self._parsed: dict[Path, tuple[bytes, asyncssh.SSHKnownHosts]] = {}
+        self.parses = 0  # how many times a file was parsed (read by tests and benchmarks)
+
+    def get(self, path: Path) -> asyncssh.SSHKnownHosts | None:
+        """`path` parsed, or None if it cannot be read or parsed (the caller then passes the path
+        to asyncssh, which reports the problem as it always did)."""
+        try:
+            data = path.read_bytes()
+        except OSError:
+            return None
+        held = self._parsed.get(path)
+        if held is not None and held[0] == data:
+            return held[1]
+        try:
+            parsed = asyncssh.import_known_hosts(data.decode())
+        except (ValueError, asyncssh.Error):
+            return None
+        self.parses += 1
+        self._parsed[path] = (data, parsed)
+        return parsed
+
+    def forget(self, path: Path) -> None:
+        self._parsed.pop(path, None)
+
+
+KNOWN_HOSTS = KnownHostsCache()
+
+
 @dataclass
 class _Verdict:
     """Why a host key was refused (filled by the client callback, read after the failure)."""
@@ -145,10 +187,9 @@ class _Client(asyncssh.SSHClient):
         files = [f for f in _known_hosts_files(self.target) if f.is_file()]
         self.verdict.files = _known_hosts_files(self.target)
         self.verdict.fingerprint = key.get_fingerprint()
-        if files:
-            known = asyncssh.read_known_hosts([str(f) for f in files])
-            trusted = known.match(host, address, port if port != 22 else None)[0]
-            if trusted:
+        for file in files:
+            known = KNOWN_HOSTS.get(file) or asyncssh.read_known_hosts(str(file))
+            if known.match(host, address, port if port != 22 else None)[0]:
                 self.verdict.reason = "changed"
                 return False
         self.verdict.reason = "unknown"
@@ -175,6 +216,7 @@ def _remember(path: Path, host: str, port: int, key: asyncssh.SSHKey) -> None:
     line = f"{name} {key.export_public_key('openssh').decode().strip()}\n"
     with open(path, "a") as fh:
         fh.write(line)
+    KNOWN_HOSTS.forget(path)
 
 
 class SshConnection:
@@ -265,7 +307,7 @@ async def connect(
     check_target(target)
     verdict = _Verdict()
     options: dict[str, Any] = {
-        "known_hosts": None if check is HostKeyCheck.NONE else (str(target.known_hosts) if target.known_hosts else ()),
+        "known_hosts": _known_hosts_option(target, check),
         "config": () if target.ssh_config else [],
         "connect_timeout": timeout,
         "login_timeout": timeout,
@@ -294,16 +336,63 @@ async def connect(
             "in ~/.ssh/config" if target.identity is None else f"the host does not accept {target.identity}",
         ) from None
     except TimeoutError:
+        if target.silent is not None:
+            raise _error(target, *target.silent) from None
         raise _error(
             target, f"cannot connect to {target}: no answer within {timeout:.0f} s",
             hint=f"is the machine up and reachable? (address from {target.source})",
         ) from None
     except (OSError, asyncssh.Error, UnicodeError) as exc:  # UnicodeError: a host name IDNA cannot encode
+        if target.silent is not None and _nothing_answers(exc):
+            raise _error(target, *target.silent) from None
         raise _error(
             target, f"cannot connect to {target}: {_describe(exc)}",
             hint=f"is the machine up and reachable, with sshd running? (address from {target.source})",
         ) from None
     return SshConnection(target, conn)
+
+
+_SSH_CONFIG = Path("~/.ssh/config")
+
+
+def _known_hosts_option(target: Target, check: HostKeyCheck) -> Any:
+    """asyncssh's `known_hosts`: None (no checking), a parsed file from KNOWN_HOSTS, or `()`
+    (asyncssh decides, from the user's ssh config).
+
+    Without an own file, asyncssh reads the ssh config's UserKnownHostsFile/GlobalKnownHostsFile,
+    else ~/.ssh/known_hosts if it is readable. The parsed default file is passed only when that is
+    certain: no ssh config is read, or it names no known-hosts file and includes no other file.
+    """
+    if check is HostKeyCheck.NONE:
+        return None
+    path = target.known_hosts
+    if path is None:
+        if target.ssh_config and _config_may_name_known_hosts():
+            return ()
+        path = Path("~/.ssh/known_hosts").expanduser()
+        if not (path.is_file() and os.access(path, os.R_OK)):
+            return ()
+        return KNOWN_HOSTS.get(path) or ()
+    return KNOWN_HOSTS.get(path) or str(path)
+
+
+def _config_may_name_known_hosts() -> bool:
+    try:
+        text = _SSH_CONFIG.expanduser().read_text(errors="replace").lower()
+    except FileNotFoundError:
+        return False
+    except OSError:
+        return True
+    return "knownhostsfile" in text or "include" in text
+
+
+def _nothing_answers(exc: BaseException) -> bool:
+    """The TCP connection itself failed (refused, or no route to the host)."""
+    if isinstance(exc, asyncssh.Error):
+        return False
+    return isinstance(exc, ConnectionRefusedError) or (
+        isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EHOSTDOWN)
+    )
 
 
 def _host_key_error(target: Target, check: HostKeyCheck, verdict: _Verdict) -> ClanError:
