@@ -1,4 +1,5 @@
-"""Many hosts at once: parallel updates, and one unreachable host among five."""
+"""Many hosts at once: parallel updates, one unreachable host among five, and a canary + batch rollout
+that stops at the first failure and names who was not attempted (issue 11, "Rollouts for fleets")."""
 
 from __future__ import annotations
 
@@ -63,3 +64,19 @@ def test_one_stopped_host_among_five_is_named_and_the_others_are_updated(
     text = clan.cli("machines", "update", "--all", "--connect-timeout", "2")
     assert text.returncode == 1
     assert stopped in text.stdout and "cannot connect" in text.stdout and "unchanged" in text.stdout
+
+    # a rollout: canary dp-f1, then batches of 2; the stopped dp-f3 fails in the first batch, so with
+    # --max-failures 1 the next batch (dp-f4, dp-f5) is not started and keeps v2
+    declare(3)
+    proc = clan.cli("machines", "update", "--all", "--json", "--canary", "1", "--batch-size", "2",
+                    "--max-failures", "1", "--connect-timeout", "2")
+    assert proc.returncode == 1
+    rollout = {r["machine"]: r for r in json.loads(proc.stdout)}
+    for name in ("dp-f1", "dp-f2"):
+        assert rollout[name]["generation"] == 3 and rollout[name]["error"] is None, rollout[name]
+        assert read_files(ssh_run, infos[name], ["/etc/fleet"]) == {"/etc/fleet": f"{name} v3\n"}
+    assert rollout[stopped]["attempted"] and "cannot connect" in rollout[stopped]["error"], rollout[stopped]
+    for name in ("dp-f4", "dp-f5"):
+        assert rollout[name]["attempted"] is False, rollout[name]
+        assert rollout[name]["error"].startswith("not attempted: 1 host(s) failed"), rollout[name]
+        assert read_files(ssh_run, infos[name], ["/etc/fleet"]) == {"/etc/fleet": f"{name} v2\n"}
