@@ -11,7 +11,6 @@ refuses a write based on a stale read.
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,16 +37,6 @@ class InventoryWrite:
     files: list[str] = field(default_factory=list)
     changes: list[str] = field(default_factory=list)
     changed: bool = True
-
-
-# The clan lock is reentrant within a process, so threads (a server's workers) are serialised here.
-_THREAD_LOCKS: dict[Path, threading.RLock] = {}
-_THREAD_LOCKS_GUARD = threading.Lock()
-
-
-def _thread_lock(clan_dir: Path) -> threading.RLock:
-    with _THREAD_LOCKS_GUARD:
-        return _THREAD_LOCKS.setdefault(clan_dir.resolve(), threading.RLock())
 
 
 def clan_dir_of(flake: str | None) -> Path:
@@ -129,7 +118,7 @@ def write(
     from pyclan.lock import clan_lock
 
     clan_dir = clan_dir_of(flake)
-    with _thread_lock(clan_dir), clan_lock(clan_dir, f"pyclan {what}"):
+    with clan_lock(clan_dir, f"pyclan {what}"):  # excludes other processes and threads alike
         snapshot = read_snapshot(clan_dir)
         require_unchanged(snapshot, expected_hash)
         plan = Plan(snapshot)

@@ -11,7 +11,6 @@ The HTTP face differs from `pyclan api call` in three ways only:
 from __future__ import annotations
 
 import inspect
-import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,7 +51,6 @@ class Caller:
 
     def __init__(self, clan_dir: Path) -> None:
         self.clan_dir = clan_dir
-        self._write = threading.Lock()  # clan_lock is reentrant per process: threads need this too
 
     def prepare(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         """The arguments with the server's clan; raises ClanError for another clan."""
@@ -76,22 +74,17 @@ class Caller:
             return api.error_envelope(err.problems)
         if not is_write(name) or name not in api.load_all():
             return mask(name, api.call(name, prepared, callbacks))
-        if not self._write.acquire(blocking=False):
-            return api.error_envelope([_busy("another request of this server")])
-        try:
-            from pyclan.lock import clan_lock
+        from pyclan.lock import clan_lock
 
-            try:
-                lock = clan_lock(self.clan_dir, f"pyclan serve: {name}", wait=False)
-                lock.__enter__()
-            except ClanError as err:
-                return api.error_envelope([_busy(err.problems[0].message)])
-            try:
-                return mask(name, api.call(name, prepared, callbacks))
-            finally:
-                lock.__exit__(None, None, None)
+        try:  # never waits: a second writer (another request, task or command) gets 409 at once
+            lock = clan_lock(self.clan_dir, f"pyclan serve: {name}", wait=False)
+            lock.__enter__()
+        except ClanError as err:
+            return api.error_envelope([_busy(err.problems[0].message)])
+        try:
+            return mask(name, api.call(name, prepared, callbacks))
         finally:
-            self._write.release()
+            lock.__exit__(None, None, None)
 
 
 def _busy(why: str) -> Problem:
