@@ -1,108 +1,34 @@
 """Fixtures for the fast deploy tests: a small clan, and machines that are private roots on this machine.
 
-`local_clan.set({machine: settings})` declares what each machine should look like (files, users,
-groups, hooks, checks, units, a password secret) and returns the opened clan; `private_roots`
-holds one private root per machine (`pyclan.deploy.local`), and `local_update` runs the real
-`update` against them. Needs root, as CI runs (namespaces and mounts).
+`local_clan.set({machine: settings})` declares what each machine should look like (the settings
+of `deploytest`, the service of tests/support/deploy_support.py that the host tests use too) and
+returns the opened clan; `private_roots` holds one private root per machine
+(`pyclan.deploy.local`), and `local_update` runs the real `update` against them. Needs root, as CI
+runs (namespaces and mounts).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from deploy_support import DeployClan, make_deploy_clan
 
-from pyclan.clan import Clan, open_clan
+from pyclan.clan import Clan
 from pyclan.deploy.local import PrivateRoots
 from pyclan.deploy.runner import HostReport
 from pyclan.deploy.update import UpdateOptions, update
-from pyclan.vars.api import keygen
-
-#: the hash the password secret holds (`openssl passwd -6 -salt pyclantest secret`)
-PASSWORD_HASH = "$6$pyclantest$cBgDTkQNMZpyCqqPbdpaHb1FlWUy94/ANzaZ8Hi77BrobvSWnUJhSfGaUbYMcG1.6P5RdiP.JctSqkkBKhgce."
-
-SERVICE = '''
-"""Every part of a MachineConfig a private root supports, from settings."""
-
-from pydantic import BaseModel
-
-from pyclan.services import InstanceContext, MachineConfig, Service
-from pyclan.config.generators import Generator, VarFile
-
-service = Service("localtest", description="fast deploy test service")
 
 
-class Settings(BaseModel):
-    files: dict[str, str] = {}
-    users: dict[str, list[str]] = {}  # user -> supplementary groups
-    groups: list[str] = []
-    hooks: dict[str, str] = {}
-    checks: dict[str, str] = {}  # check name -> command
-    units: dict[str, str] = {}  # unit name -> ExecStart
-    password_user: str | None = None
+class LocalClan(DeployClan):
+    """The deploy tests' clan (`deploytest` service), its machines reached as private roots."""
 
-
-@service.role("default", interface=Settings)
-def default(ctx: InstanceContext[Settings]) -> MachineConfig:
-    s = ctx.settings
-    c = MachineConfig()
-    for path, text in s.files.items():
-        c.file(path, text)
-    for group in s.groups:
-        c.group(group)
-    for user, groups in s.users.items():
-        extra = {}
-        if user == s.password_user:
-            extra["hashed_password_file"] = ctx.vars.secret_path("localtest-password", "hash")
-        c.user(user, groups=groups, shell="/bin/sh", **extra)
-    for name, script in s.hooks.items():
-        c.hook(name, script)
-    for name, command in s.checks.items():
-        c.check(name, command=command, timeout=1)
-    for name, start in s.units.items():
-        c.unit(name, f"[Unit]\\nDescription={name}\\n[Service]\\nExecStart={start}\\n")
-    return c
-
-
-def _hash(_inp):
-    return {"hash": HASH + "\\n"}
-
-
-@default.generators
-def generators(ctx):
-    if ctx.settings.password_user is None:
-        return []
-    return [Generator("localtest-password", files={"hash": VarFile(secret=True, mode="0400")}, run=_hash)]
-'''.replace("HASH", repr(PASSWORD_HASH))
-
-
-@dataclass
-class LocalClan:
-    """A clan directory whose desired state a test rewrites with `set`."""
-
-    root: Path
-
-    def set(self, machines: Mapping[str, Mapping[str, Any]]) -> Clan:
-        inventory: dict[str, Any] = {
-            "meta": {"name": "local-tests"},
-            # the address is never dialled: the private roots' connector reaches machines by name
-            "machines": {m: {"deploy": {"targetHost": f"root@{m}.invalid"}} for m in machines},
-            "instances": {
-                "localtest": {
-                    "module": {"name": "localtest", "input": "self"},
-                    "roles": {"default": {"machines": {m: {"settings": dict(s)} for m, s in machines.items()}}},
-                }
-            },
-        }
-        (self.root / "inventory.json").write_text(json.dumps(inventory, indent=2))
-        return self.open()
-
-    def open(self) -> Clan:
-        return open_clan(self.root, {})
+    def set(self, machines: Mapping[str, Mapping[str, Any]], targets: Mapping[str, str] | None = None) -> Clan:
+        # the address is never dialled: the private roots' connector reaches machines by name
+        return super().set(machines, {m: f"root@{m}.invalid" for m in machines} | dict(targets or {}))
 
 
 LocalUpdate = Callable[..., list[HostReport]]
@@ -112,11 +38,7 @@ LocalUpdate = Callable[..., list[HostReport]]
 def local_clan(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalClan:
     monkeypatch.setenv("PYCLAN_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("PYCLAN_AGE_KEY_FILE", str(tmp_path / "age.key"))
-    root = tmp_path / "clan"
-    (root / "services").mkdir(parents=True)
-    (root / "services" / "localtest.py").write_text(SERVICE)
-    keygen(root, "tester")
-    return LocalClan(root)
+    return LocalClan(make_deploy_clan(tmp_path / "clan").root)
 
 
 @pytest.fixture

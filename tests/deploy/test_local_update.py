@@ -131,7 +131,8 @@ def test_a_failed_health_check_switches_back_to_the_previous_generation(
     local_clan: Any, local_update: Any, read_files: Any
 ) -> None:
     local_update(local_clan.set({M: first()}), [M])
-    broken = {**first(), "files": {CONF: "version 2\n"}, "checks": {"app": "grep -q 'version 1' " + CONF}}
+    check = {"command": "grep -q 'version 1' " + CONF, "timeout": 1}
+    broken = {**first(), "files": {CONF: "version 2\n"}, "checks": {"app": check}}
     [r] = local_update(local_clan.set({M: broken}), [M])
     assert r.step == "check:app" and r.rolled_back_to == 1 and r.generation == 1, r
     assert r.error is not None and "switched back to generation 1" in r.error
